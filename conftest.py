@@ -1,0 +1,19 @@
+"""Shared pytest fixtures. Model fixtures live in tests/fixtures_*.py, one file per owner."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures_models"]
+
+REPO = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared real datasets: $HYBRID_DATA, else ../shared/data."""
+    root = Path(os.environ.get("HYBRID_DATA", REPO.parent / "shared" / "data"))
+    assert root.is_dir(), f"real data not found at {root}; set HYBRID_DATA"
+    return root

@@ -1,0 +1,90 @@
+"""Turn whatever a user hands us (path, bytes, PIL image, numpy array) into one RGB PIL image.
+
+Every reader, the pipeline and the app go through `load_image`, so bad input gets the same clear
+error everywhere: `ImageError`, naming the file and the problem.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000  # larger images are refused: a 100-megapixel upload would eat the server's memory
+
+ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message names the source and the problem."""
+
+
+def _describe(source: ImageInput) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _check_size(width: int, height: int, name: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: empty image ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels; "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, resize it first"
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with EXIF rotation applied; 16-bit and float modes rescaled, transparency put on white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        lo, hi = float(array.min()), float(array.max())
+        scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def load_image(source: ImageInput) -> Image.Image:
+    """Open and fully decode `source` as an RGB image, or raise `ImageError` saying why not."""
+    name = _describe(source)
+    if isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
+            raise ImageError(f"{name}: expected an HxW or HxWx{{1,3,4}} array, got shape {source.shape}")
+        _check_size(source.shape[1], source.shape[0], name)
+        array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
+        return to_rgb(Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array))
+    if isinstance(source, Image.Image):
+        _check_size(*source.size, name)
+        return to_rgb(source)
+    try:
+        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: file not found") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ImageError(f"{name}: not a readable image ({error})") from None
+    with opened:
+        _check_size(*opened.size, name)
+        try:
+            opened.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+        return to_rgb(opened)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header only, EXIF rotation applied; raises `ImageError`."""
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            orientation = opened.getexif().get(0x0112, 1)
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
+        raise ImageError(f"{path}: not a readable image ({error})") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
