@@ -1,0 +1,284 @@
+"""GestureClassifier: a timm image classifier + its label names + its preprocessing, in timm's Hub format.
+
+A saved folder holds `model.safetensors` and a timm `config.json` (`architecture`, `num_classes`,
+`label_names`, `pretrained_cfg`), so the same folder or Hub repo also loads with
+
+    timm.create_model("local-dir:<dir>", pretrained=True)          # or "hf-hub:org/name"
+    transformers.pipeline("image-classification", model="<dir or org/name>")
+
+and all three use timm's own eval transform (`resolve_data_config` + `create_transform`).
+
+Example:
+    >>> clf = GestureClassifier.from_pretrained("models/classifier")
+    >>> clf.predict("hand.jpg", top_k=3)
+    [Prediction(label='5', score=0.97), Prediction(label='4', score=0.02), ...]
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from PIL import Image
+from torch import nn
+
+from hybrid.images import load_image
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# Fields timm copies from the ImageNet source weights that would mis-describe our weights.
+_SOURCE_FIELDS = ("tag", "hf_hub_id", "url", "file", "source", "license", "origin_url", "paper_ids",
+                  "paper_name", "notes", "test_input_size", "test_crop_pct")
+
+ImageInput = Union[str, Path, bytes, Image.Image, "numpy.ndarray"]  # noqa: F821
+
+
+@dataclass
+class Prediction:
+    """One class of a classification: its name and its probability."""
+
+    label: str
+    score: float
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX or AVX512-BF16); emulated bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where the device runs bf16 natively (CUDA with bf16, AMX/AVX512-BF16 CPU), else 'fp32'."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def export_config(model: nn.Module, label_names: Sequence[str], pretrained_cfg: dict) -> dict:
+    """The config.json for `model`, written by timm's own `save_config_for_hf`, then made loadable by
+    transformers 5.x too: TimmWrapper calls `create_model(..., num_classes=..., **model_args)`, so
+    `model_args` must not repeat `num_classes`. Source-weight fields (ImageNet tag, licence, URLs) go."""
+    from timm.models._hub import save_config_for_hf
+
+    data_config = {k: pretrained_cfg[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct",
+                                                   "crop_mode") if k in pretrained_cfg}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CONFIG_NAME
+        save_config_for_hf(model, str(path), model_config={"label_names": list(label_names)},
+                           data_config=data_config)
+        config = json.loads(path.read_text())
+    model_args = {k: v for k, v in config.pop("model_args", {}).items() if k != "num_classes"}
+    if model_args:
+        config["model_args"] = model_args
+    for key in _SOURCE_FIELDS:
+        config["pretrained_cfg"].pop(key, None)
+    config["pretrained_cfg"]["label_names"] = list(label_names)
+    return config
+
+
+def _last_stage(model: nn.Module) -> nn.Module:
+    """The module Grad-CAM should hook: ResNets' layer4[-1], else the last feature stage timm reports."""
+    layer4 = getattr(model, "layer4", None)
+    if isinstance(layer4, nn.Sequential) and len(layer4):
+        return layer4[-1]
+    feature_info = getattr(model, "feature_info", None)
+    if feature_info:
+        return model.get_submodule(feature_info[-1]["module"])
+    raise AttributeError(f"no last stage known for {type(model).__name__}; pass target_layer explicitly")
+
+
+class GestureClassifier:
+    """A timm classifier with its label names and preprocessing. `predict` is batched and returns
+    probability-sorted `Prediction`s; `target_layer` is the last stage for Grad-CAM."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        label_names: Sequence[str],
+        pretrained_cfg: dict,
+        device: Union[str, torch.device, None] = None,
+        precision: str = "auto",
+    ) -> None:
+        import timm.data
+
+        label_names = [str(name) for name in label_names]
+        num_classes = getattr(model, "num_classes", None)
+        if num_classes is not None and num_classes != len(label_names):
+            raise ValueError(f"model has {num_classes} classes but {len(label_names)} label_names were given")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        if self.device.type != "mps":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.label_names = label_names
+        self.pretrained_cfg = dict(pretrained_cfg)
+        self.precision = resolve_precision(precision, self.device)
+        # Exactly what transformers' TimmWrapperImageProcessor does, so all loaders agree.
+        self.data_config = timm.data.resolve_data_config(self.pretrained_cfg, model=None, verbose=False)
+        self.transform = timm.data.create_transform(**self.data_config, is_training=False)
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        architecture: str,
+        label_names: Sequence[str],
+        image_size: int = 224,
+        pretrained: Union[bool, str, Path] = False,
+        crop_pct: float = 1.0,
+        interpolation: str = "bilinear",
+        device: Union[str, torch.device, None] = None,
+        precision: str = "auto",
+        **model_kwargs,
+    ) -> "GestureClassifier":
+        """A new classifier for `label_names`. `pretrained`: True = timm's ImageNet weights (when the Hub
+        is unreachable: one log line, random init); a path = weights from a local folder or file (the
+        classification head is re-initialised when the class count differs)."""
+        import timm
+
+        num_classes = len(label_names)
+        model = None
+        if pretrained and not isinstance(pretrained, bool):
+            source = Path(pretrained)
+            weights = source / WEIGHTS_NAME if source.is_dir() else source
+            if not weights.is_file():
+                raise FileNotFoundError(f"pretrained weights not found: {weights}")
+            model = timm.create_model(architecture, pretrained=True, num_classes=num_classes,
+                                      pretrained_cfg_overlay={"file": str(weights)}, **model_kwargs)
+        elif pretrained:
+            try:
+                model = timm.create_model(architecture, pretrained=True, num_classes=num_classes, **model_kwargs)
+            except Exception as exc:  # offline / Hub unreachable: any download error
+                logger.warning("ImageNet weights for %s unavailable (%s: %s); training from scratch",
+                               architecture, type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
+        if model is None:
+            model = timm.create_model(architecture, pretrained=False, num_classes=num_classes, **model_kwargs)
+        cfg = {k: v for k, v in model.pretrained_cfg.items() if k not in _SOURCE_FIELDS}
+        cfg.update(input_size=(3, image_size, image_size), crop_pct=crop_pct, crop_mode="center",
+                   interpolation=interpolation, num_classes=num_classes, pool_size=None)
+        return cls(model, label_names, cfg, device=device, precision=precision)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_or_dir: Union[str, Path],
+        revision: Optional[str] = None,
+        device: Union[str, torch.device, None] = None,
+        precision: str = "auto",
+    ) -> "GestureClassifier":
+        """Load a folder, or a Hub repo id (`org/name` or `org/name@rev`, optional `revision`), written by
+        `save_pretrained` or by timm's `push_to_hf_hub`. Only safetensors weights are read."""
+        import timm
+
+        from hybrid.hub import snapshot
+
+        folder = snapshot(repo_or_dir, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.md"])
+        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{repo_or_dir}: {path.name} missing in {folder}")
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{config_path}: not valid JSON ({exc})") from exc
+        for key in ("architecture", "pretrained_cfg"):
+            if key not in config:
+                raise ValueError(f"{config_path}: field {key!r} missing (not a timm config)")
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+        label_names = config.get("label_names") or config["pretrained_cfg"].get("label_names")
+        if not label_names:
+            label_names = [str(i) for i in range(model.num_classes)]
+            logger.warning("%s: no label_names in config; using class indices", config_path)
+        if isinstance(label_names, dict):  # timm allows {index: name} when ids have gaps
+            label_names = [label_names[k] for k in sorted(label_names, key=int)]
+        pretrained_cfg = dict(config["pretrained_cfg"])
+        pretrained_cfg.setdefault("num_classes", config.get("num_classes", model.num_classes))
+        return cls(model, label_names, pretrained_cfg, device=device, precision=precision)
+
+    def save_pretrained(self, save_directory: Union[str, Path]) -> Path:
+        """Write `model.safetensors` + `config.json` into `save_directory` (created; other files kept).
+        Each file is written to a temporary name first and then renamed into place."""
+        from safetensors.torch import save_file
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
+                 for k, v in model.state_dict().items()}
+        config = export_config(model, self.label_names, self.pretrained_cfg)
+        tmp_weights, tmp_config = out / f".{WEIGHTS_NAME}.tmp", out / f".{CONFIG_NAME}.tmp"
+        save_file(state, str(tmp_weights), metadata={"format": "pt"})
+        tmp_config.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(tmp_weights, out / WEIGHTS_NAME)
+        os.replace(tmp_config, out / CONFIG_NAME)
+        return out
+
+    # --- inference ------------------------------------------------------------------------------
+
+    @property
+    def target_layer(self) -> nn.Module:
+        """The last convolutional stage (`model.layer4[-1]` for ResNets), the usual Grad-CAM target."""
+        return _last_stage(self.model)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.data_config["input_size"][-1])
+
+    def autocast(self):
+        """The autocast context `predict` runs in (bf16 when `precision` resolved to bf16)."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Images (paths, bytes, PIL, arrays) -> a normalised batch (N, 3, H, W) on `self.device`."""
+        tensors = [self.transform(load_image(image)) for image in images]
+        batch = torch.stack(tensors).to(self.device)
+        return batch.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def probabilities(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Class probabilities (N, num_classes), fp32 on CPU, from one batched forward pass."""
+        if not images:
+            return torch.empty(0, len(self.label_names))
+        batch = self.preprocess(images)
+        with self.autocast():
+            logits = self.model(batch)
+        return logits.float().softmax(dim=-1).cpu()
+
+    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5):
+        """Top-k predictions, most probable first: a list for one image, a list of lists for a list."""
+        single = not isinstance(images, (list, tuple))
+        batch = [images] if single else list(images)
+        probs = self.probabilities(batch)
+        k = max(1, min(int(top_k), len(self.label_names)))
+        scores, indices = probs.topk(k, dim=-1)
+        results = [[Prediction(self.label_names[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
+                   for row_s, row_i in zip(scores, indices)]
+        return results[0] if single else results
+
+    def __repr__(self) -> str:
+        arch = self.pretrained_cfg.get("architecture") or type(self.model).__name__
+        return (f"GestureClassifier({arch}, {len(self.label_names)} classes, image_size={self.image_size}, "
+                f"device={self.device}, precision={self.precision})")
