@@ -1,0 +1,187 @@
+"""Writers: a YOLO detection dataset Ultralytics trains on directly, and the classifier's crop dataset.
+
+Both write atomically: everything goes to a temporary sibling folder that replaces the target only
+when complete, so an interrupted run never leaves a half-written dataset behind.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Sequence
+
+import yaml
+from PIL import Image
+
+from hybrid.crops import CONTEXT, square_crop
+from hybrid.data.readers import header_size
+from hybrid.data.records import HandBox, ImageRecord
+
+log = logging.getLogger(__name__)
+
+HAND = "hand"
+TRAIN_SCALE_JITTER = 0.15  # the square's side varies by +-15 % in training crops
+TRAIN_SHIFT_JITTER = 0.08  # and its centre by +-8 % of the side
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to `target`; on success it replaces `target` (old one removed)."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "image"
+
+
+def _needs_copy(record: ImageRecord) -> bool:
+    """Symlink only plain files Ultralytics decodes as we do; write everything else out upright."""
+    if not isinstance(record.image, Path) or record.image.suffix.lower() not in {".jpg", ".jpeg", ".png", ".bmp"}:
+        return True
+    with Image.open(record.image) as opened:
+        orientation = opened.getexif().get(0x0112, 1)
+        return orientation != 1 or opened.mode not in ("RGB", "L")
+
+
+def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], out_dir: os.PathLike,
+                       gestures: bool = False, names: Optional[Sequence[str]] = None, copy: bool = False) -> Path:
+    """Write <out_dir>/images/<split>/, labels/<split>/*.txt (class cx cy w h, normalised) and data.yaml
+    (absolute `path`, split folders, `names`); return the data.yaml path.
+
+    Hands-only (default): one class 'hand'. `gestures=True`: one class per label, `names` (default: the
+    sorted labels found). Images are symlinked (`copy=True` copies); images that are not plain 8-bit
+    JPEG/PNG files, or carry an EXIF rotation, are written out upright as PNG so the labels match.
+    Images without hands get an empty label file (background images).
+    """
+    out_dir = Path(out_dir).absolute()
+    if gestures:
+        names = list(names) if names else sorted({box.label for recs in records_by_split.values() for r in recs for box in r.boxes})
+    else:
+        names = [HAND]
+    class_id = {name: i for i, name in enumerate(names)}
+    splits = {("val" if s in ("valid", "validation") else s): recs for s, recs in records_by_split.items() if recs}
+    if "train" not in splits:
+        raise ValueError(f"write_yolo_dataset needs a non-empty 'train' split, got {sorted(records_by_split)}")
+    with atomic_dir(out_dir) as tmp:
+        for split, records in splits.items():
+            (tmp / "images" / split).mkdir(parents=True)
+            (tmp / "labels" / split).mkdir(parents=True)
+            used: set[str] = set()
+            for record in records:
+                stem = _safe_name(f"{record.source}-{Path(record.name or 'image').stem}")
+                while stem in used:
+                    stem += "_"
+                used.add(stem)
+                if isinstance(record.image, Path) and not _needs_copy(record):
+                    width, height = record.width, record.height
+                    if width is None or height is None:
+                        width, height, _ = header_size(record.image)
+                    image_path = tmp / "images" / split / f"{stem}{record.image.suffix.lower()}"
+                    if copy:
+                        shutil.copyfile(record.image, image_path)
+                    else:
+                        os.symlink(record.image.absolute(), image_path)
+                else:
+                    image = record.load()
+                    width, height = image.size
+                    image.save(tmp / "images" / split / f"{stem}.png")
+                lines = []
+                for box in record.boxes:
+                    if gestures and box.label not in class_id:
+                        raise ValueError(f"{record.name}: label {box.label!r} is not in names {names}")
+                    cid = class_id[box.label] if gestures else 0
+                    cx, cy = (box.x0 + box.x1) / 2 / width, (box.y0 + box.y1) / 2 / height
+                    w, h = (box.x1 - box.x0) / width, (box.y1 - box.y0) / height
+                    lines.append(f"{cid} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
+                (tmp / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+        config = {"path": str(out_dir), **{split: f"images/{split}" for split in splits},
+                  "names": {i: name for i, name in enumerate(names)}}
+        if "val" not in config:
+            config["val"] = "images/train"  # Ultralytics requires a val entry
+            log.warning("%s: no val split; validating on train", out_dir)
+        (tmp / "data.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    log.info("wrote YOLO dataset %s: %s, classes %s", out_dir,
+             ", ".join(f"{s} {len(r)}" for s, r in splits.items()), names)
+    return out_dir / "data.yaml"
+
+
+def _is_whole_image(record: ImageRecord, box: HandBox) -> bool:
+    if record.extra.get("whole_image"):
+        return True
+    return (len(record.boxes) == 1 and record.width is not None and record.height is not None
+            and box.xyxy == (0.0, 0.0, float(record.width), float(record.height)))
+
+
+def iter_crops(records: Sequence[ImageRecord], image_size: Optional[int] = None, train: bool = False,
+               seed: int = 0, context: float = CONTEXT) -> Iterator[tuple[Image.Image, str]]:
+    """(crop, label) per hand, in record order: `square_crop` around each box (seeded jitter when
+    `train`), or the whole image (padded square, never jittered) for image-folder records."""
+    rng = random.Random(seed)
+    for record in records:
+        if not record.boxes:
+            continue
+        image = record.load()
+        for box in record.boxes:
+            if _is_whole_image(record, box):
+                crop = square_crop(image, (0, 0, image.width, image.height), context=0.0)
+            elif train:
+                crop = square_crop(image, box.xyxy, context, TRAIN_SCALE_JITTER, TRAIN_SHIFT_JITTER, rng)
+            else:
+                crop = square_crop(image, box.xyxy, context)
+            if image_size:
+                crop = crop.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            yield crop, box.label
+
+
+def build_crop_dataset(records: Sequence[ImageRecord], image_size: Optional[int] = None, train: bool = False,
+                       seed: int = 0, label_names: Optional[Sequence[str]] = None, context: float = CONTEXT):
+    """A `datasets.Dataset` with `image` (datasets.Image) and `label` (ClassLabel, sorted names, or
+    `label_names` to share one label set across splits): one crop per hand (see `iter_crops`).
+
+    Training crops are jittered once, with `seed` (build again with another seed for fresh jitter).
+    Crops are PNG-encoded in memory; `save_dataset` writes one to disk atomically.
+    """
+    import datasets
+
+    crops, labels = [], []
+    for crop, label in iter_crops(records, image_size, train, seed, context):
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        crops.append({"bytes": buffer.getvalue(), "path": None})
+        labels.append(label)
+    names = list(label_names) if label_names is not None else sorted(set(labels))
+    unknown = sorted(set(labels) - set(names))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not in label_names {names}")
+    index = {name: i for i, name in enumerate(names)}
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    log.info("crop dataset: %d crops, %d classes%s", len(crops), len(names), " (jittered)" if train else "")
+    return datasets.Dataset.from_dict({"image": crops, "label": [index[l] for l in labels]}, features=features)
+
+
+def save_dataset(dataset, path: os.PathLike) -> Path:
+    """`dataset.save_to_disk(path)`, atomically (a temporary sibling folder renamed into place)."""
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        dataset.save_to_disk(str(tmp))
+    return path
