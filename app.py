@@ -1,0 +1,337 @@
+"""Gradio Space: a YOLOv8 detector finds every hand, a ResNet-50 names its gesture, Grad-CAM shows why.
+
+UI and wiring only; the work is done by `hybrid.pipeline` and `hybrid.explain`. Models come from
+$HYBRID_DETECTOR / $HYBRID_CLASSIFIER (Hub id[@revision] or a local folder), else the models the
+Space is pinned to, else models/detector and models/classifier (what `make demo` trains). They are
+loaded once, at start-up. Host and port: $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT (127.0.0.1:7860).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import gradio as gr
+from PIL import Image
+
+from hybrid.hub import snapshot, split_revision
+from hybrid.images import MAX_PIXELS, ImageError, load_image
+
+logger = logging.getLogger("hybrid.app")
+
+REPO = Path(__file__).resolve().parent
+MAX_FPS = 4.0  # live webcam: frames sent to the server per second at most (CPU inference is the limit)
+LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
+MAX_UPLOAD = "60mb"
+
+try:  # ZeroGPU Spaces: run inference on the GPU the `spaces` package lends; plain functions elsewhere
+    import spaces
+
+    gpu: Callable = spaces.GPU
+except ImportError:
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+# --- models ------------------------------------------------------------------------------------
+
+@dataclass
+class ModelSource:
+    """Where one model came from, for loading and for showing on the page."""
+
+    kind: str  # "detector" | "classifier"
+    name: str  # as configured: Hub id[@revision] or folder
+    path: Path  # the local folder loaded
+    revision: str  # what the page shows: Hub commit, or "local folder"
+
+
+def _pinned() -> dict[str, str]:
+    """The model ids the Space was pushed with (`hybrid push-space`), if this checkout has them."""
+    try:
+        from hybrid.hub import pinned_models  # written by push-space; absent outside a Space
+    except ImportError:
+        return {}
+    return pinned_models() or {}
+
+
+def resolve_model(kind: str) -> ModelSource:
+    """$HYBRID_<KIND>, else the Space's pinned model, else models/<kind>; downloaded if a Hub id."""
+    name = os.environ.get(f"HYBRID_{kind.upper()}") or _pinned().get(kind) or str(REPO / "models" / kind)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return ModelSource(kind, name, folder.resolve(), "local folder")
+    if not folder.is_absolute() and "/" in name and not name.startswith("."):
+        repo_id, revision = split_revision(name)
+        path = snapshot(repo_id, revision=revision)
+        commit = path.name if path.parent.name == "snapshots" else "?"
+        shown = f"{revision} (commit {commit[:10]})" if revision and revision != commit else f"commit {commit[:10]}"
+        return ModelSource(kind, name, path, shown)
+    raise FileNotFoundError(
+        f"{kind} model not found: {name!r} is neither a folder nor a Hub id. Set HYBRID_{kind.upper()} "
+        f"to a Hub id[@revision] or a trained folder, or run `make demo` to train the quick demo models."
+    )
+
+
+def load_pipeline():
+    from hybrid.pipeline import HybridPipeline
+
+    detector, classifier = resolve_model("detector"), resolve_model("classifier")
+    started = time.perf_counter()
+    pipeline = HybridPipeline.from_pretrained(detector=str(detector.path), classifier=str(classifier.path))
+    logger.info("models loaded in %.1f s: %s, %s", time.perf_counter() - started, detector, classifier)
+    return pipeline, [detector, classifier]
+
+
+# --- input handling ------------------------------------------------------------------------------
+
+def _source(payload: Any) -> tuple[Any, str]:
+    """The raw upload Gradio hands us (preprocessing off, so nothing has decoded it yet) ->
+    (something `load_image` reads, the name to show the user)."""
+    if payload is None:
+        raise gr.Error("Please upload an image (or take a webcam shot) first.")
+    if isinstance(payload, dict):
+        name = payload.get("orig_name") or "the upload"
+        url = payload.get("url") or ""
+        if payload.get("path"):
+            return payload["path"], name
+        if url.startswith("data:"):
+            try:
+                return base64.b64decode(url.split(",", 1)[1]), name
+            except (ValueError, IndexError):
+                raise gr.Error(f"{name}: the image data could not be decoded.") from None
+    if isinstance(payload, (str, Path)):
+        return str(payload), Path(payload).name
+    return payload, "the webcam frame"
+
+
+def _original_mode(source: Any) -> Optional[str]:
+    """The upload's own pixel mode, read from its header only (to tell the user about conversions)."""
+    if not isinstance(source, (str, bytes)):
+        return None
+    try:
+        with Image.open(source if isinstance(source, str) else io.BytesIO(source)) as header:
+            return header.mode
+    except Exception:  # not an image at all: load_image says so with a clear message
+        return None
+
+
+def read_image(payload: Any) -> Image.Image:
+    """Load an upload as RGB, or raise a gr.Error that says plainly what is wrong with it."""
+    source, name = _source(payload)
+    try:
+        image = load_image(source)
+    except ImageError as error:
+        message = str(error).replace(str(source), name) if isinstance(source, str) else str(error)
+        raise gr.Error(
+            f"This file can't be analysed: {message}. Please upload a photo (JPEG, PNG or WebP) "
+            f"of at most {MAX_PIXELS / 1e6:.0f} megapixels."
+        ) from None
+    mode = _original_mode(source)
+    if mode in ("L", "I", "I;16", "F", "1"):
+        gr.Info("Grayscale image: analysed as RGB.")
+    elif mode in ("RGBA", "LA", "PA"):
+        gr.Info("Transparent image: analysed on a white background.")
+    return image
+
+
+def friendly(fn: Callable) -> Callable:
+    """Any unexpected failure becomes a readable message in the page; the server keeps serving."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - the page must never show a traceback
+            logger.exception("request failed")
+            raise gr.Error(
+                f"Sorry, analysing this image failed ({type(error).__name__}: {error}). "
+                "The app is still running; please try another image."
+            ) from None
+
+    return wrapper
+
+
+# --- the work: thin calls into the library --------------------------------------------------------
+
+class App:
+    """The loaded pipeline plus the handlers the page calls."""
+
+    def __init__(self, pipeline, sources: list[ModelSource]):
+        self.pipeline = pipeline
+        self.sources = sources
+
+    def hands(self, image: Image.Image, detector_threshold: float, min_confidence: float) -> list:
+        return self.pipeline(image, detector_threshold=detector_threshold, min_confidence=min_confidence)[0]
+
+    def analyse(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):
+        """Upload -> (annotated image, status, table rows, Grad-CAM overlay, per-hand gallery, EigenCAM, JSON)."""
+        from hybrid import explain
+        from hybrid.pipeline import draw_hands
+
+        image = read_image(payload)
+        started = time.perf_counter()
+        hands = self.hands(image, detector_threshold, min_confidence)
+        annotated = draw_hands(image, hands)
+        result = self.to_json(payload, image, hands)
+        if not hands:
+            gr.Warning("No hands found in this image. Try a photo where the hands are clearly visible, "
+                       "or lower the detector threshold.")
+            overlay, gallery = None, []
+        else:
+            overlay = explain.gradcam_image(self.pipeline, image, hands)
+            gallery = [(crop, f"hand {i + 1}: {hand.label} {hand.probability:.0%}")
+                       for i, (hand, crop) in enumerate(zip(hands, explain.gradcam_hands(self.pipeline, image, hands)))]
+        eigen = explain.eigencam_image(self.pipeline, image) if eigencam else None
+        seconds = time.perf_counter() - started
+        status = f"**{len(hands)} hand{'s' if len(hands) != 1 else ''}** found in {seconds:.2f} s"
+        return annotated, status, table_rows(hands), overlay, gallery, eigen, result
+
+    def changed(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):
+        """The photo or a setting changed: analyse again; a cleared photo clears the outputs quietly."""
+        if payload is None:
+            return None, "", [], None, [], None, None
+        return self.analyse(payload, detector_threshold, min_confidence, eigencam)
+
+    def predict(self, payload, detector_threshold: float, min_confidence: float) -> dict:
+        """The `/predict` API: one image in, the JSON of `hybrid predict --json` out."""
+        image = read_image(payload)
+        return self.to_json(payload, image, self.hands(image, detector_threshold, min_confidence))
+
+    def live(self, frame, detector_threshold: float, min_confidence: float):
+        """One webcam frame -> the frame with boxes and gestures drawn (no Grad-CAM: too slow per frame)."""
+        from hybrid.pipeline import draw_hands
+
+        if frame is None:
+            return None
+        image = load_image(frame)
+        return draw_hands(image, self.hands(image, detector_threshold, min_confidence))
+
+    @staticmethod
+    def to_json(payload, image: Image.Image, hands: list) -> dict:
+        from hybrid.pipeline import image_result
+
+        return image_result(_source(payload)[1], image, hands)
+
+
+def table_rows(hands: list) -> list[list]:
+    rows = []
+    for i, hand in enumerate(hands):
+        box = ", ".join(f"{v:.0f}" for v in hand.box)
+        top = ", ".join(f"{p.label} {p.score:.0%}" for p in hand.top_k[:3])
+        rows.append([i + 1, hand.label, round(hand.probability, 3), round(hand.score, 3), box, top])
+    return rows
+
+
+# --- the page --------------------------------------------------------------------------------------
+
+def model_markdown(sources: list[ModelSource]) -> str:
+    lines = [f"- **{s.kind}**: `{s.name}` ({s.revision})" for s in sources]
+    return "**Models running**\n" + "\n".join(lines)
+
+
+def example_images() -> tuple[list[str], str]:
+    """A few real photos from the data root (only where the data is present) and their attribution."""
+    try:
+        from hybrid.data import data_root
+
+        root = data_root()
+    except ImportError:
+        root = Path(os.environ.get("HYBRID_DATA", REPO.parent / "shared" / "data"))
+    hands_dir = root / "subhih-handsdataset" / "images" / "test"
+    roboflow_dir = root / "roboflow-hand-gesture-recognition-v6" / "test" / "images"
+    picks = sorted(hands_dir.glob("*.jpg"))[::40][:4] + sorted(roboflow_dir.glob("*.jpg"))[::20][:2]
+    if not picks:
+        return [], ""
+    attribution = (
+        "Examples: *Hands Dataset* by Soubhi Hadri (Apache-2.0, https://github.com/SubhiH/HandsDataset) and "
+        "*Hand Gesture Recognition v6* from Roboflow Universe, workspace lebanese-university-grkoz "
+        "(CC BY 4.0, via github.com/dwivedi1997/Hand-Gesture-YOLOv8)."
+    )
+    return [str(p) for p in picks], attribution
+
+
+def build(app: App) -> gr.Blocks:
+    threshold = float(getattr(app.pipeline, "detector_threshold", 0.25))
+    confidence = float(getattr(app.pipeline, "min_confidence", 0.5))
+    examples, attribution = example_images()
+    with gr.Blocks(title="hybrid hand gestures") as page:
+        gr.Markdown("# hybrid: hand-gesture recognition\nA **YOLOv8** detector finds every hand, a "
+                    "**ResNet-50** names its gesture (number of extended fingers), and **Grad-CAM** shows "
+                    "which pixels drove each decision.")
+        gr.Markdown(model_markdown(app.sources), elem_id="models")
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Tab("Photo"):
+                    image = gr.Image(label="Photo (upload, webcam shot or paste)", type="filepath",
+                                     sources=["upload", "webcam", "clipboard"], elem_id="input-image")
+                    run = gr.Button("Find hands", variant="primary")
+                    if examples:
+                        gr.Examples(examples, inputs=image, label="Examples (real photos)")
+                        gr.Markdown(attribution, elem_id="attribution")
+                with gr.Tab("Live webcam"):
+                    camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
+                    live = gr.Image(label=f"Live (at most {MAX_FPS:g} frames per second)", elem_id="live")
+                det = gr.Slider(0.05, 0.95, value=threshold, step=0.05, label="Detector threshold",
+                                info="minimum detector score for a hand")
+                conf = gr.Slider(0.0, 1.0, value=confidence, step=0.05, label="Classifier threshold",
+                                 info="below this gesture probability a hand is 'unknown'")
+                eigencam = gr.Checkbox(label="EigenCAM for the detector", value=False)
+            with gr.Column(scale=2):
+                annotated = gr.Image(label="Hands found", elem_id="annotated", interactive=False, format="png")
+                status = gr.Markdown(elem_id="status")
+                table = gr.Dataframe(headers=["hand", "gesture", "probability", "detector score",
+                                              "box (x0, y0, x1, y1)", "top 3"],
+                                     label="Hands", elem_id="hands-table", interactive=False)
+                with gr.Tab("Grad-CAM"):
+                    overlay = gr.Image(label="Grad-CAM (classifier), whole image", elem_id="gradcam",
+                                       interactive=False)
+                    gallery = gr.Gallery(label="Grad-CAM per hand", elem_id="hand-gallery", columns=4,
+                                         height=320, object_fit="contain")
+                with gr.Tab("EigenCAM (detector)"):
+                    eigen = gr.Image(label="EigenCAM: what the detector looks at (tick the box to compute)",
+                                     elem_id="eigencam", interactive=False)
+                with gr.Tab("JSON"):
+                    as_json = gr.JSON(label="Same as `hybrid predict --json`", elem_id="json")
+
+        outputs = [annotated, status, table, overlay, gallery, eigen, as_json]
+        settings = [det, conf, eigencam]
+        # One model, one request at a time (concurrency_id): Grad-CAM hooks must not see another request.
+        # preprocess=False: our loader sees the raw upload, so a corrupt file or a 100-megapixel bomb gets
+        # a clear message before anything decodes it.
+        run.click(gpu(friendly(app.analyse)), [image, *settings], outputs, api_name="analyse", preprocess=False,
+                  concurrency_id="model")
+        gr.on([image.change, det.release, conf.release, eigencam.input], gpu(friendly(app.changed)),
+              [image, *settings], outputs, preprocess=False, api_visibility="private", concurrency_id="model")
+        camera.stream(gpu(friendly(app.live)), [camera, det, conf], live, stream_every=1 / MAX_FPS,
+                      time_limit=LIVE_SECONDS, concurrency_id="model", api_visibility="private")
+        api = gr.JSON(visible=False)
+        gr.Button(visible=False).click(gpu(friendly(app.predict)), [image, det, conf], api,
+                                       api_name="predict", preprocess=False,
+                                       concurrency_id="model")
+    return page
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    pipeline, sources = load_pipeline()
+    page = build(App(pipeline, sources))
+    examples, _ = example_images()
+    print(f"hybrid app: http://{host}:{port}", flush=True)
+    page.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, max_file_size=MAX_UPLOAD, allowed_paths=examples,
+        show_error=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""`make demo`, step 1: make sure the app has models to run.
+
+When $HYBRID_DETECTOR / $HYBRID_CLASSIFIER name models, nothing is done. Otherwise a quick demo
+profile of each model (train/configs/<kind>-demo.yaml: small images, few epochs, a few minutes on a
+laptop CPU) is trained on the shared sample data into models/<kind>, once; later runs reuse it.
+The demo models are a smoke-test quality CPU training: for real accuracy train the full recipes
+(train/configs/) or point the env vars at the published Hub models.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KINDS = ("classifier", "detector")
+DONE = "config.json"  # both trained folders have one; written last-ish by save_pretrained
+
+
+def is_trained(folder: Path) -> bool:
+    return (folder / DONE).is_file() and (folder / "model.safetensors").is_file()
+
+
+def train(kind: str, models_dir: Path, extra: list[str]) -> None:
+    """Train `kind` into a temporary folder, then move it into place, so an interrupted run leaves
+    no half-written model behind."""
+    output = models_dir / kind
+    partial = models_dir / f".{kind}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    command = [sys.executable, str(REPO / "train" / f"{kind}.py"),
+               "--config", str(REPO / "train" / "configs" / f"{kind}-demo.yaml"),
+               "--output", str(partial), *extra]
+    print(f"demo: training the quick {kind} ({' '.join(command[1:])})", flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True)
+    if not is_trained(partial):
+        raise SystemExit(f"demo: {kind} training finished but {partial} has no {DONE} / model.safetensors")
+    shutil.rmtree(output, ignore_errors=True)
+    os.replace(partial, output)
+    print(f"demo: {kind} trained in {time.perf_counter() - started:.0f} s -> {output}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=str(REPO / "models"), help="where the demo models go (default: models/)")
+    parser.add_argument("--force", action="store_true", help="retrain even when models are cached")
+    parser.add_argument("--data", default=None, help="data root (default: $HYBRID_DATA, then ../shared/data)")
+    args = parser.parse_args(argv)
+
+    models_dir = Path(args.models)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    extra = ["--data", args.data] if args.data else []
+    started = time.perf_counter()
+    for kind in KINDS:
+        configured = os.environ.get(f"HYBRID_{kind.upper()}")
+        if configured:
+            print(f"demo: {kind} from $HYBRID_{kind.upper()} = {configured}", flush=True)
+        elif is_trained(models_dir / kind) and not args.force:
+            print(f"demo: {kind} cached in {models_dir / kind} (--force to retrain)", flush=True)
+        else:
+            try:
+                train(kind, models_dir, extra)
+            except subprocess.CalledProcessError as error:
+                print(f"demo: {kind} training failed (exit {error.returncode}); see the output above", file=sys.stderr)
+                return 1
+    print(f"demo: models ready in {time.perf_counter() - started:.0f} s. These are quick CPU demo models; "
+          "for the full ones train train/configs/*.yaml or set HYBRID_DETECTOR / HYBRID_CLASSIFIER "
+          "to the Hub models.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
