@@ -28,9 +28,13 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
-    from hybrid.data.registry import fetch
+    from hybrid.data.registry import FetchError, fetch
 
-    print(fetch(args.name, root=args.root))
+    try:
+        print(fetch(args.name, root=args.root))
+    except FetchError as error:
+        print(f"hybrid: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

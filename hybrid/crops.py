@@ -6,6 +6,7 @@ scale and shift the square; inference never does.
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Optional, Sequence
 
@@ -23,7 +24,12 @@ def crop_square_box(
     rng: Optional[random.Random] = None,
 ) -> tuple[float, float, float, float]:
     """The square (x0, y0, x1, y1) that `square_crop` cuts for `box`; it may extend past the image."""
-    x0, y0, x1, y1 = (float(v) for v in box)
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise ValueError(f"box must be finite numbers, got {box!r}")
     side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * context)
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     if scale_jitter or shift_jitter:

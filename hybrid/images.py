@@ -41,15 +41,38 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """RGB with EXIF rotation applied; 16-bit and float modes rescaled, transparency put on white."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # A fixed scale keeps brightness (a per-image min-max stretch would brighten dark photos):
+        # 16-bit integers /257, floats in [0, 1] *255; only other ranges are stretched to 0..255.
         array = np.asarray(image, dtype=np.float64)
         lo, hi = float(array.min()), float(array.max())
-        scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
-        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+        if image.mode.startswith("I") and lo >= 0 and hi <= 65535:
+            scaled = array / 257.0
+        elif image.mode == "F" and lo >= 0 and hi <= 1.0:
+            scaled = array * 255.0
+        else:
+            scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
+        image = Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """uint8 as is; uint16 /257; floats in [0, 1] *255 (other floats are taken as 0..255); bool -> 0/255."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return np.round(array / 257.0).astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise ImageError(f"{name}: unsupported array dtype {array.dtype}")
+    finite = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    if np.issubdtype(array.dtype, np.floating) and finite.size and finite.min() >= 0 and finite.max() <= 1.0:
+        finite = finite * 255.0
+    return np.clip(np.round(finite), 0, 255).astype(np.uint8)
 
 
 def load_image(source: ImageInput) -> Image.Image:
@@ -59,7 +82,7 @@ def load_image(source: ImageInput) -> Image.Image:
         if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
             raise ImageError(f"{name}: expected an HxW or HxWx{{1,3,4}} array, got shape {source.shape}")
         _check_size(source.shape[1], source.shape[0], name)
-        array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
+        array = _to_uint8(source, name)
         return to_rgb(Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array))
     if isinstance(source, Image.Image):
         _check_size(*source.size, name)

@@ -1,0 +1,483 @@
+"""The data layer on the real shared datasets: counts, splits, label maps, writers, registry, HF and HaGRID."""
+from __future__ import annotations
+
+import csv
+import http.server
+import io
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from hybrid.cli import main
+from hybrid.crops import square_crop
+from hybrid.data import (
+    DataError, ImageRecord, build_crop_dataset, canonical_label, data_root, dataset_stats, read_dataset,
+    save_dataset, split_records, write_yolo_dataset,
+)
+from hybrid.data import registry
+from hybrid.data.records import HandBox
+from hybrid.data.writers import _safe_name
+
+HANDS = "subhih-handsdataset"
+ROBOFLOW = "roboflow-hand-gesture-recognition-v6"
+DIGITS = "sign-language-digits"
+
+
+def stats_cli(capsys, *args) -> dict:
+    assert main(["data", "stats", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def hands(data_root):
+    return read_dataset(data_root / HANDS)
+
+
+@pytest.fixture(scope="module")
+def roboflow(data_root):
+    return read_dataset(data_root / ROBOFLOW)
+
+
+@pytest.fixture(scope="module")
+def digits(data_root):
+    return read_dataset(data_root / DIGITS)
+
+
+# --- counts from SOURCES.md ---------------------------------------------------------------------
+
+def test_stats_roboflow_matches_sources(capsys, data_root):
+    stats = stats_cli(capsys, data_root / ROBOFLOW)
+    assert stats == {"images": 839, "boxes": 840,
+                     "labels": {"five": 395, "four": 104, "one": 100, "three": 99, "two": 142}}
+
+
+def test_stats_sign_digits_matches_sources(capsys, data_root):
+    stats = stats_cli(capsys, data_root / DIGITS)
+    assert stats["images"] == 2062 and stats["boxes"] == 2062
+    assert sorted(stats["labels"]) == [f"asl-{d}" for d in range(10)]
+    assert all(204 <= n <= 208 for n in stats["labels"].values())
+
+
+def test_stats_hands_matches_manifest(capsys, data_root):
+    with open(data_root / HANDS / "SUBSET_MANIFEST.tsv") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    boxes = Counter()
+    for row in rows:
+        boxes[row["class"]] += int(row["boxes"])
+    stats = stats_cli(capsys, data_root / HANDS)
+    assert stats == {"images": 954, "boxes": sum(boxes.values()), "labels": dict(sorted(boxes.items()))}
+    assert len(rows) == 954
+
+
+def test_stats_by_registered_name_and_format_flag(capsys, data_root, monkeypatch):
+    monkeypatch.setenv("HYBRID_DATA", str(data_root))
+    assert registry.data_root() == data_root
+    by_name = stats_cli(capsys, "roboflow")
+    assert by_name == stats_cli(capsys, data_root / ROBOFLOW, "--format", "yolo")
+    assert stats_cli(capsys, data_root / DIGITS / "Dataset")["labels"] == stats_cli(capsys, "sign-digits")["labels"]
+
+
+def test_stats_cli_bad_path_is_one_clear_line(capsys, tmp_path):
+    assert main(["data", "stats", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+
+
+def test_upstream_splits_are_kept(hands, roboflow, data_root):
+    assert Counter(r.split for r in roboflow) == {"train": 587, "val": 167, "test": 85}
+    assert sum(len(r.boxes) for r in roboflow if r.split == "test") == 86
+    with open(data_root / HANDS / "SUBSET_MANIFEST.tsv") as handle:
+        manifest = {Path(row["image"]).name: row["split"] for row in csv.DictReader(handle, delimiter="\t")}
+    assert {r.name: r.split for r in hands} == manifest
+
+
+def test_boxes_are_pixel_xyxy(roboflow, hands, data_root):
+    record = next(r for r in roboflow if r.name.startswith("IMG-20230312-WA0065_jpg"))
+    line = (data_root / ROBOFLOW / "train" / "labels" / (Path(record.name).stem + ".txt")).read_text().split()
+    cx, cy, w, h = (float(v) * 224 for v in line[1:])
+    assert record.width == record.height == 224
+    assert record.boxes[0].xyxy == pytest.approx((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    assert record.boxes[0].label == ["five", "four", "one", "three", "two"][int(line[0])]
+    first = next(r for r in hands if r.name == "1528664299.56_pic00002.jpg")
+    assert first.boxes == [HandBox(253.0, 161.0, 394.0, 496.0, "4-hand")]
+    assert (first.width, first.height) == (800, 600) and first.load().size == (800, 600)
+
+
+# --- labels -------------------------------------------------------------------------------------
+
+def test_canonical_label_merges_finger_counts_only():
+    for name in ("5-hand", "five", "Five", "5"):
+        assert canonical_label(name) == "5"
+    assert canonical_label("0-hand") == canonical_label("fist") == "0"
+    assert canonical_label("asl-5") == "asl-5"
+    assert canonical_label("thumbs_up") == "thumbs_up"
+
+
+def test_merged_label_space(data_root):
+    hands = dataset_stats(read_dataset(data_root / HANDS, merge_labels=True))["labels"]
+    robo = dataset_stats(read_dataset(data_root / ROBOFLOW, merge_labels=True))["labels"]
+    assert sorted(hands) == ["0", "1", "2", "3", "4", "5"]
+    assert sorted(robo) == ["1", "2", "3", "4", "5"] and robo["5"] == 395
+    digits = read_dataset(data_root / DIGITS, merge_labels=True)
+    assert {r.boxes[0].label for r in digits} == {f"asl-{d}" for d in range(10)}  # ASL signs never merge
+    assert {r.source for r in digits} == {"sign-digits"}
+
+
+# --- splits -------------------------------------------------------------------------------------
+
+def _names(records):
+    return sorted(r.name for r in records)
+
+
+def test_split_hands_keeps_test_and_carves_val(hands):
+    splits = split_records(hands, seed=0)
+    assert _names(splits["test"]) == _names(r for r in hands if r.split == "test")
+    train_upstream = [r for r in hands if r.split == "train"]
+    assert len(splits["train"]) + len(splits["val"]) == len(train_upstream) == 668
+    assert abs(len(splits["val"]) - 668 / 9) <= 3
+    assert not set(_names(splits["val"])) & set(_names(splits["train"]))
+    # stratified: every class of upstream train appears in val, roughly in proportion
+    per_class = Counter(r.boxes[0].label for r in train_upstream)
+    in_val = Counter(r.boxes[0].label for r in splits["val"])
+    for label, count in per_class.items():
+        assert abs(in_val[label] - count / 9) <= 1.5, (label, in_val[label], count)
+    again = split_records(list(reversed(hands)), seed=0)
+    assert all(_names(again[k]) == _names(splits[k]) for k in splits)
+    assert _names(split_records(hands, seed=1)["val"]) != _names(splits["val"])
+
+
+def test_split_roboflow_as_is_and_digits_80_10_10(roboflow, digits):
+    splits = split_records(roboflow, seed=3)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 587, "val": 167, "test": 85}
+    splits = split_records(digits, seed=0)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 1650, "val": 206, "test": 206}
+    for part in ("val", "test"):
+        counts = Counter(r.boxes[0].label for r in splits[part])
+        assert len(counts) == 10 and min(counts.values()) >= 19
+    both = split_records(roboflow + digits, seed=0)
+    assert len(both["test"]) == 85 + 206
+    assert read_dataset(digits[0].image.parents[2], split="val") and \
+        _names(read_dataset(digits[0].image.parents[2], split="val")) == _names(splits["val"])
+
+
+def test_split_rejects_bad_fractions(digits):
+    with pytest.raises(ValueError, match="fractions"):
+        split_records(digits, fractions=(0.5, 0.5))
+
+
+# --- crop dataset -------------------------------------------------------------------------------
+
+def test_crop_dataset_eval_train_and_whole_image(hands, digits):
+    records = [r for r in hands if r.split == "test"][:6]
+    ds = build_crop_dataset(records, image_size=64)
+    assert len(ds) == sum(len(r.boxes) for r in records)
+    assert ds.features["label"].names == sorted({b.label for r in records for b in r.boxes})
+    expected = square_crop(records[0].load(), records[0].boxes[0].xyxy).resize((64, 64), Image.Resampling.BILINEAR)
+    assert np.array_equal(np.asarray(ds[0]["image"]), np.asarray(expected))
+    jittered = build_crop_dataset(records, image_size=64, train=True, seed=1)
+    assert np.array_equal(np.asarray(jittered[0]["image"]),
+                          np.asarray(build_crop_dataset(records, image_size=64, train=True, seed=1)[0]["image"]))
+    differ = sum(not np.array_equal(np.asarray(a["image"]), np.asarray(b["image"])) for a, b in zip(ds, jittered))
+    assert differ >= len(ds) - 1
+    whole = build_crop_dataset(digits[:3], label_names=[f"asl-{d}" for d in range(10)])
+    assert np.array_equal(np.asarray(whole[0]["image"]), np.asarray(digits[0].load()))
+    assert whole.features["label"].names[whole[0]["label"]] == digits[0].boxes[0].label
+    with pytest.raises(ValueError, match="not in label_names"):
+        build_crop_dataset(records[:1], label_names=["zzz"])
+
+
+def test_save_dataset_is_atomic_and_reloadable(hands, tmp_path):
+    import datasets
+
+    ds = build_crop_dataset([r for r in hands if r.split == "test"][:2], image_size=32)
+    target = save_dataset(ds, tmp_path / "crops")
+    save_dataset(ds, tmp_path / "crops")  # replacing an existing one works too
+    assert datasets.load_from_disk(str(target))["label"] == ds["label"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crops"]
+
+
+# --- YOLO writer --------------------------------------------------------------------------------
+
+def test_write_yolo_round_trip(hands, roboflow, tmp_path):
+    splits = {"train": [r for r in hands if r.split == "train"][:5], "val": roboflow[:3], "test": []}
+    data_yaml = write_yolo_dataset(splits, tmp_path / "yolo")
+    config = yaml.safe_load(data_yaml.read_text())
+    assert config["names"] == {0: "hand"} and Path(config["path"]).is_absolute() and "test" not in config
+    images = sorted((tmp_path / "yolo" / "images" / "train").iterdir())
+    assert len(images) == 5 and all(p.is_symlink() for p in images)
+    back = read_dataset(tmp_path / "yolo")
+    assert len(back) == 8
+    original = {_safe_name(f"{r.source}-{Path(r.name).stem}"): r for recs in splits.values() for r in recs}
+    for record in back:
+        twin = original[Path(record.name).stem]
+        assert [b.label for b in record.boxes] == ["hand"] * len(twin.boxes)
+        for got, want in zip(record.boxes, twin.boxes):
+            assert got.xyxy == pytest.approx(want.xyxy, abs=0.01)
+    gestures = write_yolo_dataset({"train": roboflow[:4]}, tmp_path / "gestures", gestures=True)
+    names = yaml.safe_load(gestures.read_text())["names"]
+    assert list(names.values()) == sorted({b.label for r in roboflow[:4] for b in r.boxes})
+
+
+def test_ultralytics_trains_on_written_dataset(roboflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    splits = split_records(roboflow)
+    data_yaml = write_yolo_dataset({"train": splits["train"][:12], "val": splits["val"][:4]}, tmp_path / "yolo",
+                                   gestures=True, names=["five", "four", "one", "three", "two"])
+    model = YOLO("yolov8n.yaml")
+    model.train(data=str(data_yaml), epochs=1, imgsz=64, batch=4, workers=0, device="cpu", amp=False, plots=False,
+                project=str(tmp_path / "runs"), name="smoke", verbose=False, exist_ok=True)
+    assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()
+    assert model.trainer.train_loader.dataset.labels and len(model.trainer.train_loader.dataset.labels) == 12
+    assert sum(len(l["cls"]) for l in model.trainer.train_loader.dataset.labels) == \
+        sum(len(r.boxes) for r in splits["train"][:12])
+
+
+# --- registry and fetch -------------------------------------------------------------------------
+
+def test_registry_attribution_and_licence():
+    assert registry.licence("roboflow") == "CC-BY-4.0"
+    assert "lebanese-university-grkoz" in registry.attribution("roboflow")
+    assert registry.licence("hands") == registry.licence("sign-digits") == "Apache-2.0"
+    assert "arXiv:2011.08927" in registry.attribution("sign-digits")
+    assert registry.get("hands").commit == "73228cb5ba6a8d454663aa9873157862b69a1c4c"
+    assert registry.get("roboflow").url.endswith("/zip/fd632313b9d74d869f57b11a8b0bb249cbc537ae")
+    with pytest.raises(KeyError, match="registered"):
+        registry.licence("nope")
+
+
+def test_data_root_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("HYBRID_DATA", str(tmp_path))
+    assert data_root() == tmp_path
+    monkeypatch.delenv("HYBRID_DATA")
+    assert data_root() == Path(registry.__file__).resolve().parents[3] / "shared" / "data"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_fetch_fails_fast_offline(tmp_path, capsys):
+    start = time.monotonic()
+    with pytest.raises(registry.FetchError, match="could not download hands"):
+        registry.fetch("hands", root=tmp_path, url=f"http://127.0.0.1:{_closed_port()}/x.zip", timeout=5)
+    assert time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []
+    # the real origin is unreachable here (and a CI with internet would get a refused port instead)
+    assert main(["data", "fetch", "nope"]) == 2 and "unknown dataset" in capsys.readouterr().err
+
+
+@pytest.fixture
+def zip_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving a GitHub-style archive (one top folder)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        zipped.writestr("Repo-abc/Dataset/1/a.txt", "hello")
+    body = buffer.getvalue()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/archive.zip", body
+    server.shutdown()
+    thread.join()
+
+
+def test_fetch_checksum(zip_server, tmp_path, monkeypatch, caplog):
+    import hashlib
+
+    url, body = zip_server
+    sha = hashlib.sha256(body).hexdigest()
+    with caplog.at_level(logging.WARNING, logger="hybrid.data.registry"):
+        target = registry.fetch("sign-digits", root=tmp_path / "a", url=url)
+    assert (target / "Dataset" / "1" / "a.txt").read_text() == "hello"
+    assert target.name == "sign-language-digits"
+    assert any("no sha256 is recorded" in r.message and sha in r.message for r in caplog.records)
+    assert registry.fetch("sign-digits", root=tmp_path / "a", url="http://127.0.0.1:1/unused") == target
+
+    bad = registry.DatasetInfo(**{**registry.get("sign-digits").__dict__, "sha256": "0" * 64})
+    monkeypatch.setitem(registry.REGISTRY, "sign-digits", bad)
+    with pytest.raises(registry.FetchError, match="checksum mismatch"):
+        registry.fetch("sign-digits", root=tmp_path / "b", url=url)
+    assert list((tmp_path / "b").iterdir()) == []
+    good = registry.DatasetInfo(**{**bad.__dict__, "sha256": sha})
+    monkeypatch.setitem(registry.REGISTRY, "sign-digits", good)
+    assert registry.fetch("sign-digits", root=tmp_path / "b", url=url).is_dir()
+
+
+# --- Hugging Face datasets ----------------------------------------------------------------------
+
+def _jpeg(size=(64, 48), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_hf_detection_layout(tmp_path):
+    import datasets
+
+    features = datasets.Features({
+        "image": datasets.Image(),
+        "objects": {"bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
+                    "category": datasets.List(datasets.ClassLabel(names=["fist", "palm"]))},
+    })
+    rows = {"image": [{"bytes": _jpeg(), "path": None}, {"bytes": _jpeg((32, 32)), "path": None}],
+            "objects": [{"bbox": [[10, 5, 20, 30], [50, 40, 30, 30]], "category": [1, 0]},
+                        {"bbox": [[0, 0, 0, 5]], "category": [0]}]}
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features),
+                               "validation": datasets.Dataset.from_dict(rows, features=features)})
+    dd.save_to_disk(str(tmp_path / "det"))
+    records = read_dataset(tmp_path / "det")
+    assert [r.split for r in records] == ["train", "train", "val", "val"]
+    assert records[0].boxes == [HandBox(10, 5, 30, 35, "palm"), HandBox(50, 40, 64, 48, "fist")]  # clipped
+    assert records[1].boxes == []  # zero width: dropped
+    assert records[0].load().size == (64, 48)
+    assert dataset_stats(read_dataset(tmp_path / "det", format="hf", merge_labels=True))["labels"] == {"0": 2, "palm": 2}
+
+
+def test_hf_classification_layout_and_hub_offline(tmp_path, monkeypatch):
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": _jpeg(), "path": None}] * 3, "label": [0, 1, 1]},
+                                    features=features)
+    ds.save_to_disk(str(tmp_path / "cls"))
+    records = read_dataset(tmp_path / "cls")
+    assert [r.boxes for r in records][1] == [HandBox(0, 0, 64, 48, "b")] and records[0].split is None
+    assert len(build_crop_dataset(records)) == 3
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(DataError, match="someone/not-here"):
+        read_dataset("someone/not-here")
+
+
+def test_hf_local_imagefolder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    for label in ("ok", "peace"):
+        (tmp_path / "folder" / "train" / label).mkdir(parents=True)
+        (tmp_path / "folder" / "train" / label / f"{label}.jpg").write_bytes(_jpeg())
+    records = read_dataset(tmp_path / "folder", format="hf")
+    assert sorted(r.boxes[0].label for r in records) == ["ok", "peace"]
+    assert {r.split for r in records} == {"train"}
+    same = read_dataset(tmp_path / "folder")  # detected as a plain image folder
+    assert sorted(r.boxes[0].label for r in same) == ["ok", "peace"] and {r.split for r in same} == {"train"}
+
+
+# --- HaGRID -------------------------------------------------------------------------------------
+
+def _write_jpeg(path: Path, size=(200, 100)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_jpeg(size))
+
+
+def test_hagrid_v2_layout(tmp_path, caplog):
+    root = tmp_path / "hagrid"
+    _write_jpeg(root / "hagrid_dataset" / "thumb_index2" / "04c49801-1101-4b4e-82d0-d4607cd01df0.jpg")
+    _write_jpeg(root / "hagrid_dataset" / "like" / "00000001.jpg")
+    train = {"04c49801-1101-4b4e-82d0-d4607cd01df0": {
+        "bboxes": [[0.0694444444, 0.3104166667, 0.2666666667, 0.2640625], [0.5993055556, 0.2875, 0.2569444444, 0.2760416667]],
+        "labels": ["thumb_index2", "thumb_index2"],
+        "united_bbox": [[0.0694444444, 0.2875, 0.7868055556, 0.2869791667]],
+        "united_label": ["thumb_index2"],
+        "user_id": "2fe6a9156ff8ca27fbce8ada318c592b",
+        "hand_landmarks": [[[0.37, 0.59], [0.39, 0.59]], [[0.37, 0.47], [0.39, 0.46]]],
+        "meta": {"age": [24.41], "gender": ["female"], "race": ["White"]}}}
+    test = {"00000001": {"bboxes": [[0.1, 0.2, 0.3, 0.4], [0.9, 0.9, 0.2, 0.2]], "labels": ["like", "no_gesture"],
+                         "united_bbox": None, "united_label": None, "user_id": "u2", "hand_landmarks": [],
+                         "meta": {}},
+            "not-downloaded": {"bboxes": [], "labels": [], "united_bbox": None, "united_label": None, "user_id": "u3"}}
+    (root / "annotations" / "train").mkdir(parents=True)
+    (root / "annotations" / "test").mkdir(parents=True)
+    (root / "annotations" / "train" / "thumb_index2.json").write_text(json.dumps(train, indent=4))
+    (root / "annotations" / "test" / "like.json").write_text(json.dumps(test, indent=4))
+    with caplog.at_level(logging.WARNING):
+        records = read_dataset(root)
+    assert any("1 annotated image(s)" in r.message for r in caplog.records)
+    by_name = {r.name: r for r in records}
+    two = by_name["04c49801-1101-4b4e-82d0-d4607cd01df0.jpg"]
+    assert two.split == "train" and two.source == "hagrid" and two.extra["user_id"] == "2fe6a9156ff8ca27fbce8ada318c592b"
+    assert two.boxes[0].xyxy == pytest.approx((13.88888888, 31.04166667, 67.22222222, 57.44791667))
+    assert [b.label for b in two.boxes] == ["thumb_index2"] * 2
+    assert two.extra["united_boxes"][0].xyxy == pytest.approx((13.88888888, 28.75, 171.25, 57.44791667))
+    like = by_name["00000001.jpg"]
+    assert like.split == "test" and [b.label for b in like.boxes] == ["like", "no_gesture"]
+    assert like.boxes[1].xyxy == pytest.approx((180, 90, 200, 100))  # clipped to the image
+    assert "united_boxes" not in like.extra
+
+
+def test_hagrid_v1_layout(tmp_path):
+    root = tmp_path / "hagrid_v1"
+    _write_jpeg(root / "train_val_call" / "0a1b.jpg", (100, 200))
+    _write_jpeg(root / "test_call" / "ffee.jpg", (100, 200))
+    (root / "ann_train_val").mkdir(parents=True)
+    (root / "ann_test").mkdir(parents=True)
+    (root / "ann_train_val" / "call.json").write_text(json.dumps({"0a1b": {
+        "bboxes": [[0.25, 0.25, 0.5, 0.25]], "labels": ["call"], "leading_hand": "right", "leading_conf": 1.0,
+        "user_id": "5a38"}}))
+    (root / "ann_test" / "call.json").write_text(json.dumps({"ffee": {
+        "bboxes": [[0.1, 0.1, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2]], "labels": ["no_gesture", "call"],
+        "leading_hand": "left", "leading_conf": 0.9, "user_id": "77"}}))
+    records = read_dataset(root, format="hagrid")
+    assert [(r.name, r.split) for r in records] == [("ffee.jpg", "test"), ("0a1b.jpg", "train")]
+    assert records[1].boxes == [HandBox(25.0, 50.0, 75.0, 100.0, "call")]
+    assert records[1].extra["leading_hand"] == "right"
+    assert dataset_stats(records)["labels"] == {"call": 2, "no_gesture": 1}
+    assert len(split_records(records)["val"]) == 0  # one train image: nothing to carve
+
+
+def test_hagrid_malformed(tmp_path):
+    root = tmp_path / "h"
+    _write_jpeg(root / "call" / "a.jpg")
+    (root / "ann").mkdir()
+    bad = root / "ann" / "call.json"
+    bad.write_text(json.dumps({"a": {"bboxes": [[0.1, 0.1, 0.2]], "labels": ["call"]}}))
+    with pytest.raises(DataError, match=r"call\.json: a: expected a box"):
+        read_dataset(root, format="hagrid")
+    bad.write_text(json.dumps({"a": {"bboxes": [[0.1, 0.1, 0.2, 0.2]], "labels": []}}))
+    with pytest.raises(DataError, match="1 bboxes but 0 labels"):
+        read_dataset(root, format="hagrid")
+    bad.write_text('{"a": {"bboxes": [[0.1, 0.1, 0.2, 0.2]], "labels": ["call"]')
+    with pytest.raises(DataError, match=r"call\.json: malformed JSON"):
+        read_dataset(root, format="hagrid")
+
+
+def test_unknown_format_and_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match="unknown format"):
+        read_dataset(tmp_path, format="coco")
+    with pytest.raises(DataError, match="cannot tell the dataset format"):
+        read_dataset(tmp_path)
+
+
+def test_records_are_plain(hands):
+    record = hands[0]
+    assert isinstance(record, ImageRecord) and isinstance(record.image, Path) and record.source == "hands"
+    assert os.path.isabs(record.image)
