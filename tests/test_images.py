@@ -1,0 +1,292 @@
+"""Bad input, each case on files the test writes: corrupt/truncated images, EXIF rotation, odd pixel modes,
+boxes outside the image, zero-area boxes, unknown labels, malformed annotation files, missing label files."""
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+import hybrid.images
+from hybrid.crops import FILL, square_crop
+from hybrid.data import DataError, build_crop_dataset, dataset_stats, read_dataset, write_yolo_dataset
+from hybrid.data.records import HandBox
+from hybrid.images import ImageError, image_size, load_image
+
+RED = (220, 20, 20)
+
+
+def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, **kwargs)
+    return buffer.getvalue()
+
+
+def voc_xml(filename: str, size: tuple[int, int], objects: list[tuple[str, tuple]]) -> str:
+    body = "".join(
+        f"<object><name>{name}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for name, b in objects)
+    return (f"<annotation><folder>elsewhere</folder><filename>{filename}</filename><path>/Users/x/{filename}</path>"
+            f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>{body}</annotation>")
+
+
+def write_voc(folder: Path, stem: str, image_bytes: bytes, size, objects) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.jpg").write_bytes(image_bytes)
+    (folder / f"{stem}.xml").write_text(voc_xml(f"{stem}.jpg", size, objects))
+    return folder / f"{stem}.jpg"
+
+
+def write_yolo(root: Path, names, labels: dict[str, str], split="train", size=(40, 60)) -> None:
+    (root / split / "images").mkdir(parents=True, exist_ok=True)
+    (root / split / "labels").mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text(yaml.safe_dump({"train": "/nowhere/train/images", "names": names}))
+    for stem, text in labels.items():
+        (root / split / "images" / f"{stem}.jpg").write_bytes(jpeg_bytes(Image.new("RGB", size, "white")))
+        if text is not None:
+            (root / split / "labels" / f"{stem}.txt").write_text(text)
+
+
+# --- corrupt and truncated images --------------------------------------------------------------
+
+def test_corrupt_jpeg_is_an_error_naming_the_file(tmp_path):
+    write_voc(tmp_path / "train", "broken", b"\xff\xd8 this is not a jpeg", (10, 10), [("a", (1, 1, 5, 5))])
+    with pytest.raises(DataError, match=r"broken\.jpg: not a readable image"):
+        read_dataset(tmp_path, format="voc")
+    with pytest.raises(ImageError, match=r"broken\.jpg: not a readable image"):
+        load_image(tmp_path / "train" / "broken.jpg")
+    with pytest.raises(ImageError, match="file not found"):
+        load_image(tmp_path / "missing.jpg")
+
+
+def test_truncated_jpeg_fails_at_decode_naming_the_file(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    data = jpeg_bytes(Image.fromarray(noise))
+    write_voc(tmp_path / "train", "cut", data[: len(data) // 2], (160, 120), [("a", (10, 10, 50, 50))])
+    records = read_dataset(tmp_path)  # the header is intact: reading annotations works
+    assert records[0].width == 160
+    with pytest.raises(ImageError, match=r"cut\.jpg: corrupt or truncated"):
+        records[0].load()
+    with pytest.raises(ImageError, match=r"cut\.jpg"):
+        build_crop_dataset(records)
+
+
+# --- EXIF rotation -----------------------------------------------------------------------------
+
+def rotated_photo() -> tuple[bytes, Image.Image]:
+    """A JPEG stored as 60x40 with EXIF orientation 6, whose upright view is 40x60 with a red block
+    at (5, 10)-(15, 30)."""
+    upright = Image.new("RGB", (40, 60), "white")
+    upright.paste(Image.new("RGB", (10, 20), RED), (5, 10))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6 displays it rotated back 90 deg clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return jpeg_bytes(stored, exif=exif), upright
+
+
+def test_exif_rotated_photo_boxes_refer_to_the_upright_image(tmp_path, caplog):
+    data, upright = rotated_photo()
+    path = write_voc(tmp_path / "train", "phone", data, (40, 60), [("palm", (5, 10, 15, 30))])
+    assert Image.open(path).size == (60, 40) and image_size(path) == (40, 60)
+    loaded = load_image(path)
+    assert loaded.size == (40, 60)
+    assert np.abs(np.asarray(loaded, dtype=int) - np.asarray(upright, dtype=int)).mean() < 4
+    (record,) = read_dataset(tmp_path)
+    assert (record.width, record.height) == (40, 60) and record.boxes == [HandBox(5, 10, 15, 30, "palm")]
+    crop = build_crop_dataset([record])[0]["image"]
+    centre = np.asarray(crop)[crop.height // 2, crop.width // 2]
+    assert centre[0] > 180 and centre[1] < 80  # the crop is centred on the red block
+    # a VOC file that declares the stored (raw) size is flagged once
+    (tmp_path / "train" / "phone.xml").write_text(voc_xml("phone.jpg", (60, 40), [("palm", (5, 10, 15, 30))]))
+    with caplog.at_level(logging.WARNING, logger="hybrid.data.readers"):
+        read_dataset(tmp_path)
+    assert sum("un-rotated" in r.message for r in caplog.records) == 1
+
+
+def test_exif_rotated_yolo_label_and_yolo_writer(tmp_path):
+    data, _ = rotated_photo()
+    root = tmp_path / "yolo"
+    write_yolo(root, ["palm"], {})
+    (root / "train" / "images" / "phone.jpg").write_bytes(data)
+    (root / "train" / "labels" / "phone.txt").write_text("0 0.25 0.333333 0.25 0.333333\n")
+    (record,) = read_dataset(root)
+    assert record.boxes[0].xyxy == pytest.approx((5, 10, 15, 30), abs=1e-3)
+    out = write_yolo_dataset({"train": [record]}, tmp_path / "out")
+    written = next((out.parent / "images" / "train").iterdir())
+    assert not written.is_symlink() and written.suffix == ".png" and Image.open(written).size == (40, 60)
+    (back,) = read_dataset(out.parent)
+    assert back.boxes[0].xyxy == pytest.approx((5, 10, 15, 30), abs=1e-3)
+
+
+# --- pixel modes -------------------------------------------------------------------------------
+
+def test_grayscale_rgba_16bit_and_palette_images(tmp_path):
+    folder = tmp_path / "modes" / "fist"
+    folder.mkdir(parents=True)
+    Image.new("L", (30, 20), 90).save(folder / "gray.jpg")
+    rgba = Image.new("RGBA", (30, 20), (0, 0, 255, 0))
+    rgba.paste(Image.new("RGBA", (10, 10), (0, 0, 255, 255)), (0, 0))
+    rgba.save(folder / "rgba.png")
+    Image.fromarray(np.full((20, 30), 100 * 257, np.uint16)).save(folder / "deep.png")
+    palette = Image.new("P", (30, 20), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 10] + [0] * 762)
+    palette.save(folder / "palette.png")
+    assert Image.open(folder / "deep.png").mode == "I;16"
+
+    gray, rgba_rgb, deep, pal = (load_image(folder / n) for n in ("gray.jpg", "rgba.png", "deep.png", "palette.png"))
+    assert all(im.mode == "RGB" and im.size == (30, 20) for im in (gray, rgba_rgb, deep, pal))
+    assert tuple(np.asarray(gray)[5, 5]) == pytest.approx((90, 90, 90), abs=2)
+    assert tuple(np.asarray(rgba_rgb)[2, 2]) == (0, 0, 255) and tuple(np.asarray(rgba_rgb)[15, 25]) == (255, 255, 255)
+    assert tuple(np.asarray(deep)[5, 5]) == (100, 100, 100)  # 16-bit scaled by 1/257: brightness kept
+    assert tuple(np.asarray(pal)[5, 5]) == (10, 200, 10)
+
+    records = read_dataset(tmp_path / "modes")
+    assert dataset_stats(records) == {"images": 4, "boxes": 4, "labels": {"fist": 4}}
+    crops = build_crop_dataset(records, image_size=16)
+    assert all(image.mode == "RGB" and image.size == (16, 16) for image in crops["image"])
+    data_yaml = write_yolo_dataset({"train": records}, tmp_path / "yolo")
+    written = {p.stem.split("-", 1)[1]: p for p in (data_yaml.parent / "images" / "train").iterdir()}
+    assert written["gray"].is_symlink()  # plain 8-bit JPEG: linked
+    assert not written["rgba"].is_symlink() and not written["deep"].is_symlink()  # re-encoded as RGB PNG
+    assert Image.open(written["deep"]).mode == "RGB"
+
+
+def test_numpy_inputs():
+    assert tuple(np.asarray(load_image(np.full((4, 5), 0.5, np.float32)))[0, 0]) == (128, 128, 128)
+    assert tuple(np.asarray(load_image(np.full((4, 5, 3), 65535, np.uint16)))[0, 0]) == (255, 255, 255)
+    assert load_image(np.zeros((4, 5, 4), np.uint8)).size == (5, 4)
+    with pytest.raises(ImageError, match="shape"):
+        load_image(np.zeros((4, 5, 2), np.uint8))
+    with pytest.raises(ImageError, match="empty image"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_too_many_pixels(tmp_path, monkeypatch):
+    Image.new("RGB", (20, 20)).save(tmp_path / "big.png")
+    monkeypatch.setattr(hybrid.images, "MAX_PIXELS", 100)
+    with pytest.raises(ImageError, match=r"big\.png: image is 20x20"):
+        load_image(tmp_path / "big.png")
+
+
+# --- boxes -------------------------------------------------------------------------------------
+
+def test_boxes_partly_outside_are_clipped_and_zero_area_dropped_with_one_warning(tmp_path, caplog):
+    image = jpeg_bytes(Image.new("RGB", (40, 60), "white"))
+    write_voc(tmp_path / "v" / "train", "a", image, (40, 60), [
+        ("palm", (-10, 5, 30, 500)),   # partly outside: clipped
+        ("palm", (12, 12, 12, 30)),    # zero width: dropped
+        ("fist", (50, 70, 90, 99)),    # entirely outside: zero area after clipping, dropped
+    ])
+    with caplog.at_level(logging.INFO, logger="hybrid.data.readers"):
+        (record,) = read_dataset(tmp_path / "v")
+    assert record.boxes == [HandBox(0, 5, 30, 60, "palm")]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "dropped 2 zero-area box(es)" in warnings[0].getMessage()
+    assert "a.xml" in warnings[0].getMessage()
+
+    write_yolo(tmp_path / "y", ["hand"], {"b": "0 0.95 0.5 0.3 0.2\n0 0.5 0.5 0 0.1\n"})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hybrid.data.readers"):
+        (record,) = read_dataset(tmp_path / "y")
+    assert record.boxes[0].xyxy == pytest.approx((32, 24, 40, 36))
+    assert len(record.boxes) == 1 and len(caplog.records) == 1 and "b.txt:2" in caplog.records[0].getMessage()
+
+
+def test_square_crop_bad_boxes():
+    image = Image.new("RGB", (40, 30), "white")
+    outside = square_crop(image, (100, 100, 120, 120))
+    assert set(outside.getdata()) == {FILL}
+    assert square_crop(image, (10, 10, 10, 10)).size[0] >= 1
+    with pytest.raises(ValueError, match="finite"):
+        square_crop(image, (0, 0, float("nan"), 5))
+    with pytest.raises(ValueError, match="4 numbers"):
+        square_crop(image, (0, 0, 5))
+
+
+# --- labels and malformed annotation files -----------------------------------------------------
+
+def test_yolo_unknown_class_id_names_file_and_line(tmp_path):
+    write_yolo(tmp_path, ["five", "four"], {"x": "1 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.2 0.2\n"})
+    with pytest.raises(DataError, match=r"x\.txt:2: class id 5 is not one of the dataset's classes 0\.\.1"):
+        read_dataset(tmp_path)
+    write_yolo(tmp_path, {0: "five", 2: "two"}, {})
+    with pytest.raises(DataError, match=r"data\.yaml: 'names' ids must be 0\.\.1"):
+        read_dataset(tmp_path)
+
+
+def test_malformed_yolo_files(tmp_path):
+    write_yolo(tmp_path, ["hand"], {"x": "0 0.5 0.5 0.2\n"})
+    with pytest.raises(DataError, match=r"x\.txt:1: expected 'class cx cy w h'"):
+        read_dataset(tmp_path)
+    write_yolo(tmp_path, ["hand"], {"x": "\n0 0.5 half 0.2 0.2\n"})
+    with pytest.raises(DataError, match=r"x\.txt:2: not a number"):
+        read_dataset(tmp_path)
+    write_yolo(tmp_path, ["hand"], {"x": "0.5 0.5 0.5 0.2 0.2\n"})
+    with pytest.raises(DataError, match=r"x\.txt:1: class id 0\.5"):
+        read_dataset(tmp_path)
+    (tmp_path / "data.yaml").write_text("names: [a, b\ntrain: x")
+    with pytest.raises(DataError, match=r"data\.yaml: malformed YAML"):
+        read_dataset(tmp_path, format="yolo")
+
+
+def test_missing_label_file_means_no_hands(tmp_path):
+    write_yolo(tmp_path / "y", ["hand"], {"with": "0 0.5 0.5 0.5 0.5\n", "without": None, "empty": ""})
+    records = {r.name: r for r in read_dataset(tmp_path / "y")}
+    assert len(records["with.jpg"].boxes) == 1 and records["without.jpg"].boxes == [] == records["empty.jpg"].boxes
+    data_yaml = write_yolo_dataset({"train": list(records.values())}, tmp_path / "out")
+    assert (data_yaml.parent / "labels" / "train" / "y-without.txt").read_text() == ""
+
+
+def test_malformed_voc_files(tmp_path):
+    folder = tmp_path / "train"
+    write_voc(folder, "x", jpeg_bytes(Image.new("RGB", (10, 10))), (10, 10), [("a", (1, 1, 5, 5))])
+    xml = folder / "x.xml"
+    xml.write_text("<annotation><object><name>a</name>")
+    with pytest.raises(DataError, match=r"x\.xml: malformed XML"):
+        read_dataset(tmp_path, format="voc")
+    xml.write_text("<annotation><object><name>a</name></object></annotation>")
+    with pytest.raises(DataError, match=r"x\.xml: <object> #1 \(a\) has no <bndbox>"):
+        read_dataset(tmp_path)
+    xml.write_text(voc_xml("x.jpg", (10, 10), [("a", (1, "one", 5, 5))]))
+    with pytest.raises(DataError, match=r"x\.xml: <object> #1: <ymin> is 'one', expected a number"):
+        read_dataset(tmp_path)
+    xml.write_text(voc_xml("x.jpg", (10, 10), [("", (1, 1, 5, 5))]))
+    with pytest.raises(DataError, match="has no <name>"):
+        read_dataset(tmp_path)
+    xml.write_text("<config><a/></config>")
+    with pytest.raises(DataError, match="not a Pascal VOC annotation"):
+        read_dataset(tmp_path)
+    (folder / "x.jpg").unlink()
+    xml.write_text(voc_xml("x.jpg", (10, 10), [("a", (1, 1, 5, 5))]))
+    with pytest.raises(DataError, match=r"x\.xml: no image for this annotation"):
+        read_dataset(tmp_path)
+
+
+def test_hf_unknown_category_id(tmp_path):
+    import datasets
+
+    features = datasets.Features({
+        "image": datasets.Image(),
+        "objects": datasets.List({"bbox": datasets.List(datasets.Value("float32"), length=4),
+                                  "category": datasets.Value("int64")}),
+    })
+    # without a ClassLabel the ids stay as names; with one, an id out of range is an error
+    rows = {"image": [{"bytes": jpeg_bytes(Image.new("RGB", (20, 20))), "path": None}],
+            "objects": [[{"bbox": [1, 1, 5, 5], "category": 7}]]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "plain"))
+    assert read_dataset(tmp_path / "plain")[0].boxes == [HandBox(1, 1, 6, 6, "7")]
+    features["objects"] = datasets.List({"bbox": datasets.List(datasets.Value("float32"), length=4),
+                                         "category": datasets.ClassLabel(names=["a", "b"])})
+    rows["objects"] = [[{"bbox": [1, 1, 5, 5], "category": 1}]]
+    ds = datasets.Dataset.from_dict(rows, features=features)
+    table = ds.data.table
+    import pyarrow as pa
+    bad = table.set_column(1, "objects", pa.array([[{"bbox": [1.0, 1.0, 5.0, 5.0], "category": 7}]],
+                                                  type=table.schema.field("objects").type))
+    datasets.Dataset(bad, info=ds.info).save_to_disk(str(tmp_path / "labelled"))
+    with pytest.raises(DataError, match=r"label id 7 is not one of the 2 classes"):
+        read_dataset(tmp_path / "labelled")
