@@ -12,6 +12,7 @@ import io
 import functools
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Callable, Optional
 import gradio as gr
 from PIL import Image
 
-from hybrid.hub import snapshot, split_revision
+from hybrid.hub import default_model, snapshot, split_revision
 from hybrid.images import MAX_PIXELS, ImageError, load_image
 
 logger = logging.getLogger("hybrid.app")
@@ -51,31 +52,23 @@ class ModelSource:
     revision: str  # what the page shows: Hub commit, or "local folder"
 
 
-def _pinned() -> dict[str, str]:
-    """The model ids the Space was pushed with (`hybrid push-space`), if this checkout has them."""
-    try:
-        from hybrid.hub import pinned_models  # written by push-space; absent outside a Space
-    except ImportError:
-        return {}
-    return pinned_models() or {}
-
-
 def resolve_model(kind: str) -> ModelSource:
-    """$HYBRID_<KIND>, else the Space's pinned model, else models/<kind>; downloaded if a Hub id."""
-    name = os.environ.get(f"HYBRID_{kind.upper()}") or _pinned().get(kind) or str(REPO / "models" / kind)
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        return ModelSource(kind, name, folder.resolve(), "local folder")
-    if not folder.is_absolute() and "/" in name and not name.startswith("."):
-        repo_id, revision = split_revision(name)
-        path = snapshot(repo_id, revision=revision)
-        commit = path.name if path.parent.name == "snapshots" else "?"
-        shown = f"{revision} (commit {commit[:10]})" if revision and revision != commit else f"commit {commit[:10]}"
-        return ModelSource(kind, name, path, shown)
-    raise FileNotFoundError(
-        f"{kind} model not found: {name!r} is neither a folder nor a Hub id. Set HYBRID_{kind.upper()} "
-        f"to a Hub id[@revision] or a trained folder, or run `make demo` to train the quick demo models."
-    )
+    """$HYBRID_<KIND>, else the Space's pinned model, else models/<kind> (`hybrid.hub.default_model`);
+    a Hub id is downloaded (or read from the Hub cache)."""
+    name = default_model(kind)
+    try:
+        path = snapshot(name)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"{error}. Set HYBRID_{kind.upper()} to a Hub id[@revision] or a trained folder, "
+            f"or run `make demo` to train the quick demo models into models/."
+        ) from None
+    if Path(name).expanduser().is_dir():
+        return ModelSource(kind, name, path.resolve(), "local folder")
+    revision = split_revision(name)[1]
+    commit = path.name if path.parent.name == "snapshots" else "?"
+    shown = f"commit {commit[:10]}" if not revision or commit.startswith(revision) else f"{revision}, commit {commit[:10]}"
+    return ModelSource(kind, name, path, shown)
 
 
 def load_pipeline():
@@ -279,9 +272,9 @@ def build(app: App) -> gr.Blocks:
                 with gr.Tab("Live webcam"):
                     camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
                     live = gr.Image(label=f"Live (at most {MAX_FPS:g} frames per second)", elem_id="live")
-                det = gr.Slider(0.05, 0.95, value=threshold, step=0.05, label="Detector threshold",
+                det = gr.Slider(0.01, 0.95, value=threshold, step=0.01, label="Detector threshold",
                                 info="minimum detector score for a hand")
-                conf = gr.Slider(0.0, 1.0, value=confidence, step=0.05, label="Classifier threshold",
+                conf = gr.Slider(0.0, 1.0, value=confidence, step=0.01, label="Classifier threshold",
                                  info="below this gesture probability a hand is 'unknown'")
                 eigencam = gr.Checkbox(label="EigenCAM for the detector", value=False)
             with gr.Column(scale=2):
@@ -323,7 +316,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
-    pipeline, sources = load_pipeline()
+    try:
+        pipeline, sources = load_pipeline()
+    except (FileNotFoundError, ValueError) as error:  # no or bad models: one clear line, no traceback
+        print(f"hybrid app: cannot start: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     page = build(App(pipeline, sources))
     examples, _ = example_images()
     print(f"hybrid app: http://{host}:{port}", flush=True)

@@ -17,6 +17,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python train/demo.py` from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO))
+
+from hybrid.hub import default_model  # noqa: E402
+
+MODELS = REPO / "models"  # where app.py looks when nothing else is configured
 KINDS = ("classifier", "detector")
 DONE = "config.json"  # both trained folders have one; written last-ish by save_pretrained
 
@@ -25,7 +31,7 @@ def is_trained(folder: Path) -> bool:
     return (folder / DONE).is_file() and (folder / "model.safetensors").is_file()
 
 
-def train(kind: str, models_dir: Path, extra: list[str]) -> None:
+def train(kind: str, models_dir: Path, env: dict[str, str]) -> None:
     """Train `kind` into a temporary folder, then move it into place, so an interrupted run leaves
     no half-written model behind."""
     output = models_dir / kind
@@ -33,10 +39,10 @@ def train(kind: str, models_dir: Path, extra: list[str]) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     command = [sys.executable, str(REPO / "train" / f"{kind}.py"),
                "--config", str(REPO / "train" / "configs" / f"{kind}-demo.yaml"),
-               "--output", str(partial), *extra]
+               "--output", str(partial)]
     print(f"demo: training the quick {kind} ({' '.join(command[1:])})", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=REPO, check=True)
+    subprocess.run(command, cwd=REPO, check=True, env=env)
     if not is_trained(partial):
         raise SystemExit(f"demo: {kind} training finished but {partial} has no {DONE} / model.safetensors")
     shutil.rmtree(output, ignore_errors=True)
@@ -46,24 +52,23 @@ def train(kind: str, models_dir: Path, extra: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=str(REPO / "models"), help="where the demo models go (default: models/)")
     parser.add_argument("--force", action="store_true", help="retrain even when models are cached")
     parser.add_argument("--data", default=None, help="data root (default: $HYBRID_DATA, then ../shared/data)")
     args = parser.parse_args(argv)
 
-    models_dir = Path(args.models)
+    models_dir = MODELS
     models_dir.mkdir(parents=True, exist_ok=True)
-    extra = ["--data", args.data] if args.data else []
+    env = {**os.environ, **({"HYBRID_DATA": str(Path(args.data).resolve())} if args.data else {})}
     started = time.perf_counter()
     for kind in KINDS:
-        configured = os.environ.get(f"HYBRID_{kind.upper()}")
-        if configured:
-            print(f"demo: {kind} from $HYBRID_{kind.upper()} = {configured}", flush=True)
+        configured = default_model(kind)  # $HYBRID_<KIND>, the Space's pin, else models/<kind>
+        if configured != str(MODELS / kind):
+            print(f"demo: {kind} configured: {configured}", flush=True)
         elif is_trained(models_dir / kind) and not args.force:
             print(f"demo: {kind} cached in {models_dir / kind} (--force to retrain)", flush=True)
         else:
             try:
-                train(kind, models_dir, extra)
+                train(kind, models_dir, env)
             except subprocess.CalledProcessError as error:
                 print(f"demo: {kind} training failed (exit {error.returncode}); see the output above", file=sys.stderr)
                 return 1
