@@ -3,3 +3,31 @@
 `trained_classifier` is filled in by the classifier work, `trained_detector` by the detector work.
 """
 from __future__ import annotations
+
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory, data_root) -> Path:
+    """A tiny hands-only YOLOv8n folder (best.pt, model.safetensors, config.json, metrics.json, README.md,
+    runs/ with TensorBoard events), trained once through `train/detector.py` with
+    train/configs/detector-tiny.yaml: 40 real Hands + Roboflow images, 64 px, 1 epoch (~25 s here).
+
+    One epoch from scratch learns nothing yet: its scores are the prior (~0.012), so the recipe stores
+    conf=0.01 and `predict` returns a few boxes per image for plumbing tests; do not assert accuracy."""
+    output = tmp_path_factory.mktemp("detector") / "detector"
+    env = {**os.environ, "HYBRID_DATA": str(data_root), "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1"}
+    command = [sys.executable, str(_REPO / "train" / "detector.py"), "--config",
+               str(_REPO / "train" / "configs" / "detector-tiny.yaml"), "--output", str(output)]
+    done = subprocess.run(command, env=env, cwd=output.parent, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return output

@@ -1,0 +1,203 @@
+"""HandDetector and train/detector.py on a tiny real training run (the session fixture `trained_detector`)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hybrid.detector import CHECKPOINT_NAME, CONFIG_NAME, WEIGHTS_NAME, Detection, HandDetector
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("train_detector", REPO / "train" / "detector.py")
+train_detector = importlib.util.module_from_spec(_spec)
+sys.modules["train_detector"] = train_detector  # dataclasses look their module up there
+_spec.loader.exec_module(train_detector)
+
+CONF = 0.001  # the 1-epoch model only scores its prior: a low threshold gives many boxes to compare
+
+
+@pytest.fixture(scope="module")
+def images(data_root) -> list[Image.Image]:
+    """Real photos of both sets: 800x600 (Hands) and 224x224 (Roboflow), i.e. two aspect ratios."""
+    hands = sorted((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))[:2]
+    roboflow = sorted((data_root / "roboflow-hand-gesture-recognition-v6" / "test" / "images").glob("*.jpg"))[:1]
+    return [Image.open(path).convert("RGB") for path in hands + roboflow]
+
+
+def _as_array(detections: list[Detection]) -> np.ndarray:
+    return np.array([[*d.box, d.score] for d in detections]).reshape(-1, 5)
+
+
+def _assert_same(a: list[Detection], b: list[Detection], box_tol: float = 0.05, score_tol: float = 1e-5) -> None:
+    assert len(a) == len(b) > 0
+    assert [d.label for d in a] == [d.label for d in b]
+    np.testing.assert_allclose(_as_array(a), _as_array(b), atol=box_tol, rtol=0)
+    np.testing.assert_allclose(_as_array(a)[:, 4], _as_array(b)[:, 4], atol=score_tol, rtol=0)
+
+
+def test_folder_has_everything(trained_detector: Path):
+    for name in (CHECKPOINT_NAME, WEIGHTS_NAME, CONFIG_NAME, "metrics.json", "README.md", "pr_curve.png"):
+        assert (trained_detector / name).is_file(), name
+    config = json.loads((trained_detector / CONFIG_NAME).read_text())
+    assert config["names"] == ["hand"] and config["image_size"] == 64 and config["conf"] == 0.01
+    metrics = json.loads((trained_detector / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["images"] > 0
+    for key in ("precision", "recall", "mAP50", "mAP50-95"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["speed_ms_per_image"]["inference"] > 0
+    card = (trained_detector / "README.md").read_text()
+    for expected in ("library_name: ultralytics", "pipeline_tag: object-detection", "license: agpl-3.0",
+                     "CC BY 4.0", "Soubhi Hadri", "pr_curve.png"):
+        assert expected in card
+    assert not list(trained_detector.parent.glob("*.work")), "the Ultralytics work folder is left behind"
+
+
+def test_tensorboard_events_in_output(trained_detector: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((trained_detector / "runs").glob("events.out.tfevents*"))
+    assert len(events) == 1
+    accumulator = EventAccumulator(str(events[0]))
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    assert "train/box_loss" in tags and "metrics/mAP50(B)" in tags, tags
+
+
+def test_reloads_without_pickle_same_boxes_as_best_pt(trained_detector: Path, images, tmp_path, monkeypatch):
+    pickled = HandDetector.from_pretrained(trained_detector / CHECKPOINT_NAME, allow_pickle=True)
+    expected = pickled.predict(images, conf=CONF)
+
+    # a folder without best.pt, loaded while every unpickling path is booby-trapped
+    safe_dir = tmp_path / "safe"
+    safe_dir.mkdir()
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        shutil.copy2(trained_detector / name, safe_dir / name)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_pretrained unpickled something")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "load", refuse)
+        patch.setattr(pickle, "load", refuse)
+        patch.setattr(pickle, "loads", refuse)
+        detector = HandDetector.from_pretrained(safe_dir)
+    assert detector.names == ["hand"] and detector.image_size == 64
+    assert isinstance(detector.model, torch.nn.Module)
+    got = detector.predict(images, conf=CONF)
+    assert len(got) == len(images)
+    for a, b in zip(got, expected):
+        _assert_same(a, b)
+
+
+def test_same_boxes_as_ultralytics_predict(trained_detector: Path, images):
+    """Our letterbox + NMS reproduce Ultralytics' own predictor on best.pt (which fuses Conv+BN, hence the
+    small tolerance), and the RGB input reaches the network in the channel order Ultralytics uses."""
+    from ultralytics import YOLO
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    yolo = YOLO(str(trained_detector / CHECKPOINT_NAME))
+    for image in images:
+        result = yolo.predict(image, imgsz=64, conf=CONF, iou=detector.iou, verbose=False, device="cpu")[0]
+        ours = detector.predict(image, conf=CONF)
+        theirs = [Detection(tuple(box), score, "hand") for box, score in
+                  zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist())]
+        _assert_same(sorted(ours, key=lambda d: -d.score)[:5], sorted(theirs, key=lambda d: -d.score)[:5],
+                     box_tol=0.5, score_tol=1e-3)
+
+        # the exact network input: Ultralytics' predictor gets BGR arrays (PIL inputs are converted to BGR)
+        bgr = np.ascontiguousarray(np.asarray(image)[..., ::-1])
+        expected_input = yolo.predictor.preprocess([bgr])
+        assert torch.equal(detector.preprocess([np.asarray(image)], 64), expected_input)
+
+
+def test_predict_inputs_and_outputs(trained_detector: Path, images, data_root):
+    detector = HandDetector.from_pretrained(trained_detector)
+    image = images[0]
+    single = detector.predict(image, conf=CONF)
+    assert isinstance(single, list) and all(isinstance(d, Detection) for d in single)
+    x0, y0, x1, y1 = single[0].box
+    assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+    assert single == detector.predict([image], conf=CONF)[0]
+    assert single == detector.predict(np.asarray(image), conf=CONF)  # RGB array = PIL image
+    path = sorted((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))[0]
+    assert detector.predict(path, conf=CONF) == single
+    assert detector.predict([]) == []
+    assert len(detector.predict(image)) >= 1  # the recipe's stored conf (0.01) keeps the prior's boxes
+    assert detector.predict(image, conf=0.99) == []
+    assert single[0].to_dict()["label"] == "hand"
+    with pytest.raises(ValueError, match="image_size"):
+        detector.predict(image, image_size=16)
+
+
+def test_save_pretrained_round_trip(trained_detector: Path, images, tmp_path):
+    detector = HandDetector.from_pretrained(trained_detector)
+    detector.conf = 0.2
+    detector.save_pretrained(tmp_path / "copy")
+    again = HandDetector.from_pretrained(tmp_path / "copy")
+    assert again.conf == 0.2 and again.names == detector.names
+    assert again.predict(images, conf=CONF) == detector.predict(images, conf=CONF)
+
+
+def test_pickle_needs_opt_in(trained_detector: Path, tmp_path):
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        HandDetector.from_pretrained(trained_detector / CHECKPOINT_NAME)
+    only_pt = tmp_path / "only-pt"
+    only_pt.mkdir()
+    shutil.copy2(trained_detector / CHECKPOINT_NAME, only_pt / CHECKPOINT_NAME)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        HandDetector.from_pretrained(only_pt)
+    assert HandDetector.from_pretrained(only_pt, allow_pickle=True).names == ["hand"]
+
+
+def test_broken_folders_fail_clearly(trained_detector: Path, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy2(trained_detector / WEIGHTS_NAME, broken / WEIGHTS_NAME)
+    with pytest.raises(FileNotFoundError, match=CONFIG_NAME):
+        HandDetector.from_pretrained(broken)
+    config = json.loads((trained_detector / CONFIG_NAME).read_text())
+    config["names"] = ["hand", "extra"]  # a head for 2 classes cannot take 1-class weights
+    (broken / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match"):
+        HandDetector.from_pretrained(broken)
+    del config["model_yaml"]
+    (broken / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_yaml"):
+        HandDetector.from_pretrained(broken)
+
+
+def test_bad_recipes_fail_clearly(tmp_path, capsys):
+    with pytest.raises(ValueError, match="model: unknown YOLOv8 size 'q'"):
+        train_detector.parse_recipe(["--model", "q"])
+    with pytest.raises(ValueError, match="image_size: must be a multiple of 32"):
+        train_detector.parse_recipe(["--image-size", "100"])
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("epochs: 1\nimgsz: 64\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: unknown field\(s\) imgsz"):
+        train_detector.parse_recipe(["--config", str(recipe)])
+    assert train_detector.main(["--config", str(REPO / "train/configs/detector-tiny.yaml"), "--model", "xl"]) == 2
+    assert "unknown YOLOv8 size 'xl'" in capsys.readouterr().err
+    parsed = train_detector.parse_recipe(["--config", str(REPO / "train/configs/detector.yaml"), "--epochs", "3",
+                                          "--data", "a", "b", "--gestures", "--device", "0,1"])
+    assert (parsed.epochs, parsed.data, parsed.gestures, parsed.device) == (3, ["a", "b"], True, "0,1")
+    with pytest.raises(FileNotFoundError, match="--resume: no interrupted run"):
+        train_detector.train(train_detector.parse_recipe(["--resume", "--output", str(tmp_path / "none")]))
+
+
+def test_offline_pretrained_falls_back_with_one_line(monkeypatch, caplog):
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    recipe = train_detector.parse_recipe(["--pretrained", "auto"])
+    with caplog.at_level(logging.WARNING, logger="train.detector"):
+        model = train_detector.build_model(recipe)
+    assert [r.getMessage() for r in caplog.records if r.name == "train.detector"] == [
+        "offline: yolov8n.pt (COCO) cannot be downloaded, training yolov8n from scratch"]
+    assert model.model.yaml["yaml_file"] == "yolov8n.yaml"
