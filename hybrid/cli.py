@@ -17,7 +17,7 @@ def _print_json(obj) -> None:
 def _data_stats(args: argparse.Namespace) -> int:
     from hybrid.data import read_dataset, dataset_stats
 
-    stats = dataset_stats(read_dataset(args.path, format=args.format))
+    stats = dataset_stats(read_dataset(args.path, format=args.format, split=args.split, merge_labels=args.merge_labels))
     if args.json:
         _print_json(stats)
     else:
@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = data.add_parser("stats", help="count images, boxes and labels of a dataset folder")
     stats.add_argument("path", help="dataset folder, or a registered dataset name")
     stats.add_argument("--format", default=None, help="voc | yolo | imagefolder | hagrid | hf (default: detected)")
+    stats.add_argument("--split", default=None, choices=["train", "val", "test"],
+                       help="one split (upstream where the data has it, else seeded; see hybrid.data.split_records)")
+    stats.add_argument("--merge-labels", action="store_true", help="merge finger-count names ('5-hand', 'five' -> '5')")
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=_data_stats)
     fetch = data.add_parser("fetch", help="download a registered public dataset, checksum-verified")

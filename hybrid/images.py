@@ -6,6 +6,7 @@ error everywhere: `ImageError`, naming the file and the problem.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Union
 
@@ -19,6 +20,17 @@ ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message names the source and the problem."""
+
+
+def pil_open(fp) -> Image.Image:
+    """PIL's own `Image.open`. Importing Ultralytics replaces `Image.open` with a wrapper that, on a file
+    PIL cannot identify, pip-installs `pi-heif` (offline: raises ModuleNotFoundError); we want the
+    plain `UnidentifiedImageError` instead, so bad uploads get a clear `ImageError` and no install."""
+    opener = Image.open
+    module = getattr(opener, "__module__", "") or ""
+    if module.startswith("ultralytics"):
+        opener = getattr(sys.modules.get(module), "_image_open", opener)
+    return opener(fp)
 
 
 def _describe(source: ImageInput) -> str:
@@ -88,7 +100,7 @@ def load_image(source: ImageInput) -> Image.Image:
         _check_size(*source.size, name)
         return to_rgb(source)
     try:
-        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        opened = pil_open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
     except (UnidentifiedImageError, OSError) as error:
@@ -105,7 +117,7 @@ def load_image(source: ImageInput) -> Image.Image:
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header only, EXIF rotation applied; raises `ImageError`."""
     try:
-        with Image.open(path) as opened:
+        with pil_open(path) as opened:
             width, height = opened.size
             orientation = opened.getexif().get(0x0112, 1)
     except (FileNotFoundError, UnidentifiedImageError, OSError) as error:

@@ -88,6 +88,13 @@ def test_stats_by_registered_name_and_format_flag(capsys, data_root, monkeypatch
     assert stats_cli(capsys, data_root / DIGITS / "Dataset")["labels"] == stats_cli(capsys, "sign-digits")["labels"]
 
 
+def test_stats_cli_split_and_merge(capsys, data_root):
+    assert stats_cli(capsys, data_root / ROBOFLOW, "--split", "test") == {
+        "images": 85, "boxes": 86, "labels": {"five": 46, "four": 11, "one": 7, "three": 8, "two": 14}}
+    merged = stats_cli(capsys, data_root / HANDS, "--split", "test", "--merge-labels")
+    assert merged["images"] == 286 and sorted(merged["labels"]) == ["0", "1", "2", "3", "4", "5"]
+
+
 def test_stats_cli_bad_path_is_one_clear_line(capsys, tmp_path):
     assert main(["data", "stats", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
@@ -224,6 +231,14 @@ def test_write_yolo_round_trip(hands, roboflow, tmp_path):
         assert [b.label for b in record.boxes] == ["hand"] * len(twin.boxes)
         for got, want in zip(record.boxes, twin.boxes):
             assert got.xyxy == pytest.approx(want.xyxy, abs=0.01)
+    again = write_yolo_dataset({"train": roboflow[:2]}, tmp_path / "yolo")  # an earlier output is replaced
+    assert len(list((again.parent / "images" / "train").iterdir())) == 2 and "val" in yaml.safe_load(again.read_text())
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a dataset this writer made"):
+        write_yolo_dataset({"train": roboflow[:2]}, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "yolo"]  # no temporary folders left
     gestures = write_yolo_dataset({"train": roboflow[:4]}, tmp_path / "gestures", gestures=True)
     names = yaml.safe_load(gestures.read_text())["names"]
     assert list(names.values()) == sorted({b.label for r in roboflow[:4] for b in r.boxes})

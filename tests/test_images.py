@@ -54,6 +54,8 @@ def write_yolo(root: Path, names, labels: dict[str, str], split="train", size=(4
 # --- corrupt and truncated images --------------------------------------------------------------
 
 def test_corrupt_jpeg_is_an_error_naming_the_file(tmp_path):
+    import ultralytics  # noqa: F401  its PIL patch would pip-install pi-heif on unknown files; we must not reach it
+
     write_voc(tmp_path / "train", "broken", b"\xff\xd8 this is not a jpeg", (10, 10), [("a", (1, 1, 5, 5))])
     with pytest.raises(DataError, match=r"broken\.jpg: not a readable image"):
         read_dataset(tmp_path, format="voc")

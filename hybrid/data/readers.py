@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from hybrid.data.records import HandBox, ImageRecord
+from hybrid.images import pil_open
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def split_of(path: Path, root: Path) -> Optional[str]:
 def header_size(source: Union[Path, bytes], name: str = "") -> tuple[int, int, tuple[int, int]]:
     """(upright width, upright height, stored (width, height)) from the header, EXIF orientation applied."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+        with pil_open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
             width, height = opened.size
             orientation = opened.getexif().get(0x0112, 1)
     except FileNotFoundError:

@@ -37,7 +37,7 @@ def _stratified(records: list[ImageRecord], fractions: dict[str, float], seed: i
                 count = len(items) - start
             else:
                 exact = len(items) * fractions[name] / total + carry[name]
-                count = min(int(round(exact)), len(items) - start)
+                count = max(0, min(int(round(exact)), len(items) - start))
                 carry[name] = exact - count
             out[name].extend(items[start:start + count])
             start += count

@@ -22,6 +22,7 @@ from PIL import Image
 from hybrid.crops import CONTEXT, square_crop
 from hybrid.data.readers import header_size
 from hybrid.data.records import HandBox, ImageRecord
+from hybrid.images import pil_open
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,17 @@ TRAIN_SHIFT_JITTER = 0.08  # and its centre by +-8 % of the side
 
 
 @contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to `target`; on success it replaces `target` (old one removed)."""
+def atomic_dir(target: Path, markers: Sequence[str] = ()) -> Iterator[Path]:
+    """Yield a temporary folder next to `target`; on success it replaces `target` (old one removed).
+
+    An existing non-empty `target` is only replaced when it holds one of `markers` (i.e. it is an
+    earlier output of the same writer), so a mistyped path never deletes someone's folder."""
     target = Path(target).absolute()
+    if target.is_dir() and any(target.iterdir()) and not any((target / m).exists() for m in markers):
+        raise FileExistsError(f"{target} exists and is not a dataset this writer made (no {' or '.join(markers)}); "
+                              "choose an empty or new folder")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -58,7 +67,7 @@ def _needs_copy(record: ImageRecord) -> bool:
     """Symlink only plain files Ultralytics decodes as we do; write everything else out upright."""
     if not isinstance(record.image, Path) or record.image.suffix.lower() not in {".jpg", ".jpeg", ".png", ".bmp"}:
         return True
-    with Image.open(record.image) as opened:
+    with pil_open(record.image) as opened:
         orientation = opened.getexif().get(0x0112, 1)
         return orientation != 1 or opened.mode not in ("RGB", "L")
 
@@ -82,7 +91,7 @@ def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], ou
     splits = {("val" if s in ("valid", "validation") else s): recs for s, recs in records_by_split.items() if recs}
     if "train" not in splits:
         raise ValueError(f"write_yolo_dataset needs a non-empty 'train' split, got {sorted(records_by_split)}")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, markers=("data.yaml",)) as tmp:
         for split, records in splits.items():
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "labels" / split).mkdir(parents=True)
@@ -182,6 +191,6 @@ def build_crop_dataset(records: Sequence[ImageRecord], image_size: Optional[int]
 def save_dataset(dataset, path: os.PathLike) -> Path:
     """`dataset.save_to_disk(path)`, atomically (a temporary sibling folder renamed into place)."""
     path = Path(path)
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, markers=("dataset_info.json", "dataset_dict.json", "state.json")) as tmp:
         dataset.save_to_disk(str(tmp))
     return path
