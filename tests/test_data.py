@@ -178,6 +178,20 @@ def test_split_roboflow_as_is_and_digits_80_10_10(roboflow, digits):
         _names(read_dataset(digits[0].image.parents[2], split="val")) == _names(splits["val"])
 
 
+def test_split_keeps_subjects_together():
+    records = [ImageRecord(image=Path(f"/x/{u}-{i}.jpg"), boxes=[HandBox(0, 0, 1, 1, "like" if u % 2 else "call")],
+                           source="hagrid", name=f"{u}-{i}.jpg", extra={"user_id": f"user{u}"})
+               for u in range(60) for i in range(u % 4 + 1)]
+    splits = split_records(records, seed=0)
+    where = {}
+    for split, part in splits.items():
+        for record in part:
+            assert where.setdefault(record.extra["user_id"], split) == split
+    assert sum(map(len, splits.values())) == len(records)
+    subjects = Counter(where.values())
+    assert subjects["train"] == 48 and subjects["val"] == subjects["test"] == 6
+
+
 def test_split_rejects_bad_fractions(digits):
     with pytest.raises(ValueError, match="fractions"):
         split_records(digits, fractions=(0.5, 0.5))
@@ -467,6 +481,11 @@ def test_hagrid_v1_layout(tmp_path):
     assert records[1].extra["leading_hand"] == "right"
     assert dataset_stats(records)["labels"] == {"call": 2, "no_gesture": 1}
     assert len(split_records(records)["val"]) == 0  # one train image: nothing to carve
+    # annotations kept apart from the images
+    apart = read_dataset(root / "ann_test", format="hagrid", images=root)
+    assert [(r.name, r.split) for r in apart] == [("ffee.jpg", "test")]
+    with pytest.raises(DataError, match="image folder not found"):
+        read_dataset(root / "ann_test", format="hagrid", images=root / "nope")
 
 
 def test_hagrid_malformed(tmp_path):

@@ -52,13 +52,14 @@ def _resolve(path_or_name: Union[str, os.PathLike]) -> tuple[Union[Path, str], s
 
 
 def read_dataset(path_or_name: Union[str, os.PathLike], format: Optional[str] = None, split: Optional[str] = None,
-                 merge_labels: bool = False, seed: int = 0) -> list[ImageRecord]:
+                 merge_labels: bool = False, seed: int = 0, **reader_options) -> list[ImageRecord]:
     """Read a dataset folder, registered name ('hands', 'roboflow', 'sign-digits') or Hub id into records.
 
     `format` is detected when None. Records carry the upstream split ('train'|'val'|'test'|None).
     `split` returns only that split of `split_records(records, seed)` (upstream splits kept, missing ones
     carved out seeded). `merge_labels` maps labels through `canonical_label` ('5-hand', 'five' -> '5').
-    Raises `DataError` (a ValueError) naming the file for malformed annotations.
+    `reader_options` go to the format's reader, e.g. `images=` for HaGRID annotations kept apart from
+    their images. Raises `DataError` (a ValueError) naming the file for malformed annotations.
     """
     location, source, prefix, subdirs, registered_format = _resolve(path_or_name)
     if format is not None and format not in FORMATS:
@@ -69,13 +70,13 @@ def read_dataset(path_or_name: Union[str, os.PathLike], format: Optional[str] = 
     if format == "hf":
         from hybrid.data.hf import read_hf
 
-        records = read_hf(str(location), source, cleaner, prefix)
+        records = read_hf(str(location), source, cleaner, prefix, **reader_options)
     else:
         path = Path(location)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such folder")
         kwargs = {"subdirs": subdirs} if subdirs and format in ("voc", "imagefolder") else {}
-        records = READERS[format](path, source, cleaner, prefix, **kwargs)
+        records = READERS[format](path, source, cleaner, prefix, **kwargs, **reader_options)
     cleaner.report(source)
     if merge_labels:
         for record in records:

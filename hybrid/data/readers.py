@@ -49,9 +49,9 @@ def is_image(path: Path) -> bool:
 
 
 def split_of(path: Path, root: Path) -> Optional[str]:
-    """The upstream split named by the nearest folder between `root` and `path`, if any."""
+    """The upstream split named by the nearest folder from `path` up to `root` itself, if any."""
     try:
-        parts = path.relative_to(root).parts[:-1]
+        parts = (root.name, *path.relative_to(root).parts[:-1])
     except ValueError:
         parts = path.parts[:-1]
     for part in reversed(parts):
@@ -379,7 +379,7 @@ def _hagrid_box(value, where: str) -> list[float]:
 
 
 def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "",
-                images: Optional[Path] = None) -> list[ImageRecord]:
+                images: Optional[os.PathLike] = None) -> list[ImageRecord]:
     """HaGRID v1/v2 annotations: one JSON per gesture, {image_id: {bboxes: [[x, y, w, h] normalised,
     top-left], labels: [...], united_bbox, united_label, leading_hand, user_id, ...}}.
 
@@ -392,8 +392,11 @@ def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str 
     files = _hagrid_files(root)
     if not files:
         raise DataError(f"{root}: no HaGRID annotation JSON files found")
+    images = Path(images) if images is not None else root
+    if not images.is_dir():
+        raise DataError(f"{images}: HaGRID image folder not found")
     index: dict[str, Path] = {}
-    for path in sorted((images or root).rglob("*")):
+    for path in sorted(images.rglob("*")):
         if path.is_file() and is_image(path):
             index.setdefault(path.stem, path)
     records, missing = [], 0
@@ -435,7 +438,7 @@ def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str 
             records.append(ImageRecord(image=image_path, boxes=boxes, source=source, split=split, width=width,
                                        height=height, name=image_path.name, extra=extra))
     if missing:
-        log.warning("%s: %d annotated image(s) are not under %s and were skipped", source, missing, images or root)
+        log.warning("%s: %d annotated image(s) are not under %s and were skipped", source, missing, images)
     return records
 
 

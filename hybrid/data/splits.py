@@ -5,8 +5,9 @@ Per source (records of different datasets are split separately, then joined):
 - some present (Hands: train/test) -> the missing ones are carved out of upstream train, seeded and
   stratified, in the proportions of `fractions`;
 - none (Sign Language Digits) -> a seeded stratified split by `fractions` (default 80/10/10).
-Strata are the first label of each image ('' for images without hands). Order within each stratum
-is by name before shuffling, so the result depends only on the records and the seed.
+Strata are the first label of each image ('' for images without hands). Images of one subject
+(`extra['user_id']`, e.g. HaGRID) go to the same split. Order within each stratum is by name before
+shuffling, so the result depends only on the records and the seed.
 """
 from __future__ import annotations
 
@@ -19,27 +20,47 @@ from hybrid.data.records import ImageRecord
 SPLITS = ("train", "val", "test")
 
 
+def _units(records: list[ImageRecord]) -> list[list[ImageRecord]]:
+    """Images of one subject (`extra['user_id']`, as HaGRID gives) stay together; others are alone."""
+    groups: dict[str, list[ImageRecord]] = defaultdict(list)
+    units = []
+    for record in records:
+        subject = record.extra.get("user_id")
+        if subject:
+            groups[str(subject)].append(record)
+        else:
+            units.append([record])
+    return units + list(groups.values())
+
+
+def _key(record: ImageRecord) -> tuple[str, str]:
+    return record.name, "" if callable(record.image) or isinstance(record.image, bytes) else str(record.image)
+
+
 def _stratified(records: list[ImageRecord], fractions: dict[str, float], seed: int, salt: str) -> dict[str, list[ImageRecord]]:
-    """Cut `records` into len(fractions) parts, per stratum, with remainders assigned so totals stay close."""
+    """Cut `records` into parts in proportion to `fractions`, per stratum (first label), keeping each
+    subject's images in one part; rounding remainders carry across strata so totals stay close."""
     out: dict[str, list[ImageRecord]] = {name: [] for name in fractions}
     total = sum(fractions.values())
-    strata: dict[str, list[ImageRecord]] = defaultdict(list)
-    for record in records:
-        strata[record.boxes[0].label if record.boxes else ""].append(record)
-    carry = {name: 0.0 for name in fractions}  # fractional parts carried across strata
+    strata: dict[str, list[list[ImageRecord]]] = defaultdict(list)
+    for unit in _units(records):
+        unit.sort(key=_key)
+        strata[unit[0].boxes[0].label if unit[0].boxes else ""].append(unit)
+    carry = {name: 0.0 for name in fractions}
+    names = list(fractions)
     for label in sorted(strata):
-        items = sorted(strata[label], key=lambda r: (r.name, str(r.image) if not callable(r.image) else ""))
-        random.Random(f"{seed}-{salt}-{label}").shuffle(items)
+        units = sorted(strata[label], key=lambda u: _key(u[0]))
+        random.Random(f"{seed}-{salt}-{label}").shuffle(units)
         start = 0
-        names = list(fractions)
         for i, name in enumerate(names):
             if i == len(names) - 1:
-                count = len(items) - start
+                count = len(units) - start
             else:
-                exact = len(items) * fractions[name] / total + carry[name]
-                count = max(0, min(int(round(exact)), len(items) - start))
+                exact = len(units) * fractions[name] / total + carry[name]
+                count = max(0, min(int(round(exact)), len(units) - start))
                 carry[name] = exact - count
-            out[name].extend(items[start:start + count])
+            for unit in units[start:start + count]:
+                out[name].extend(unit)
             start += count
     return out
 
