@@ -198,6 +198,18 @@ def test_boxes_partly_outside_are_clipped_and_zero_area_dropped_with_one_warning
     assert len(record.boxes) == 1 and len(caplog.records) == 1 and "b.txt:2" in caplog.records[0].getMessage()
 
 
+def test_yolo_writer_clips_boxes_of_hand_made_records(tmp_path):
+    from hybrid.data import ImageRecord
+
+    path = tmp_path / "a.jpg"
+    path.write_bytes(jpeg_bytes(Image.new("RGB", (40, 60), "white")))
+    record = ImageRecord(image=path, boxes=[HandBox(-5, 10, 20, 80, "hand"), HandBox(50, 0, 60, 10, "hand")],
+                         source="mine", width=40, height=60, name="a.jpg")
+    data_yaml = write_yolo_dataset({"train": [record]}, tmp_path / "out")
+    (back,) = read_dataset(data_yaml.parent)
+    assert len(back.boxes) == 1 and back.boxes[0].xyxy == pytest.approx((0, 10, 20, 60), abs=1e-3)
+
+
 def test_square_crop_bad_boxes():
     image = Image.new("RGB", (40, 30), "white")
     outside = square_crop(image, (100, 100, 120, 120))

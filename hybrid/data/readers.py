@@ -150,10 +150,9 @@ def read_voc(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "
                             f"{' and ' + filename if filename else ''})")
         width, height, stored = header_size(image_path)
         size = annotation.find("size")
-        if size is not None and width != height:
-            declared = (int(_number(size.findtext("width"), str(xml_path), "<size><width>")),
-                        int(_number(size.findtext("height"), str(xml_path), "<size><height>")))
-            if declared == stored and declared != (width, height):
+        if size is not None and stored != (width, height):  # only informative: images are sized from their header
+            declared = (size.findtext("width") or "").strip(), (size.findtext("height") or "").strip()
+            if declared == (str(stored[0]), str(stored[1])):
                 raw_size_files.append(xml_path.name)
         boxes = []
         for index, obj in enumerate(annotation.findall("object")):

@@ -119,8 +119,14 @@ def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], ou
                     if gestures and box.label not in class_id:
                         raise ValueError(f"{record.name}: label {box.label!r} is not in names {names}")
                     cid = class_id[box.label] if gestures else 0
-                    cx, cy = (box.x0 + box.x1) / 2 / width, (box.y0 + box.y1) / 2 / height
-                    w, h = (box.x1 - box.x0) / width, (box.y1 - box.y0) / height
+                    # clip: Ultralytics discards a whole image whose label leaves the unit square
+                    x0, x1 = (min(max(v, 0.0), width) for v in (box.x0, box.x1))
+                    y0, y1 = (min(max(v, 0.0), height) for v in (box.y0, box.y1))
+                    if x1 <= x0 or y1 <= y0:
+                        log.warning("%s: skipped a box outside the image: %s", record.name, box)
+                        continue
+                    cx, cy = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
+                    w, h = (x1 - x0) / width, (y1 - y0) / height
                     lines.append(f"{cid} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
                 (tmp / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
         config = {"path": str(out_dir), **{split: f"images/{split}" for split in splits},
