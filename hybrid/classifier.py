@@ -97,6 +97,24 @@ def export_config(model: nn.Module, label_names: Sequence[str], pretrained_cfg: 
     return config
 
 
+def save_model(model: nn.Module, label_names: Sequence[str], pretrained_cfg: dict,
+               save_directory: Union[str, Path]) -> Path:
+    """Write `model.safetensors` + `config.json` for `model` into `save_directory` (created; other files
+    kept). Each file is written under a temporary name, then renamed into place."""
+    from safetensors.torch import save_file
+
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    config = export_config(model, label_names, pretrained_cfg)
+    tmp_weights, tmp_config = out / f".{WEIGHTS_NAME}.tmp", out / f".{CONFIG_NAME}.tmp"
+    save_file(state, str(tmp_weights), metadata={"format": "pt"})
+    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp_weights, out / WEIGHTS_NAME)
+    os.replace(tmp_config, out / CONFIG_NAME)
+    return out
+
+
 def _last_stage(model: nn.Module) -> nn.Module:
     """The module Grad-CAM should hook: ResNets' layer4[-1], else the last feature stage timm reports."""
     layer4 = getattr(model, "layer4", None)
@@ -219,20 +237,7 @@ class GestureClassifier:
     def save_pretrained(self, save_directory: Union[str, Path]) -> Path:
         """Write `model.safetensors` + `config.json` into `save_directory` (created; other files kept).
         Each file is written to a temporary name first and then renamed into place."""
-        from safetensors.torch import save_file
-
-        out = Path(save_directory)
-        out.mkdir(parents=True, exist_ok=True)
-        model = self.model
-        state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
-                 for k, v in model.state_dict().items()}
-        config = export_config(model, self.label_names, self.pretrained_cfg)
-        tmp_weights, tmp_config = out / f".{WEIGHTS_NAME}.tmp", out / f".{CONFIG_NAME}.tmp"
-        save_file(state, str(tmp_weights), metadata={"format": "pt"})
-        tmp_config.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp_weights, out / WEIGHTS_NAME)
-        os.replace(tmp_config, out / CONFIG_NAME)
-        return out
+        return save_model(self.model, self.label_names, self.pretrained_cfg, save_directory)
 
     # --- inference ------------------------------------------------------------------------------
 
