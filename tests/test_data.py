@@ -121,6 +121,20 @@ def test_boxes_are_pixel_xyxy(roboflow, hands, data_root):
     assert (first.width, first.height) == (800, 600) and first.load().size == (800, 600)
 
 
+def test_real_exif_rotated_digits_load_upright(digits):
+    rotated = [r for r in digits if r.width == 3024]
+    assert len(rotated) == 3
+    for record in rotated:
+        with Image.open(record.image) as raw:
+            assert raw.getexif().get(0x0112) == 6
+            stored = raw.reduce(12).convert("RGB")
+        upright = record.load().reduce(12)
+        assert np.array_equal(np.asarray(upright), np.asarray(stored.transpose(Image.Transpose.ROTATE_270)))
+    crops = build_crop_dataset(rotated[:1], image_size=32)
+    expected = rotated[0].load().resize((32, 32), Image.Resampling.BILINEAR)
+    assert np.array_equal(np.asarray(crops[0]["image"]), np.asarray(expected))
+
+
 # --- labels -------------------------------------------------------------------------------------
 
 def test_canonical_label_merges_finger_counts_only():
