@@ -20,7 +20,7 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import yaml
 from PIL import UnidentifiedImageError
@@ -464,8 +464,3 @@ def detect_format(path: Path) -> str:
 
 
 READERS = {"voc": read_voc, "yolo": read_yolo, "imagefolder": read_imagefolder, "hagrid": read_hagrid}
-
-
-def iter_boxes(records: Iterable[ImageRecord]) -> Iterable[HandBox]:
-    for record in records:
-        yield from record.boxes
