@@ -144,17 +144,18 @@ def fine_tuned_from(folder: Path) -> Optional[str]:
 def check_model_card(kind: str, folder: Path):
     """Load folder/README.md and check its metadata locally; returns the ModelCard.
     Problems -> ValueError naming README.md and the field."""
-    from huggingface_hub import ModelCard
+    from huggingface_hub import ModelCard, metadata_load
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     readme = folder / "README.md"
     if not readme.is_file():
         raise ValueError(f"{readme}: missing; a pushed model needs its model card")
     try:
-        card = ModelCard.load(readme)
+        data = metadata_load(readme) or {}
     except Exception as error:  # YAML errors come in several types
         raise ValueError(f"{readme}: the YAML metadata does not parse: {error}") from error
-    data = card.data.to_dict()
+    if not isinstance(data, dict):
+        raise ValueError(f"{readme}: the YAML metadata must be a mapping")
     missing = [key for key in CARD_KEYS if not data.get(key)]
     if missing:
         raise ValueError(f"{readme}: metadata lacks {', '.join(missing)}")
@@ -177,7 +178,7 @@ def check_model_card(kind: str, folder: Path):
         declared = [declared] if isinstance(declared, str) else (declared or [])
         if base not in declared:
             raise ValueError(f"{readme}: the model was fine-tuned from {base!r} but base_model is {declared or 'missing'}")
-    return card
+    return ModelCard.load(readme)
 
 
 def card_images(folder: Path, card_text: str) -> list[Path]:
@@ -196,14 +197,27 @@ def card_images(folder: Path, card_text: str) -> list[Path]:
     return images
 
 
+LOG_DIRS = ("runs", "logs")  # TensorBoard log folders: pushed whole (events, results.csv, args, plots)
+PICKLES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tmp")
+
+
 def files_to_push(kind: str, folder: Path, card_text: str) -> list[Path]:
-    """Required weights/config, metrics.json, README.md, other top-level *.json / *.yaml / *.safetensors,
-    every TensorBoard event file (*tfevents*, any depth), and the images the card shows."""
+    """What a push uploads: the top-level files (weights, config.json, metrics.json, README.md, ...; no hidden
+    files, no pickles other than the required best.pt), everything in runs/ and logs/, every TensorBoard event
+    file (*tfevents*) elsewhere, and the images the card shows. Not pushed: checkpoints/ and other folders."""
     folder = Path(folder)
-    files = {folder / name for name in (*REQUIRED_FILES[kind], "README.md")}
-    for pattern in ("metrics.json", "*.json", "*.yaml", "*.yml", "*.safetensors"):
-        files.update(p for p in folder.glob(pattern) if p.is_file())
-    files.update(p for p in folder.rglob("*tfevents*") if p.is_file())
+
+    def wanted(path: Path) -> bool:
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") or part == "__pycache__" for part in parts) or not path.is_file():
+            return False
+        return path.suffix not in PICKLES or (len(parts) == 1 and path.name in REQUIRED_FILES[kind])
+
+    files = {p for p in folder.iterdir() if wanted(p)}
+    for name in LOG_DIRS:
+        if (folder / name).is_dir():
+            files.update(p for p in (folder / name).rglob("*") if wanted(p))
+    files.update(p for p in folder.rglob("*tfevents*") if wanted(p) and p.relative_to(folder).parts[0] != "checkpoints")
     files.update(card_images(folder, card_text))
     return sorted({p.resolve() for p in files})
 

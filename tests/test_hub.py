@@ -1,0 +1,372 @@
+"""Push and pull both models and the Space against a Hub on 127.0.0.1 (olah + tests/hubserver.py).
+
+huggingface_hub reads HF_ENDPOINT / HF_TOKEN / HF_HUB_OFFLINE when it is imported, so every client call runs
+in a subprocess with its own environment and HF_HOME (`hub.client_env`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.hubserver import HubServer, validate_metadata
+
+REPO = Path(__file__).resolve().parent.parent
+ORG = "hybrid-org"
+
+# Loads everything once in a fresh interpreter and prints one JSON line of predictions.
+PULL = r"""
+import json, sys
+import numpy as np, torch
+args = json.loads(sys.argv[1])
+from hybrid.classifier import GestureClassifier
+from hybrid.detector import HandDetector
+from hybrid.images import load_image
+
+images = [load_image(p) for p in args["images"]]
+out = {}
+
+def classify(clf):
+    return clf.probabilities(images).float().cpu().numpy().round(5).tolist()
+
+def detect(det):
+    return [[[round(v, 2) for v in d.box] + [round(d.score, 4), d.label] for d in per] for per in det.predict(images)]
+
+if args["local"]:
+    local_clf = GestureClassifier.from_pretrained(args["local_classifier"], device="cpu", precision="fp32")
+    out["labels"] = local_clf.label_names
+    out["local_classifier"] = classify(local_clf)
+    out["local_detector"] = detect(HandDetector.from_pretrained(args["local_detector"]))
+out["hub_classifier"] = classify(GestureClassifier.from_pretrained(
+    args["classifier"], revision=args["classifier_revision"], device="cpu", precision="fp32"))
+out["hub_detector"] = detect(HandDetector.from_pretrained(args["detector"], revision=args["detector_revision"]))
+
+import timm
+model = timm.create_model("hf-hub:" + args["classifier"], pretrained=True).eval()
+transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+with torch.no_grad():
+    logits = model(torch.stack([transform(im) for im in images]))
+out["timm"] = logits.softmax(-1).numpy().round(5).tolist()
+
+if args["transformers"]:
+    from transformers import pipeline
+    classifier = pipeline("image-classification", model=args["classifier"], device="cpu")
+    results = classifier(images, top_k=model.num_classes)
+    out["transformers"] = [{r["label"]: round(r["score"], 5) for r in per} for per in results]
+
+if args.get("space"):
+    from huggingface_hub import snapshot_download
+    from hybrid.hub import default_model
+    root = snapshot_download(args["space"], repo_type="space")
+    pins = {kind: default_model(kind, root=root) for kind in ("classifier", "detector")}
+    out["space_pins"] = pins
+    out["space_classifier"] = classify(GestureClassifier.from_pretrained(pins["classifier"], device="cpu", precision="fp32"))
+    out["space_detector"] = detect(HandDetector.from_pretrained(pins["detector"]))
+    if args.get("pipeline"):
+        from hybrid.pipeline import HybridPipeline
+        def hands(pipe):
+            return [[h.to_dict() for h in per] for per in pipe(images)]
+        out["hub_pipeline"] = hands(HybridPipeline.from_pretrained(detector=pins["detector"], classifier=pins["classifier"]))
+        out["local_pipeline"] = hands(HybridPipeline.from_pretrained(detector=args["local_detector"],
+                                                                     classifier=args["local_classifier"]))
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture
+def hub(tmp_path):
+    with HubServer(tmp_path / "hub") as server:
+        yield server
+
+
+def run(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout)
+    return result
+
+
+def hybrid_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return run(env, "-m", "hybrid.cli", *args)
+
+
+def pushed(result: subprocess.CompletedProcess) -> tuple[str, str]:
+    """'org/name@sha' printed by `hybrid push` -> (repo, sha)."""
+    assert result.returncode == 0, result.stderr
+    repo, sha = result.stdout.strip().splitlines()[-1].split("@")
+    assert len(sha) == 40
+    return repo, sha
+
+
+def digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def repo_files(hub: HubServer, repo_type: str, repo_id: str, revision: str = "main") -> list[str]:
+    out = hub.store.git(hub.store.path(repo_type, repo_id), "ls-tree", "-r", "--name-only", revision).stdout
+    return out.decode().split()
+
+
+def repo_file(hub: HubServer, repo_type: str, repo_id: str, path: str, revision: str = "main") -> str:
+    return hub.store.git(hub.store.path(repo_type, repo_id), "show", f"{revision}:{path}").stdout.decode()
+
+
+def token_leaks(token: str, roots: list[Path], texts: list[str]) -> list[str]:
+    """Every file under `roots` (git objects decompressed) and every text that contains the token."""
+    needle = token.encode()
+    leaks = [f"output #{i}" for i, text in enumerate(texts) if token in text]
+    for root in roots:
+        for path in root.rglob("*"):
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            if "objects" in path.parts and ".git" in path.parts and "lfs" not in path.parts:
+                try:
+                    data = zlib.decompress(data)
+                except zlib.error:
+                    pass
+            if needle in data:
+                leaks.append(str(path))
+    return leaks
+
+
+def images(data_root: Path, n: int = 3) -> list[str]:
+    folder = data_root / "roboflow-hand-gesture-recognition-v6" / "test" / "images"
+    return [str(p) for p in sorted(folder.glob("*.jpg"))[:n]]
+
+
+def pull(env: dict, args: dict) -> tuple[dict, str]:
+    result = run(env, "-c", PULL, json.dumps(args))
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):]), result.stdout + result.stderr
+
+
+def assert_same_predictions(out: dict, local: dict) -> None:
+    """Hub-loaded models (every loader that ran) predict what the local folders predict."""
+    assert out["hub_classifier"] == local["local_classifier"]
+    assert out["hub_detector"] == local["local_detector"]
+    for per_timm, per_local in zip(out["timm"], local["local_classifier"], strict=True):
+        assert per_timm == pytest.approx(per_local, abs=1e-4)
+    if "transformers" in out:
+        for per_tf, per_local in zip(out["transformers"], local["local_classifier"], strict=True):
+            assert per_tf == pytest.approx(dict(zip(local["labels"], per_local)), abs=1e-4)
+    if "space_pins" in out:
+        assert out["space_classifier"] == local["local_classifier"]
+        assert out["space_detector"] == local["local_detector"]
+    if "hub_pipeline" in out:
+        assert out["hub_pipeline"] == out["local_pipeline"]
+
+
+def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_detector, data_root, tmp_path):
+    home = tmp_path / "hf-home"
+    env = hub.client_env(home)
+    before = {"classifier": digest(trained_classifier), "detector": digest(trained_detector)}
+    outputs = []
+
+    result = hybrid_cli(env, "push", "classifier", str(trained_classifier), f"{ORG}/gesture-classifier")
+    outputs.append(result.stdout + result.stderr)
+    classifier, classifier_sha = pushed(result)
+    result = hybrid_cli(env, "push", "detector", str(trained_detector), f"{ORG}/hand-detector", "--revision", "v1",
+                        "--commit-message", "detector v1")
+    outputs.append(result.stdout + result.stderr)
+    detector, detector_sha = pushed(result)
+    result = hybrid_cli(env, "push-space", f"{ORG}/hybrid", "--classifier", classifier, "--detector", f"{detector}@v1")
+    outputs.append(result.stdout + result.stderr)
+    space, space_sha = pushed(result)
+
+    # the folders were only read
+    assert digest(trained_classifier) == before["classifier"] and digest(trained_detector) == before["detector"]
+
+    # model repos: one commit each on top of the repo's initial commit, with card, metrics and TensorBoard events
+    for repo, revision, folder, required in ((classifier, "main", trained_classifier, ["model.safetensors", "config.json"]),
+                                             (detector, "v1", trained_detector, ["model.safetensors", "config.json", "best.pt"])):
+        files = repo_files(hub, "model", repo, revision)
+        assert set(required + ["README.md", "metrics.json"]) <= set(files), files
+        assert any("tfevents" in f for f in files), files
+        assert sum(1 for p in folder.rglob("*tfevents*")) >= 1
+        log = hub.store.git(hub.store.path("model", repo), "rev-list", revision).stdout.split()
+        assert len(log) == 2  # initial commit + our single push commit
+        assert repo_file(hub, "model", repo, "README.md", revision) == (folder / "README.md").read_text()
+        pointer = repo_file(hub, "model", repo, "model.safetensors", revision)
+        assert pointer.startswith("version https://git-lfs.github.com/spec/v1")  # weights went through LFS
+    assert repo_files(hub, "model", detector, "main") == [".gitattributes"]  # --revision left main alone
+    assert hub.store.resolve("model", detector, "v1") == detector_sha
+
+    # the Space: code, requirements, a valid Gradio config, models pinned to the commits just pushed
+    files = repo_files(hub, "space", space)
+    assert {"app.py", "requirements.txt", "README.md", "hybrid_space.json", "hybrid/__init__.py", "hybrid/hub.py"} <= set(files)
+    readme = repo_file(hub, "space", space, "README.md")
+    front = yaml.safe_load(readme.split("---")[1])
+    gradio_pin = [ln.split("==")[1] for ln in (REPO / "requirements.txt").read_text().splitlines() if ln.startswith("gradio==")]
+    assert front["sdk"] == "gradio" and front["sdk_version"] == gradio_pin[0] and front["app_file"] == "app.py"
+    assert front["models"] == [classifier, detector] and front["license"] == "agpl-3.0"
+    assert front["python_version"] and 0 < len(front["short_description"]) <= 60
+    assert validate_metadata(readme, "space") == ([], [])
+    pins = json.loads(repo_file(hub, "space", space, "hybrid_space.json"))
+    assert pins == {"classifier": f"{classifier}@{classifier_sha}", "detector": f"{detector}@{detector_sha}"}
+
+    # pull with every loader: same predictions as the local folders
+    args = {"classifier": classifier, "classifier_revision": classifier_sha, "detector": detector,
+            "detector_revision": "v1", "local_classifier": str(trained_classifier),
+            "local_detector": str(trained_detector), "images": images(data_root), "space": space,
+            "pipeline": (REPO / "hybrid" / "pipeline.py").is_file(), "local": True, "transformers": True}
+    online, output = pull(env, args)
+    outputs.append(output)
+    assert online["space_pins"] == pins
+    assert_same_predictions(online, online)
+
+    # servers gone: our loaders and timm load from the Hub cache (transformers was checked online)
+    hub.stop()
+    offline, output = pull(hub.client_env(home, HF_HUB_OFFLINE="1"),
+                           {**args, "space": None, "local": False, "transformers": False})
+    outputs.append(output)
+    assert_same_predictions(offline, online)
+
+    # the token is in no pushed file, no server file or log, no cache file, no output
+    assert token_leaks(hub.token, [hub.root, home], outputs) == []
+
+
+def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):
+    home = tmp_path / "hf-home"
+    first = pushed(hybrid_cli(hub.client_env(home), "push", "classifier", str(trained_classifier), f"{ORG}/clf"))
+    # second push: the saved login instead of HF_TOKEN, from a copy whose metrics changed
+    login = run(hub.client_env(home, token=None), "-c",
+                f"from huggingface_hub import login; login(token={hub.token!r}, add_to_git_credential=False)")
+    assert login.returncode == 0, login.stderr
+    folder = tmp_path / "classifier-v2"
+    shutil.copytree(trained_classifier, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["note"] = "second push"
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    result = hybrid_cli(hub.client_env(home, token=None), "push", "classifier", str(folder), f"{ORG}/clf",
+                        "--commit-message", "retrained")
+    repo, second = pushed(result)
+    commits = hub.store.git(hub.store.path("model", repo), "rev-list", "main").stdout.decode().split()
+    assert commits[:2] == [second, first[1]] and len(commits) == 3
+    assert json.loads(repo_file(hub, "model", repo, "metrics.json"))["note"] == "second push"
+    message = hub.store.git(hub.store.path("model", repo), "log", "-1", "--format=%s", "main").stdout.decode().strip()
+    assert message == "retrained"
+    # unchanged files were not re-sent: the second commit only touched metrics.json
+    changed = hub.store.git(hub.store.path("model", repo), "diff", "--name-only", first[1], second).stdout.decode().split()
+    assert changed == ["metrics.json"]
+    assert hub.token not in result.stdout + result.stderr
+    # the saved login is the one place the token belongs (and shows the leak check can see it)
+    leaks = token_leaks(hub.token, [home, hub.root], [result.stdout, result.stderr])
+    assert sorted(leaks) == [str(home / "stored_tokens"), str(home / "token")]
+
+
+def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_detector, tmp_path):
+    before = digest(trained_detector)
+    bad = "hf_" + "x" * 34
+    result = hybrid_cli(hub.client_env(tmp_path / "home-bad", token=bad), "push", "detector", str(trained_detector),
+                        f"{ORG}/hand-detector")
+    assert result.returncode == 1
+    assert "creating the repository" in result.stderr and "401" in result.stderr
+    assert "token was rejected" in result.stderr and bad not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert not hub.store.exists("model", f"{ORG}/hand-detector")
+
+    result = hybrid_cli(hub.client_env(tmp_path / "home-none", token=None), "push", "detector", str(trained_detector),
+                        f"{ORG}/hand-detector")
+    assert result.returncode == 1 and "no Hugging Face token" in result.stderr
+
+    # a namespace the token may not write to
+    result = hybrid_cli(hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector),
+                        "someone-else/hand-detector")
+    assert result.returncode == 1 and "403" in result.stderr and "creating the repository" in result.stderr
+    assert digest(trained_detector) == before
+
+
+def _with_card(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    readme = dst / "README.md"
+    readme.write_text(edit(readme.read_text()))
+    return dst
+
+
+def test_invalid_card_is_rejected_before_upload(hub, trained_classifier, tmp_path):
+    env = hub.client_env(tmp_path / "home")
+
+    def requests() -> list[str]:
+        return hub.log_path.read_text().splitlines() if hub.log_path.exists() else []
+
+    # broken locally: model-index results without metrics, a missing required key, YAML that does not parse
+    cases = {
+        "model-index": lambda text: text.replace("metrics:", "no_metrics:", 1),
+        "license": lambda text: text.replace("\nlicense:", "\nlicence:", 1),
+        "does not parse": lambda text: text.replace("---\n", "---\nlibrary_name: [unclosed\n", 1),
+    }
+    for i, (expected, edit) in enumerate(cases.items()):
+        folder = _with_card(trained_classifier, tmp_path / f"case{i}", edit)
+        result = hybrid_cli(env, "push", "classifier", str(folder), f"{ORG}/bad-card")
+        assert result.returncode == 2, (expected, result.stderr)
+        assert "README.md" in result.stderr and expected in result.stderr, result.stderr
+    assert requests() == []  # nothing reached the Hub
+
+    # fine locally, rejected by the Hub's validate-yaml: still before the repo is created
+    folder = _with_card(trained_classifier, tmp_path / "hub-rejects",
+                        lambda text: re.sub(r"^license: .*$", "license: beerware", text, count=1, flags=re.M))
+    result = hybrid_cli(env, "push", "classifier", str(folder), f"{ORG}/bad-card")
+    assert result.returncode == 2 and "validating the model card metadata" in result.stderr and "license" in result.stderr
+    assert [line.split('"')[1] for line in requests()] == ["POST /api/validate-yaml HTTP/1.1"]
+    assert not hub.store.exists("model", f"{ORG}/bad-card")
+
+
+def test_push_checks_the_folder_has_what_the_kind_needs(trained_classifier, tmp_path):
+    from hybrid.hub import push_model
+
+    with pytest.raises(ValueError, match="best.pt"):
+        push_model("detector", trained_classifier, f"{ORG}/x")  # a classifier folder has no best.pt
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        push_model("classifier", tmp_path / "missing", f"{ORG}/x")
+    folder = tmp_path / "no-card"
+    shutil.copytree(trained_classifier, folder)
+    (folder / "README.md").unlink()
+    with pytest.raises(ValueError, match="README.md"):
+        push_model("classifier", folder, f"{ORG}/x")
+    with pytest.raises(ValueError, match="kind"):
+        push_model("segmenter", folder, f"{ORG}/x")
+
+
+def test_snapshot_and_default_model_resolve_local_sources(tmp_path, monkeypatch):
+    from hybrid.hub import default_model, snapshot, split_revision
+
+    assert snapshot(tmp_path) == tmp_path
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        snapshot(tmp_path / "missing" / "model")
+    with pytest.raises(ValueError, match="revision given twice"):
+        snapshot("org/name@v1", revision="v2")
+    assert split_revision("org/name@abc") == ("org/name", "abc")
+    monkeypatch.delenv("HYBRID_CLASSIFIER", raising=False)
+    assert default_model("classifier", root=tmp_path) == str(tmp_path / "models" / "classifier")
+    (tmp_path / "hybrid_space.json").write_text(json.dumps({"classifier": "org/c@" + "a" * 40}))
+    assert default_model("classifier", root=tmp_path) == "org/c@" + "a" * 40
+    with pytest.raises(ValueError, match="hybrid_space.json"):
+        default_model("detector", root=tmp_path)
+    monkeypatch.setenv("HYBRID_CLASSIFIER", "org/other@main")
+    assert default_model("classifier", root=tmp_path) == "org/other@main"
+
+
+def test_test_hub_answers_404_to_unknown_routes_and_validates_metadata(hub):
+    for path in ("/api/models/hybrid-org/x/discussions", "/api/spaces/hybrid-org/x/runtime", "/api/nothing"):
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(hub.endpoint + path, timeout=10)
+        assert error.value.code == 404
+    good = "---\nlicense: mit\nmodel-index:\n- name: m\n  results:\n  - task: {type: image-classification}\n" \
+           "    dataset: {name: d, type: d}\n    metrics:\n    - {type: accuracy, value: 0.9}\n---\n"
+    assert validate_metadata(good, "model") == ([], [])
+    errors, _ = validate_metadata(good.replace("value: 0.9", "value: [0.9]"), "model")
+    assert errors and "metrics[0].value" in errors[0]
+    assert validate_metadata("---\nsdk: gradio\n---\n", "space")[0]  # sdk_version missing
+    assert validate_metadata("no front matter", "model") == ([], ["empty or missing yaml metadata in repo card"])
