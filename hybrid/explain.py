@@ -1,0 +1,259 @@
+"""Explanations: Grad-CAM for the gesture classifier, EigenCAM for the hand detector (pytorch-grad-cam).
+
+Grad-CAM runs on the exact crops the classifier saw (hybrid.crops.square_crop), for each hand's predicted
+class, and is pasted back into full-image coordinates through the crop's geometry
+(hybrid.crops.crop_square_box), so one overlay shows every hand. EigenCAM runs on the detector's plain
+`nn.Module` (never Ultralytics' `YOLO` wrapper, whose `.eval()` would start training).
+
+Thread safety: a CAM object is created per call (`with GradCAM(...) as cam:`), and its hooks record only
+the forward pass of the thread that created it, so concurrent explanations, and predictions running on
+the same model in other threads, never mix activations. No model is copied.
+
+Example:
+    >>> hands = pipe(image)[0]
+    >>> explain.gradcam_image(pipe, image, hands)      # PIL: the photo with one heat overlay for all hands
+    >>> explain.gradcam_hands(pipe, image, hands)      # [PIL]: each hand's crop with its own overlay
+    >>> explain.eigencam_image(pipe, image)            # PIL: what the detector looks at
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam import EigenCAM, GradCAM
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from hybrid.crops import crop_square_box, square_crop
+from hybrid.images import ImageInput, load_image
+
+logger = logging.getLogger(__name__)
+
+IMAGE_WEIGHT = 0.5  # overlay: this much photo, the rest heat colour
+
+
+# --- thread-local hooks ------------------------------------------------------------------------------
+
+class _ThisThreadOnly(ActivationsAndGradients):
+    """pytorch-grad-cam's hooks, recording only forward passes run by the thread that made them."""
+
+    def __init__(self, model, target_layers, reshape_transform, detach=True):
+        self.thread = threading.get_ident()  # set before the hooks exist
+        super().__init__(model, target_layers, reshape_transform, detach)
+
+    def save_activation(self, module, input, output):
+        if threading.get_ident() == self.thread:
+            super().save_activation(module, input, output)
+
+    def save_gradient(self, module, input, output):
+        if threading.get_ident() == self.thread:
+            super().save_gradient(module, input, output)
+
+
+def _thread_local_hooks(cam):
+    cam.activations_and_grads.release()
+    cam.activations_and_grads = _ThisThreadOnly(cam.model, cam.target_layers, cam.reshape_transform, cam.detach)
+    return cam
+
+
+class ThreadSafeGradCAM(GradCAM):
+    """GradCAM whose hooks ignore other threads' forward passes."""
+
+    def __init__(self, model, target_layers, reshape_transform=None):
+        super().__init__(model, target_layers, reshape_transform)
+        _thread_local_hooks(self)
+
+
+class ThreadSafeEigenCAM(EigenCAM):
+    """EigenCAM with thread-local hooks and the sign of the principal component fixed (the SVD's sign
+    is arbitrary; without the fix half the maps come out inverted and clip to nothing)."""
+
+    def __init__(self, model, target_layers, reshape_transform=None):
+        super().__init__(model, target_layers, reshape_transform)
+        _thread_local_hooks(self)
+
+    def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+        return first_component(activations)
+
+
+def first_component(activations: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) -> (B, H, W): each position's projection on the first principal component of the
+    channels, sign-corrected as in pytorch-grad-cam's `get_2d_projection_with_sign_correction`. The
+    component comes from the C x C covariance (eigh), not an SVD of the (H*W) x C matrix (seconds on
+    a 640 px YOLO map)."""
+    maps = []
+    for sample in np.nan_to_num(np.asarray(activations, dtype=np.float64)):
+        flat = sample.reshape(sample.shape[0], -1).T
+        flat = flat - flat.mean(axis=0)
+        _, vectors = np.linalg.eigh(flat.T @ flat)
+        projection = (flat @ vectors[:, -1]).reshape(sample.shape[1:])
+        maps.append(-projection if abs(projection.min()) > abs(projection.max()) else projection)
+    return np.stack(maps).astype(np.float32)
+
+
+class _FirstOutput(nn.Module):
+    """YOLO's eval forward returns (predictions, raw maps); CAM code wants one tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+
+# --- geometry ------------------------------------------------------------------------------------------
+
+def _shown_fraction(classifier) -> float:
+    """The fraction of a square crop's side that the input tensor shows: 1, less when timm's eval
+    transform centre-crops (crop_pct < 1)."""
+    config = getattr(classifier, "data_config", {}) or {}
+    crop_pct = float(config.get("crop_pct") or 1.0)
+    size = int(config.get("input_size", (3, 224, 224))[-1])
+    return size / math.floor(size / crop_pct) if crop_pct < 1.0 else 1.0
+
+
+def _centred(region: Sequence[float], fraction: float) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = region
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * fraction / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def input_region(classifier, box: Sequence[float]) -> tuple[float, float, float, float]:
+    """The part of the image (x0, y0, x1, y1, may pass the border) that the classifier's input tensor
+    shows for a hand `box`: THE square crop (crop_square_box), narrowed if the transform centre-crops."""
+    return _centred(crop_square_box(box), _shown_fraction(_classifier_of(classifier)))
+
+
+def paste(heat: np.ndarray, region: Sequence[float], width: int, height: int) -> np.ndarray:
+    """A (height, width) map, zero outside `region`, holding `heat` resized onto `region` (clipped to the image)."""
+    import cv2
+
+    left, top = round(region[0]), round(region[1])
+    w, h = max(1, round(region[2] - region[0])), max(1, round(region[3] - region[1]))
+    resized = cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    full = np.zeros((height, width), dtype=np.float32)
+    ix0, iy0, ix1, iy1 = max(left, 0), max(top, 0), min(left + w, width), min(top + h, height)
+    if ix1 > ix0 and iy1 > iy0:
+        full[iy0:iy1, ix0:ix1] = resized[iy0 - top:iy1 - top, ix0 - left:ix1 - left]
+    return full
+
+
+def overlay(image: Image.Image, heat: np.ndarray, image_weight: float = IMAGE_WEIGHT) -> Image.Image:
+    """The image blended with `heat` (values 0..1, same size) in the JET colours."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return Image.fromarray(show_cam_on_image(rgb, np.clip(heat, 0, 1), use_rgb=True, image_weight=image_weight))
+
+
+# --- Grad-CAM (classifier) ---------------------------------------------------------------------------
+
+def _classifier_of(obj):
+    return getattr(obj, "classifier", obj)
+
+
+def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence[Optional[int]]] = None) -> np.ndarray:
+    """Grad-CAM of the classifier's last stage for each crop, (N, H, W) at the input size, each 0..1.
+
+    `classes[i]`: the class index to explain for crop i (None or missing: the predicted class). All
+    crops go through in one batch; fp32 (no autocast), gradients enabled even inside no_grad code."""
+    classifier = _classifier_of(classifier)
+    if not crops:
+        size = int(classifier.data_config["input_size"][-1])
+        return np.zeros((0, size, size), dtype=np.float32)
+    batch = classifier.preprocess(list(crops)).float()
+    with torch.enable_grad():
+        if classes is None or any(c is None for c in classes):
+            with torch.no_grad():
+                predicted = classifier.model(batch).argmax(dim=-1).tolist()
+            classes = [p if classes is None or classes[i] is None else classes[i] for i, p in enumerate(predicted)]
+        targets = [ClassifierOutputTarget(int(c)) for c in classes]
+        try:
+            with ThreadSafeGradCAM(model=classifier.model, target_layers=[classifier.target_layer]) as cam:
+                heat = cam(input_tensor=batch, targets=targets)
+        finally:
+            classifier.model.zero_grad(set_to_none=True)  # backward filled parameter grads we never use
+    return np.asarray(heat, dtype=np.float32)
+
+
+def _hand_classes(classifier, hands) -> list[Optional[int]]:
+    names = list(classifier.label_names)
+    classes = []
+    for hand in hands:
+        top = hand.top_k[0].label if getattr(hand, "top_k", None) else hand.label
+        classes.append(names.index(top) if top in names else None)
+    return classes
+
+
+def gradcam_heatmaps(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> np.ndarray:
+    """One full-image Grad-CAM map per hand, (N, H, W), each zero outside that hand's crop square."""
+    classifier = _classifier_of(pipeline_or_classifier)
+    image = load_image(image)
+    crops = [square_crop(image, hand.box) for hand in hands]
+    heats = gradcam(classifier, crops, _hand_classes(classifier, hands))
+    maps = [paste(heat, input_region(classifier, hand.box), image.width, image.height) for heat, hand in zip(heats, hands)]
+    return np.stack(maps) if maps else np.zeros((0, image.height, image.width), dtype=np.float32)
+
+
+def gradcam_image(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> Image.Image:
+    """The photo with one Grad-CAM overlay for all hands (per pixel, the strongest hand's heat)."""
+    image = load_image(image)
+    maps = gradcam_heatmaps(pipeline_or_classifier, image, hands)
+    heat = maps.max(axis=0) if len(maps) else np.zeros((image.height, image.width), dtype=np.float32)
+    return overlay(image, heat)
+
+
+def gradcam_hands(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> list[Image.Image]:
+    """Each hand's square crop (what the classifier saw) with its own Grad-CAM overlay."""
+    classifier = _classifier_of(pipeline_or_classifier)
+    image = load_image(image)
+    crops = [square_crop(image, hand.box) for hand in hands]
+    heats = gradcam(classifier, crops, _hand_classes(classifier, hands))
+    results = []
+    fraction = _shown_fraction(classifier)
+    for crop, heat in zip(crops, heats):
+        region = _centred((0, 0, crop.width, crop.height), fraction)
+        results.append(overlay(crop, paste(heat, region, crop.width, crop.height)))
+    return results
+
+
+# --- EigenCAM (detector) -------------------------------------------------------------------------------
+
+def _detector_of(obj):
+    return getattr(obj, "detector", obj)
+
+
+def eigencam(pipeline_or_detector, image: ImageInput, image_size: Optional[int] = None) -> np.ndarray:
+    """EigenCAM of the detector's neck outputs (the three maps its Detect head reads), averaged, as a
+    (H, W) map 0..1 over the input image. `image_size` defaults to the pipeline's detector size."""
+    import cv2
+
+    detector = _detector_of(pipeline_or_detector)
+    size = image_size or getattr(pipeline_or_detector, "detector_size", None) or detector.image_size
+    array = np.asarray(load_image(image))
+    batch = detector.preprocess([array], int(size))
+    network = detector.model
+    head = network.model[-1]
+    layers = [network.model[i] for i in head.f] if isinstance(head.f, (list, tuple)) else [network.model[-2]]
+    with torch.no_grad(), ThreadSafeEigenCAM(model=_FirstOutput(network), target_layers=layers) as cam:
+        heat = cam(input_tensor=batch, targets=None)[0]
+    # Undo the letterbox (Ultralytics' LetterBox: scale to fit, centre, pad): drop the padding, resize back.
+    height, width = array.shape[:2]
+    gain = min(heat.shape[0] / height, heat.shape[1] / width)
+    inner_w, inner_h = round(width * gain), round(height * gain)
+    left, top = round((heat.shape[1] - inner_w) / 2 - 0.1), round((heat.shape[0] - inner_h) / 2 - 0.1)
+    inner = heat[top:top + inner_h, left:left + inner_w]
+    return np.clip(cv2.resize(inner, (width, height), interpolation=cv2.INTER_LINEAR), 0, 1).astype(np.float32)
+
+
+def eigencam_image(pipeline_or_detector, image: ImageInput, image_size: Optional[int] = None) -> Image.Image:
+    """The photo with the detector's EigenCAM overlay."""
+    image = load_image(image)
+    return overlay(image, eigencam(pipeline_or_detector, image, image_size))
