@@ -71,6 +71,24 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when offline mode is on or the Hub endpoint cannot be connected to within `timeout` seconds
+    (the client would otherwise retry for minutes)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -184,6 +202,9 @@ class GestureClassifier:
                 raise FileNotFoundError(f"pretrained weights not found: {weights}")
             model = timm.create_model(architecture, pretrained=True, num_classes=num_classes,
                                       pretrained_cfg_overlay={"file": str(weights)}, **model_kwargs)
+        elif pretrained and not hub_reachable():
+            logger.warning("ImageNet weights for %s: the Hub is unreachable (or HF_HUB_OFFLINE=1); training from "
+                           "scratch", architecture)
         elif pretrained:
             try:
                 model = timm.create_model(architecture, pretrained=True, num_classes=num_classes, **model_kwargs)

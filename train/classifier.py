@@ -311,9 +311,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     from hybrid.classifier import GestureClassifier, save_model
     from hybrid.data import build_crop_dataset
 
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in env and not any(
+            k in env for k in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")):
+        # `accelerate launch --cpu --num_processes N` without mpirun starts ONE process (accelerate 1.15).
+        print("WARNING: accelerate started a single CPU process: for N CPU processes use `accelerate launch "
+              "--multi_gpu --num_processes N` or --config_file train/configs/accelerate_cpu_ddp.yaml (torchrun, gloo)",
+              file=sys.stderr)
     use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
     precision = resolve_mixed_precision(recipe.mixed_precision, use_cpu)
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=recipe.grad_accum,
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=precision, gradient_accumulation_steps=recipe.grad_accum,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

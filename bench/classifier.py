@@ -1,0 +1,143 @@
+"""Classifier benchmarks: full recipes and fp32-vs-bf16 seconds per epoch; prints tables.
+
+    python bench/classifier.py sld          # Sign Language Digits, default recipe from scratch (50 epochs)
+    python bench/classifier.py fingers      # Hands + Roboflow finger-count crops (labels 0..5)
+    python bench/classifier.py speed        # seconds per epoch, fp32 vs bf16, on this machine
+    python bench/classifier.py report       # tables from finished (or running) outputs, trains nothing
+
+Each training run writes to outputs/bench/<name>/ (gitignored) and logs to outputs/bench/<name>.log;
+extra arguments after `--` go to train/classifier.py (e.g. `-- --epochs 10`). Runs that hold a checkpoint
+are resumed. The machine, threads and load average are printed with every table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "train" / "classifier.py"
+CONFIGS = REPO / "train" / "configs"
+OUT = REPO / "outputs" / "bench"
+
+# name -> (recipe, reference train/val/test accuracy (None: not reported), target test accuracy)
+RUNS = {
+    "sld": (CONFIGS / "classifier-sign-digits.yaml", {"train": 0.983, "val": 0.956, "test": None}, 0.98),
+    "fingers": (CONFIGS / "classifier.yaml", {"train": None, "val": None, "test": None}, 0.97),
+}
+SPEED_ARGS = ["--data", "sign-digits", "--limit", "480", "--image-size", "112", "--epochs", "2", "--split",
+              "0.8,0.1,0.1"]
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"machine: {cpu}, {os.cpu_count()} cores, GPU {gpu}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; load average {load}")
+
+
+def run(name: str, recipe: Path, extra: list[str], output: Path) -> int:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, str(TRAIN), "--config", str(recipe), "--output", str(output), *extra]
+    if (output / "checkpoints").is_dir() and not (output / "metrics.json").is_file():
+        args.append("--resume")
+    log = output.parent / f"{name}.log"
+    print(f"$ {' '.join(args)}\n  log: {log}", flush=True)
+    with log.open("a") as handle:
+        return subprocess.run(args, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT).returncode
+
+
+def fmt(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def accuracy_table(names: list[str]) -> None:
+    print(machine())
+    print(f"{'run':<9} {'status':<14} {'epochs':>7} {'train':>7} {'val':>7} {'test':>7}   {'reference (train/val)':<22} {'target test':>11} {'s/epoch':>8}")
+    for name in names:
+        recipe, reference, target = RUNS[name]
+        output = OUT / name
+        metrics_path = output / "metrics.json"
+        if metrics_path.is_file():
+            m = json.loads(metrics_path.read_text())
+            status = "done" + (" (met)" if (m["test_accuracy"] or 0) >= target else " (missed)")
+            row = (m["epochs_run"], m["train_accuracy"], m["val_accuracy"], m["test_accuracy"],
+                   m["timing"]["seconds_per_epoch_mean"])
+        else:
+            states = sorted((output / "checkpoints").glob("epoch_*/trainer_state.json"))
+            if not states:
+                print(f"{name:<9} {'not started':<14}")
+                continue
+            state = json.loads(states[-1].read_text())
+            last = state["history"][-1]
+            status = "running/partial"
+            row = (state["epoch"], last["train_acc"], last["val_acc"], None,
+                   sum(h["seconds"] for h in state["history"]) / len(state["history"]))
+        ref = f"{fmt(reference['train'])} / {fmt(reference['val'])}"
+        print(f"{name:<9} {status:<14} {row[0]:>7} {fmt(row[1]):>7} {fmt(row[2]):>7} {fmt(row[3]):>7}   {ref:<22} "
+              f"{fmt(target):>11} {row[4]:>8.1f}")
+    print("(train = best epoch re-evaluated without augmentation when done; last epoch's running accuracy while partial)")
+
+
+def speed(extra: list[str]) -> None:
+    """Same data and model, fp32 then bf16; seconds of the last epoch (the first warms up)."""
+    results = {}
+    for precision in ("no", "bf16"):
+        output = OUT / f"speed-{precision}"
+        if (output / "metrics.json").is_file() and not extra:
+            pass  # reuse a finished measurement
+        else:
+            import shutil
+
+            shutil.rmtree(output, ignore_errors=True)
+            code = run(f"speed-{precision}", CONFIGS / "classifier-sign-digits.yaml",
+                       [*SPEED_ARGS, "--mixed-precision", precision, *extra], output)
+            if code:
+                raise SystemExit(f"speed run {precision} failed; see {OUT}/speed-{precision}.log")
+        m = json.loads((output / "metrics.json").read_text())
+        results[precision] = (m["history"][-1]["seconds"], m["split_sizes"]["train"], m["timing"]["processes"])
+    print(machine())
+    print(f"resnet50, {results['no'][1]} Sign Language Digits images per epoch at 112 px, batch 32, 1 process")
+    print(f"{'precision':<10} {'s/epoch':>8} {'img/s':>7}")
+    for precision, (seconds, images, _) in results.items():
+        print(f"{'fp32' if precision == 'no' else precision:<10} {seconds:>8.1f} {images / seconds:>7.1f}")
+    print(f"bf16 speed-up: {results['no'][0] / results['bf16'][0]:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["sld", "fingers", "speed", "report", "all"])
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.what in ("sld", "fingers", "all"):
+        for name in (["sld", "fingers"] if args.what == "all" else [args.what]):
+            if run(name, RUNS[name][0], extra, OUT / name):
+                print(f"{name}: training failed, see {OUT / (name + '.log')}")
+    if args.what in ("speed", "all"):
+        speed(extra)
+    if args.what != "speed":
+        accuracy_table(["sld", "fingers"] if args.what in ("report", "all") else [args.what])
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
