@@ -76,11 +76,10 @@ def snapshot(repo_or_dir: str | Path, revision: Optional[str] = None, allow_patt
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns))
     except LocalEntryNotFoundError as error:
-        offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
-        raise FileNotFoundError(
-            f"{repo_or_dir}: no such local folder, and {where} is not in the Hub cache while the Hub "
-            f"({constants.ENDPOINT}) is unreachable{offline}"
-        ) from error
+        why = ("HF_HUB_OFFLINE=1 forbids downloading it" if constants.HF_HUB_OFFLINE
+               else f"the Hub ({constants.ENDPOINT}) is unreachable")
+        raise FileNotFoundError(f"{repo_or_dir}: no such local folder, and {where} is not in the Hub cache "
+                                f"({constants.HF_HUB_CACHE}) while {why}") from error
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
         raise FileNotFoundError(

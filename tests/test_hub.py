@@ -281,6 +281,14 @@ def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_
                         f"{ORG}/hand-detector")
     assert result.returncode == 1 and "no Hugging Face token" in result.stderr
 
+    # --private: the repo exists for its owner, not for anonymous readers
+    repo, _ = pushed(hybrid_cli(hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector),
+                                f"{ORG}/private-detector", "--private"))
+    assert hub.store.meta("model", repo)["private"]
+    anonymous = run(hub.client_env(tmp_path / "home-anon", token=None), "-c",
+                    f"from hybrid.hub import snapshot; snapshot({repo!r})")
+    assert anonymous.returncode == 1 and "FileNotFoundError" in anonymous.stderr and "404" in anonymous.stderr
+
     # a namespace the token may not write to
     result = hybrid_cli(hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector),
                         "someone-else/hand-detector")
