@@ -427,6 +427,8 @@ def train(recipe: Recipe) -> Path:
         model = YOLO(str(last))
         data_yaml = work / "yolo" / "data.yaml"
         stats = json.loads((work / "dataset_stats.json").read_text(encoding="utf-8"))
+        saved = json.loads((work / "recipe.json").read_text(encoding="utf-8"))  # the interrupted run's recipe
+        recipe = Recipe(**{**saved, "resume": True, "output": recipe.output, "keep_work": recipe.keep_work})
     else:
         if work.exists():
             log.info("removing the previous unfinished run %s (use --resume to continue it)", work)
@@ -434,6 +436,7 @@ def train(recipe: Recipe) -> Path:
         work.mkdir(parents=True)
         data_yaml, stats = build_yolo_dataset(recipe, work / "yolo")
         (work / "dataset_stats.json").write_text(json.dumps(stats), encoding="utf-8")
+        (work / "recipe.json").write_text(json.dumps(asdict(recipe)), encoding="utf-8")
         model = build_model(recipe)
     from ultralytics.utils import SETTINGS, TESTS_RUNNING
 
