@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=_eval)
 
-    push = commands.add_parser("push", help="push a trained model folder to the Hub")
+    push = commands.add_parser("push", help="push a trained model folder to the Hub in one commit (token: $HF_TOKEN "
+                               "or `hf auth login`); prints REPO_ID@COMMIT")
     push.add_argument("kind", choices=["classifier", "detector"])
     push.add_argument("folder")
     push.add_argument("repo_id")
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--commit-message", default=None)
     push.set_defaults(func=_push)
 
-    space = commands.add_parser("push-space", help="push the Gradio Space, pinned to two model repos")
+    space = commands.add_parser("push-space", help="push the Gradio Space (app.py, hybrid/, requirements.txt, README.md) "
+                                "with both models pinned to their current commit in hybrid_space.json")
     space.add_argument("repo_id")
     space.add_argument("--classifier", required=True, help="Hub id[@revision]")
     space.add_argument("--detector", required=True, help="Hub id[@revision]")

@@ -223,7 +223,7 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
             "pipeline": (REPO / "hybrid" / "pipeline.py").is_file(), "local": True, "transformers": True}
     online, output = pull(env, args)
     outputs.append(output)
-    assert online["space_pins"] == pins
+    assert online["space_pins"] == pins and ("hub_pipeline" in online) == args["pipeline"]
     assert_same_predictions(online, online)
 
     # servers gone: our loaders and timm load from the Hub cache (transformers was checked online)
