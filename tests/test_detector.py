@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import pickle
 import shutil
 import sys
@@ -54,6 +55,7 @@ def test_folder_has_everything(trained_detector: Path):
     for key in ("precision", "recall", "mAP50", "mAP50-95"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["speed_ms_per_image"]["inference"] > 0
+    assert metrics["epochs_trained"] == 1 and metrics["initialisation"] == "random (from yolov8n.yaml)"
     card = (trained_detector / "README.md").read_text()
     for expected in ("library_name: ultralytics", "pipeline_tag: object-detection", "license: agpl-3.0",
                      "CC BY 4.0", "Soubhi Hadri", "pr_curve.png"):
@@ -212,3 +214,22 @@ def test_onnxruntime_gives_the_same_boxes(trained_detector: Path, images, tmp_pa
         for a, b in zip(detector.predict(images, conf=CONF, image_size=size), wanted):
             # float differences may reorder near-equal scores of this barely trained model: top 5 only
             _assert_same(a[:5], b[:5], box_tol=0.01, score_tol=1e-5)
+
+
+def test_ddp_switches_tensorboard_on_in_a_settings_copy(monkeypatch):
+    """DDP workers only run Ultralytics' own callbacks: they get TensorBoard through a temporary settings
+    folder (YOLO_CONFIG_DIR, inherited by the workers), never by editing the user's settings file."""
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+
+    user_settings = USER_CONFIG_DIR / "settings.json"
+    before = user_settings.read_bytes() if user_settings.exists() else None
+    monkeypatch.delenv("YOLO_CONFIG_DIR", raising=False)
+    train_detector._enable_ultralytics_tensorboard_for_ddp()
+    copy_dir = Path(os.environ["YOLO_CONFIG_DIR"])
+    try:
+        assert copy_dir != USER_CONFIG_DIR
+        settings = json.loads((copy_dir / "settings.json").read_text())
+        assert settings["tensorboard"] is True and settings["runs_dir"] == SETTINGS["runs_dir"]
+        assert (user_settings.read_bytes() if user_settings.exists() else None) == before
+    finally:
+        shutil.rmtree(copy_dir, ignore_errors=True)

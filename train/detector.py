@@ -199,7 +199,8 @@ def _online() -> bool:
 
 
 def build_model(recipe: Recipe):
-    """YOLO from pretrained COCO weights when asked and reachable, else from the yaml (random init)."""
+    """YOLO from pretrained COCO weights when asked and reachable, else from the yaml (random init).
+    `model.initialisation` says which (it goes into metrics.json and the card)."""
     from ultralytics import YOLO
 
     architecture = f"yolov8{recipe.model}"
@@ -208,7 +209,9 @@ def build_model(recipe: Recipe):
         weights = f"{architecture}.pt" if wanted == "auto" else wanted
         if Path(weights).is_file() or (wanted == "auto" and _online()):
             try:
-                return YOLO(weights)
+                model = YOLO(weights)
+                model.initialisation = f"pretrained: {Path(weights).name}"
+                return model
             except Exception as error:  # download failures come as ConnectionError, FileNotFoundError, ...
                 log.warning("pretrained weights %s unavailable (%s): training %s from scratch",
                             weights, str(error).strip().splitlines()[0], architecture)
@@ -216,7 +219,9 @@ def build_model(recipe: Recipe):
             log.warning("offline: %s.pt (COCO) cannot be downloaded, training %s from scratch", architecture, architecture)
         else:
             raise FileNotFoundError(f"pretrained: {wanted} not found")
-    return YOLO(f"{architecture}.yaml")
+    model = YOLO(f"{architecture}.yaml")
+    model.initialisation = f"random (from {architecture}.yaml)"
+    return model
 
 
 class TensorBoardLogger:
@@ -292,8 +297,9 @@ def evaluate(best: Path, data_yaml: Path, recipe: Recipe, work: Path, split: str
     """Ultralytics val of best.pt on `split`: precision, recall, mAP50, mAP50-95, ms per image."""
     from ultralytics import YOLO
 
+    device = recipe.device.split(",")[0] if recipe.device else None  # validation runs on one device
     results = YOLO(str(best)).val(
-        data=str(data_yaml), split=split, imgsz=recipe.image_size, batch=recipe.batch, device=recipe.device,
+        data=str(data_yaml), split=split, imgsz=recipe.image_size, batch=recipe.batch, device=device,
         plots=recipe.plots, project=str(work), name=f"eval-{split}", exist_ok=True, verbose=False,
         workers=0 if _ddp(recipe.device) else recipe.workers,
     )
@@ -360,7 +366,8 @@ def write_card(folder: Path, recipe: Recipe, metrics: dict, names: list[str], st
     (folder / "README.md").write_text(str(card), encoding="utf-8")
 
 
-def export_folder(recipe: Recipe, run_dir: Path, data_yaml: Path, stats: dict, work: Path) -> Path:
+def export_folder(recipe: Recipe, run_dir: Path, data_yaml: Path, stats: dict, work: Path,
+                  initialisation: str) -> Path:
     """Build the output folder in a temp dir next to it, then move it into place."""
     from hybrid.detector import CHECKPOINT_NAME, HandDetector
 
@@ -371,7 +378,8 @@ def export_folder(recipe: Recipe, run_dir: Path, data_yaml: Path, stats: dict, w
     split = "test" if stats["test"]["images"] else "val"
     metrics, curve = evaluate(best, data_yaml, recipe, work, split)
     metrics.update({"images": stats[split]["images"], "boxes": stats[split]["boxes"], "dataset_sizes": stats,
-                    "datasets": recipe.data, "model": f"yolov8{recipe.model}", "gestures": recipe.gestures})
+                    "datasets": recipe.data, "model": f"yolov8{recipe.model}", "gestures": recipe.gestures,
+                    "initialisation": initialisation, "epochs_trained": _epochs_trained(run_dir)})
 
     output.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
@@ -396,6 +404,17 @@ def export_folder(recipe: Recipe, run_dir: Path, data_yaml: Path, stats: dict, w
         shutil.rmtree(build, ignore_errors=True)
         raise
     return output
+
+
+def _epochs_trained(run_dir: Path) -> int:
+    """Epochs in results.csv (a time budget, early stopping or a resume make it differ from --epochs)."""
+    import csv
+
+    try:
+        with open(run_dir / "results.csv", newline="") as handle:
+            return len({row["epoch"].strip() for row in csv.DictReader(handle)})
+    except (OSError, KeyError):
+        return 0
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -428,6 +447,7 @@ def train(recipe: Recipe) -> Path:
         data_yaml = work / "yolo" / "data.yaml"
         stats = json.loads((work / "dataset_stats.json").read_text(encoding="utf-8"))
         saved = json.loads((work / "recipe.json").read_text(encoding="utf-8"))  # the interrupted run's recipe
+        initialisation = saved.pop("initialisation", "unknown")
         recipe = Recipe(**{**saved, "resume": True, "output": recipe.output, "keep_work": recipe.keep_work})
     else:
         if work.exists():
@@ -436,8 +456,9 @@ def train(recipe: Recipe) -> Path:
         work.mkdir(parents=True)
         data_yaml, stats = build_yolo_dataset(recipe, work / "yolo")
         (work / "dataset_stats.json").write_text(json.dumps(stats), encoding="utf-8")
-        (work / "recipe.json").write_text(json.dumps(asdict(recipe)), encoding="utf-8")
         model = build_model(recipe)
+        (work / "recipe.json").write_text(json.dumps({**asdict(recipe), "initialisation": model.initialisation}),
+                                          encoding="utf-8")
     from ultralytics.utils import SETTINGS, TESTS_RUNNING
 
     if not (SETTINGS.get("tensorboard") and not TESTS_RUNNING):  # else Ultralytics' own callback writes them
@@ -452,7 +473,8 @@ def train(recipe: Recipe) -> Path:
             patience=recipe.patience, project=str(work), name="train", exist_ok=True, plots=recipe.plots,
             pretrained=recipe.pretrained != "none", **recipe.train_args,
         )
-    output = export_folder(recipe, work / "train", data_yaml, stats, work)
+    initialisation = initialisation if recipe.resume else model.initialisation
+    output = export_folder(recipe, work / "train", data_yaml, stats, work, initialisation)
     if not recipe.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %s in %.0f s", output, time.time() - started)
