@@ -180,6 +180,8 @@ def test_broken_folders_fail_clearly(trained_detector: Path, tmp_path):
 def test_bad_recipes_fail_clearly(tmp_path, capsys):
     with pytest.raises(ValueError, match="model: unknown YOLOv8 size 'q'"):
         train_detector.parse_recipe(["--model", "q"])
+    with pytest.raises(ValueError, match="epochs: expected an integer"):
+        train_detector.Recipe(epochs="ten").check()
     with pytest.raises(ValueError, match="image_size: must be a multiple of 32"):
         train_detector.parse_recipe(["--image-size", "100"])
     recipe = tmp_path / "bad.yaml"

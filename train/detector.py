@@ -74,12 +74,21 @@ class Recipe:
 
     def check(self) -> "Recipe":
         """Raise ValueError naming the field for values that cannot work."""
+        for name in ("epochs", "image_size", "batch", "workers", "seed", "patience", "limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name}: expected an integer, got {value!r}")
+        for name in ("conf", "iou"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float)):
+                raise ValueError(f"{name}: expected a number, got {getattr(self, name)!r}")
+        if not isinstance(self.train_args, dict):
+            raise ValueError(f"train_args: expected a mapping of YOLO.train() arguments, got {self.train_args!r}")
         if self.model not in MODEL_SIZES:
             raise ValueError(f"model: unknown YOLOv8 size {self.model!r}; expected one of {', '.join(MODEL_SIZES)}")
         if not self.data:
             raise ValueError("data: give at least one dataset folder or registered name")
         for name in ("epochs", "image_size", "batch"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {getattr(self, name)}")
         if self.image_size % 32:
             raise ValueError(f"image_size: must be a multiple of 32 (the YOLOv8 stride), got {self.image_size}")
