@@ -12,7 +12,7 @@ Accuracy is recomputed here from `HandDetector.predict` on the held-out test spl
 Targets (issue 4): hands-only recall >= 0.99 at IoU 0.5 and mAP50 >= 0.95. For scale, MediaPipe's palm
 detector finds about 94% of hands of this kind at IoU 0.5.
 Latency: one image per call (an 800x600 photo), median of --repeats after warm-up, per input size, on
-PyTorch (and ONNX Runtime when --onnx). Prints the machine, thread count and load average with the table.
+PyTorch (and ONNX Runtime via hybrid.runtime.OnnxDetector, the pipeline's fast path, when --onnx). Prints the machine, thread count and load average with the table.
 """
 from __future__ import annotations
 
@@ -76,9 +76,9 @@ def accuracy(folder: Path, records: list, gestures: bool) -> dict:
     return result
 
 
-def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, onnx: bool) -> dict:
+def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, onnx: bool,
+            threads: int | None = None) -> dict:
     import numpy as np
-    import torch
 
     from hybrid.detector import HandDetector
     from hybrid.images import load_image
@@ -95,40 +95,21 @@ def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, onnx
             detector.predict(image, image_size=size)
             times.append((time.perf_counter() - started) * 1000)
         rows[f"torch@{size}"] = statistics.median(times)
-    if onnx:
-        import onnxruntime as ort
+    if onnx:  # the pipeline's fast path: hybrid.runtime.OnnxDetector (rectangular letterbox, NMS included)
+        from hybrid.runtime import OnnxDetector
 
+        runner = OnnxDetector(detector, threads=threads)
+        array = np.asarray(image)
         for size in sizes:
-            path = folder.parent / f".{folder.name}-{size}.onnx"
-            dummy = torch.zeros(1, 3, size, size)
-            export_model = _exportable(detector.model)
-            torch.onnx.export(export_model, dummy, str(path), input_names=["images"], output_names=["output"],
-                              opset_version=17, dynamo=False)
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            batch = detector.preprocess([np.asarray(image)], size).numpy()
             for _ in range(3):
-                session.run(None, {"images": batch})
+                runner.predict([array], detector.conf, detector.iou, size)
             times = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                batch = detector.preprocess([np.asarray(image)], size).numpy()
-                session.run(None, {"images": batch})
+                runner.predict([array], detector.conf, detector.iou, size)
                 times.append((time.perf_counter() - started) * 1000)
-            rows[f"onnxruntime@{size} (no NMS)"] = statistics.median(times)
-            path.unlink(missing_ok=True)
+            rows[f"onnxruntime@{size}"] = statistics.median(times)
     return rows
-
-
-def _exportable(model):
-    import copy
-
-    from ultralytics.nn.modules import Detect
-
-    model = copy.deepcopy(model).eval()
-    for module in model.modules():
-        if isinstance(module, Detect):
-            module.export, module.format = True, "onnx"
-    return model
 
 
 def train(recipe: str, output: Path, extra: list[str]) -> None:
@@ -163,9 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 416, 640])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (network only)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch / ONNX Runtime intra-op threads (default: torch's default, all cores); on a "
+                             "busy machine use 1: spinning threads that wait for each other make 2 far slower")
+    parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (hybrid.runtime.OnnxDetector)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/detector.json")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     if args.train:
         train("detector.yaml", args.hands, args.train_args)
@@ -180,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.hands / "model.safetensors").is_file():
         image = sorted((REPO.parent / "shared/data/subhih-handsdataset/images/test").glob("*.jpg"))
         image_path = image[0] if image else records[0].image
-        results["latency_ms"] = latency(args.hands, args.sizes, args.repeats, image_path, args.onnx)
+        results["latency_ms"] = latency(args.hands, args.sizes, args.repeats, image_path, args.onnx, args.threads)
 
     print(f"\nmachine: {results['machine']}")
     print(f"held-out test split of {' + '.join(args.data)}: {len(records)} images\n")

@@ -78,7 +78,6 @@ class HandDetector:
         if not self.model_yaml:
             raise ValueError("HandDetector needs the Ultralytics model yaml (model.yaml or model_yaml=...)")
         self.stride = int(max(getattr(model, "stride", torch.tensor([32.0])).tolist()))
-        self._session = None  # an onnxruntime.InferenceSession once use_onnxruntime() is called
 
     # --- loading and saving -------------------------------------------------------------------------
 
@@ -237,7 +236,7 @@ class HandDetector:
         for start in range(0, len(sources), BATCH_SIZE):
             arrays = [np.asarray(load_image(source)) for source in sources[start:start + BATCH_SIZE]]
             batch = self.preprocess(arrays, size)
-            outputs = non_max_suppression(self._forward(batch), conf, iou, max_det=max_det)
+            outputs = non_max_suppression(self.model(batch), conf, iou, max_det=max_det)
             for array, output in zip(arrays, outputs):
                 boxes = scale_boxes((size, size), output[:, :4].clone(), array.shape[:2]).cpu().tolist()
                 results.append([
@@ -247,49 +246,6 @@ class HandDetector:
         return results[0] if single else results
 
     __call__ = predict
-
-    def _forward(self, batch: torch.Tensor):
-        if self._session is not None:
-            return torch.from_numpy(self._session.run(None, {"images": batch.cpu().numpy()})[0])
-        return self.model(batch)
-
-    # --- ONNX Runtime (CPU speed) ----------------------------------------------------------------------
-
-    def export_onnx(self, path: Union[str, Path], image_size: Optional[int] = None, opset: int = 17) -> Path:
-        """Write the network (without NMS) as ONNX: input `images` (N, 3, H, W) RGB in 0..1, output
-        (N, 4 + classes, anchors) as Ultralytics' Detect head gives it; batch and H, W are dynamic."""
-        from ultralytics.nn.modules import Detect
-
-        path = Path(path)
-        size = self._check_size(image_size or self.image_size)
-        model = copy.deepcopy(self.model).to("cpu").eval()
-        for module in model.modules():
-            if isinstance(module, Detect):
-                module.export, module.format, module.dynamic = True, "onnx", True
-        dummy = torch.zeros(1, 3, size, size)
-
-        def export(tmp: Path) -> None:
-            torch.onnx.export(model, dummy, str(tmp), input_names=["images"], output_names=["output"],
-                              opset_version=opset, dynamo=False,
-                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                                            "output": {0: "batch", 2: "anchors"}})
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, export)
-        return path
-
-    def use_onnxruntime(self, path: Optional[Union[str, Path]] = None, threads: Optional[int] = None) -> "HandDetector":
-        """Run predict()'s forward pass on ONNX Runtime (CPU); the ONNX file is exported to a temp folder
-        when `path` is None. `.model` stays the PyTorch module (for CAM). Returns self."""
-        import onnxruntime as ort
-
-        if path is None:
-            path = self.export_onnx(Path(tempfile.mkdtemp(prefix="hand-detector-")) / "model.onnx")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return self
 
     def _check_size(self, size: int) -> int:
         size = int(size)
