@@ -8,8 +8,8 @@ loaded once, at start-up. Host and port: $GRADIO_SERVER_NAME / $GRADIO_SERVER_PO
 from __future__ import annotations
 
 import base64
-import io
 import functools
+import io
 import logging
 import os
 import sys
@@ -21,8 +21,11 @@ from typing import Any, Callable, Optional
 import gradio as gr
 from PIL import Image
 
+from hybrid import explain
+from hybrid.data.registry import REGISTRY, data_root
 from hybrid.hub import default_model, snapshot, split_revision
 from hybrid.images import MAX_PIXELS, ImageError, load_image
+from hybrid.pipeline import HybridPipeline, draw_hands, image_result
 
 logger = logging.getLogger("hybrid.app")
 
@@ -30,6 +33,7 @@ REPO = Path(__file__).resolve().parent
 MAX_FPS = 4.0  # live webcam: frames sent to the server per second at most (CPU inference is the limit)
 LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
 MAX_UPLOAD = "60mb"
+HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
 
 try:  # ZeroGPU Spaces: run inference on the GPU the `spaces` package lends; plain functions elsewhere
     import spaces
@@ -71,13 +75,12 @@ def resolve_model(kind: str) -> ModelSource:
     return ModelSource(kind, name, path, shown)
 
 
-def load_pipeline():
-    from hybrid.pipeline import HybridPipeline
-
+def load_pipeline() -> tuple[HybridPipeline, list[ModelSource]]:
     detector, classifier = resolve_model("detector"), resolve_model("classifier")
     started = time.perf_counter()
     pipeline = HybridPipeline.from_pretrained(detector=str(detector.path), classifier=str(classifier.path))
-    logger.info("models loaded in %.1f s: %s, %s", time.perf_counter() - started, detector, classifier)
+    logger.info("models loaded in %.1f s: detector %s (%s), classifier %s (%s)", time.perf_counter() - started,
+                detector.name, detector.revision, classifier.name, classifier.revision)
     return pipeline, [detector, classifier]
 
 
@@ -160,19 +163,17 @@ class App:
     def __init__(self, pipeline, sources: list[ModelSource]):
         self.pipeline = pipeline
         self.sources = sources
+        self.names = list(pipeline.classifier.label_names)  # fixed box colour per gesture
 
     def hands(self, image: Image.Image, detector_threshold: float, min_confidence: float) -> list:
         return self.pipeline(image, detector_threshold=detector_threshold, min_confidence=min_confidence)[0]
 
     def analyse(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):
         """Upload -> (annotated image, status, table rows, Grad-CAM overlay, per-hand gallery, EigenCAM, JSON)."""
-        from hybrid import explain
-        from hybrid.pipeline import draw_hands
-
         image = read_image(payload)
         started = time.perf_counter()
         hands = self.hands(image, detector_threshold, min_confidence)
-        annotated = draw_hands(image, hands)
+        annotated = draw_hands(image, hands, self.names)
         result = self.to_json(payload, image, hands)
         if not hands:
             gr.Warning("No hands found in this image. Try a photo where the hands are clearly visible, "
@@ -190,7 +191,7 @@ class App:
     def changed(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):
         """The photo or a setting changed: analyse again; a cleared photo clears the outputs quietly."""
         if payload is None:
-            return None, "", [], None, [], None, None
+            return None, HINT, [], None, [], None, None
         return self.analyse(payload, detector_threshold, min_confidence, eigencam)
 
     def predict(self, payload, detector_threshold: float, min_confidence: float) -> dict:
@@ -200,17 +201,13 @@ class App:
 
     def live(self, frame, detector_threshold: float, min_confidence: float):
         """One webcam frame -> the frame with boxes and gestures drawn (no Grad-CAM: too slow per frame)."""
-        from hybrid.pipeline import draw_hands
-
         if frame is None:
             return None
         image = load_image(frame)
-        return draw_hands(image, self.hands(image, detector_threshold, min_confidence))
+        return draw_hands(image, self.hands(image, detector_threshold, min_confidence), self.names)
 
     @staticmethod
     def to_json(payload, image: Image.Image, hands: list) -> dict:
-        from hybrid.pipeline import image_result
-
         return image_result(_source(payload)[1], image, hands)
 
 
@@ -232,23 +229,14 @@ def model_markdown(sources: list[ModelSource]) -> str:
 
 def example_images() -> tuple[list[str], str]:
     """A few real photos from the data root (only where the data is present) and their attribution."""
-    try:
-        from hybrid.data import data_root
-
-        root = data_root()
-    except ImportError:
-        root = Path(os.environ.get("HYBRID_DATA", REPO.parent / "shared" / "data"))
-    hands_dir = root / "subhih-handsdataset" / "images" / "test"
-    roboflow_dir = root / "roboflow-hand-gesture-recognition-v6" / "test" / "images"
-    picks = sorted(hands_dir.glob("*.jpg"))[::40][:4] + sorted(roboflow_dir.glob("*.jpg"))[::20][:2]
-    if not picks:
-        return [], ""
-    attribution = (
-        "Examples: *Hands Dataset* by Soubhi Hadri (Apache-2.0, https://github.com/SubhiH/HandsDataset) and "
-        "*Hand Gesture Recognition v6* from Roboflow Universe, workspace lebanese-university-grkoz "
-        "(CC BY 4.0, via github.com/dwivedi1997/Hand-Gesture-YOLOv8)."
-    )
-    return [str(p) for p in picks], attribution
+    root = data_root()
+    picks, used = [], []
+    for name, folder, step in (("hands", "images/test", 40), ("roboflow", "test/images", 20)):
+        found = sorted((root / REGISTRY[name].folder / folder).glob("*.jpg"))[::step][: 4 if name == "hands" else 2]
+        if found:
+            picks += found
+            used.append(REGISTRY[name].attribution)
+    return [str(p) for p in picks], ("Example photos: " + " ".join(used)) if used else ""
 
 
 def build(app: App) -> gr.Blocks:
@@ -278,8 +266,10 @@ def build(app: App) -> gr.Blocks:
                                  info="below this gesture probability a hand is 'unknown'")
                 eigencam = gr.Checkbox(label="EigenCAM for the detector", value=False)
             with gr.Column(scale=2):
-                annotated = gr.Image(label="Hands found", elem_id="annotated", interactive=False, format="png")
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown(HINT, elem_id="status")
+                # no label badge: it would cover the gesture tag of a hand at the image's top-left corner
+                annotated = gr.Image(label="Hands found", show_label=False, elem_id="annotated", interactive=False,
+                                     format="png")
                 table = gr.Dataframe(headers=["hand", "gesture", "probability", "detector score",
                                               "box (x0, y0, x1, y1)", "top 3"],
                                      label="Hands", elem_id="hands-table", interactive=False)

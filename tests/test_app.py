@@ -1,0 +1,144 @@
+"""The Gradio app, end to end: app.py serving the tiny trained models on 127.0.0.1, driven with
+gradio_client like any API user would (the shared server comes from tests/fixtures_app.py)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+REPO = Path(__file__).resolve().parent.parent
+# Real photos from the Hands Dataset (Soubhi Hadri, Apache-2.0): one hand, and two hands.
+PHOTO = "subhih-handsdataset/images/test/16_pic00008.jpg"
+LOW = 0.01  # detector threshold for the tiny test detector, which is barely trained
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def photo(data_root: Path) -> Path:
+    path = data_root / PHOTO
+    assert path.is_file(), f"missing real photo {path}"
+    return path
+
+
+def predict(client: Client, path: Path, threshold: float = LOW, confidence: float = 0.0) -> dict:
+    return client.predict(handle_file(str(path)), threshold, confidence, api_name="/predict")
+
+
+def test_real_photo_gives_hands_and_gradcam(client: Client, photo: Path):
+    annotated, status, table, overlay, gallery, eigen, result = client.predict(
+        handle_file(str(photo)), LOW, 0.0, True, api_name="/analyse")
+    assert result["hands"], f"no hands found in {photo}: {result}"
+    hand = result["hands"][0]
+    assert set(hand) >= {"box", "score", "label", "probability"}
+    width, height = Image.open(photo).size
+    x0, y0, x1, y1 = hand["box"]
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert len(table["data"]) == len(result["hands"]) and "found" in status
+    for image in (annotated, overlay, eigen):  # real images of the photo's size came back
+        assert Image.open(image["path"]).size == (width, height)
+    assert len(gallery) == len(result["hands"])
+    caption = gallery[0]["caption"]
+    assert hand["label"] in caption, caption
+    # The Grad-CAM overlay is not the photo itself: the heat map changed pixels.
+    assert Image.open(overlay["path"]).convert("RGB").tobytes() != Image.open(photo).convert("RGB").tobytes()
+
+
+def test_api_json_is_the_cli_json(client: Client, photo: Path, trained_detector: Path, trained_classifier: Path):
+    """/predict returns what `hybrid predict --json` prints for the same photo and thresholds."""
+    result = predict(client, photo, LOW, 0.3)
+    cli = subprocess.run(
+        [sys.executable, "-m", "hybrid.cli", "predict", str(photo), "--json", "--detector", str(trained_detector),
+         "--classifier", str(trained_classifier), "--detector-threshold", str(LOW), "--min-confidence", "0.3"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+    expected = json.loads(cli.stdout)
+    expected = expected[0] if isinstance(expected, list) else expected
+    assert set(result) == set(expected) and result["image"] == photo.name
+    assert (result["width"], result["height"]) == (expected["width"], expected["height"])
+    assert_close(result["hands"], expected["hands"])
+
+
+def assert_close(got, want, path="hands"):
+    """Equal JSON, numbers to 1e-3 (the app and the CLI are separate processes)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), f"{path}: {got} != {want}"
+        for key in want:
+            assert_close(got[key], want[key], f"{path}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{path}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close(g, w, f"{path}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-3), f"{path}: {got} != {want}"
+    else:
+        assert got == want, f"{path}: {got!r} != {want!r}"
+
+
+def _corrupt_jpeg(tmp_path: Path, photo: Path) -> Path:
+    data = photo.read_bytes()
+    path = tmp_path / "corrupt.jpg"
+    path.write_bytes(data[: len(data) // 2])  # the header survives, half the scan data does not
+    return path
+
+
+def _huge_png(tmp_path: Path) -> Path:
+    """A PNG whose header says 10000x10000 (100 megapixels) but which is a few bytes on disk."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = struct.pack(">II", 10_000, 10_000) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    path = tmp_path / "huge.png"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("corrupt", "corrupt"), ("text", "not a readable image"), ("huge", "megapixels")])
+def test_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
+        client: Client, photo: Path, tmp_path: Path, kind: str, expected: str):
+    if kind == "corrupt":
+        bad = _corrupt_jpeg(tmp_path, photo)
+    elif kind == "text":
+        bad = tmp_path / "notes.jpg"
+        bad.write_text("this is not an image\n")
+    else:
+        bad = _huge_png(tmp_path)
+    with pytest.raises(AppError) as error:
+        predict(client, bad)
+    message = str(error.value)
+    assert "can't be analysed" in message and expected in message, message
+    assert bad.name in message and "Traceback" not in message, message
+    assert predict(client, photo)["hands"], "the next request after a bad upload failed"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_grayscale_and_transparent_photos_work(client: Client, photo: Path, tmp_path: Path, mode: str):
+    path = tmp_path / f"photo-{mode}.png"
+    Image.open(photo).convert(mode).save(path)
+    result = predict(client, path)
+    assert isinstance(result["hands"], list) and result["hands"], result
+
+
+def test_no_hands_is_an_empty_answer_not_an_error(client: Client, tmp_path: Path):
+    path = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(path)
+    annotated, status, table, overlay, gallery, eigen, result = client.predict(
+        handle_file(str(path)), 0.5, 0.5, False, api_name="/analyse")
+    assert result["hands"] == [] and gallery == [] and overlay is None
+    assert status.startswith("**0 hands**")
