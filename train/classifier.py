@@ -163,7 +163,7 @@ def data_attributions(recipe: Recipe) -> list[dict]:
 
     out = []
     for name in dataset_names(recipe):
-        info = registry.match(Path(name)) if not name in registry.REGISTRY else (registry.get(name), None, None)
+        info = registry.match(Path(name)) if name not in registry.REGISTRY else (registry.get(name), None, None)
         if info:
             out.append({"name": info[0].name, "licence": info[0].licence, "attribution": info[0].attribution,
                         "origin": info[0].origin})
@@ -259,9 +259,9 @@ def evaluate(model, loader, accelerator, channels_last: bool, keep: int = 0):
                 x = x.contiguous(memory_format=torch.channels_last)
             with accelerator.autocast():
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            loss = F.cross_entropy(logits.float(), y, reduction="none")  # per sample: gather drops padding
             p = logits.argmax(dim=-1)
-            loss, p, y_all, x_all = accelerator.gather_for_metrics((loss.reshape(1), p, y, x))
+            loss, p, y_all, x_all = accelerator.gather_for_metrics((loss, p, y, x))
             total_loss += float(loss.sum())
             preds.append(p.cpu())
             labels.append(y_all.cpu())
@@ -394,7 +394,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     best_dir = ckpt_dir / "best"
     for epoch in range(state["epoch"] + 1, recipe.epochs + 1):
         model.train()
-        t_epoch = time.perf_counter()
+        t_epoch, cpu_epoch = time.perf_counter(), time.process_time()
         total, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(loaders["train"], desc=f"epoch {epoch}/{recipe.epochs}", disable=not accelerator.is_local_main_process,
                    leave=False, dynamic_ncols=True)
@@ -412,14 +412,18 @@ def main(argv: Optional[list[str]] = None) -> int:
             correct += int((logits.argmax(-1) == y).sum())
             total += len(y)
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+            state["step"] = state.get("step", 0) + 1
+            if writer is not None:
+                writer.add_scalar("train/loss_step", float(loss.detach()), state["step"])
         stats = accelerator.reduce(torch.tensor([loss_sum, correct, total], dtype=torch.float64), reduction="sum")
         train_loss, train_acc = float(stats[0] / stats[2]), float(stats[1] / stats[2])
         seconds = time.perf_counter() - t_epoch
+        cpu_seconds = time.process_time() - cpu_epoch  # all threads of this process: robust to other load
         val = evaluate(model, loaders["val"], accelerator, recipe.channels_last, keep=recipe.max_misclassified)
         lr = optimizer.param_groups[0]["lr"]
         row = {"epoch": epoch, "train_loss": round(train_loss, 5), "train_acc": round(train_acc, 5),
                "val_loss": round(val["loss"], 5), "val_acc": round(val["acc"], 5), "lr": lr,
-               "seconds": round(seconds, 2)}
+               "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2)}
         state["history"].append(row)
         improved = val["acc"] > state["best_val_acc"]
         if improved:

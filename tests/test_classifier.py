@@ -1,0 +1,223 @@
+"""GestureClassifier and train/classifier.py on real data: short real runs (a few hundred crops, tiny images)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.fixtures_models import _REPO, train_classifier
+
+TRAIN = _REPO / "train" / "classifier.py"
+# A few hundred Sign Language Digits images at 32 px: the cheapest real set that learns in a few epochs.
+SMALL = ["--data", "sign-digits", "--limit", "300", "--image-size", "32", "--batch-size", "32"]
+# From scratch, the default lr 1e-3 and heavy crops make the first epochs' loss jump about; a lower lr and
+# mild augmentation make "the loss falls within 3 epochs" a fair check of the training loop.
+STEADY = ["--lr", "1e-4", "--crop-scale", "0.8,1", "--rotation", "0"]
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("train_classifier", TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def hand_crops(data_root):
+    """Real hand crops made with the pipeline's own crop (hybrid.crops via the data layer)."""
+    from hybrid.data import read_dataset, split_records
+    from hybrid.data.writers import iter_crops
+
+    records = split_records(read_dataset("roboflow", merge_labels=True), seed=0)["test"][:4]
+    records += split_records(read_dataset("hands", merge_labels=True), seed=0)["test"][:4]
+    crops = [crop for crop, _ in iter_crops(records, None, False, 0)]
+    assert len(crops) >= 8
+    return crops
+
+
+def _events(folder: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+# --- the exported folder --------------------------------------------------------------------------
+
+def test_three_loaders_agree(trained_classifier, hand_crops):
+    """The same folder loads in timm, transformers and hybrid, with the same probabilities and top-1."""
+    import timm
+    from transformers import pipeline
+
+    from hybrid.classifier import GestureClassifier
+
+    clf = GestureClassifier.from_pretrained(trained_classifier, precision="fp32")
+    ours = clf.probabilities(hand_crops)
+
+    model = timm.create_model(f"local-dir:{trained_classifier}", pretrained=True).eval()
+    config = timm.data.resolve_data_config(model=model)
+    transform = timm.data.create_transform(**config)
+    with torch.no_grad():
+        theirs = model(torch.stack([transform(c) for c in hand_crops])).softmax(-1)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-3)
+    assert ours.argmax(-1).tolist() == theirs.argmax(-1).tolist()
+
+    classify = pipeline("image-classification", model=str(trained_classifier), device="cpu")
+    answers = classify(hand_crops, top_k=len(clf.label_names))
+    for row, answer in zip(ours, answers):
+        assert answer[0]["label"] == clf.label_names[int(row.argmax())]
+        by_label = {a["label"]: a["score"] for a in answer}
+        assert by_label == pytest.approx({n: float(p) for n, p in zip(clf.label_names, row)}, abs=1e-4)
+
+    # bf16 inference stays close to fp32 (where bf16 runs at all: autocast on any CPU works, emulated or not)
+    fast = GestureClassifier.from_pretrained(trained_classifier, precision="bf16")
+    assert fast.precision == "bf16"
+    assert (fast.probabilities(hand_crops) - ours).abs().max() < 0.05
+
+
+def test_predict_sorted_batched(trained_classifier, hand_crops):
+    from hybrid.classifier import GestureClassifier, Prediction
+
+    clf = GestureClassifier.from_pretrained(trained_classifier, precision="fp32")
+    assert clf.label_names == ["0", "1", "2", "3", "4", "5"]
+    single = clf.predict(hand_crops[0], top_k=3)
+    assert len(single) == 3 and all(isinstance(p, Prediction) for p in single)
+    assert [p.score for p in single] == sorted((p.score for p in single), reverse=True)
+    batch = clf.predict(hand_crops, top_k=10)  # top_k is capped at the class count
+    assert len(batch) == len(hand_crops) and all(len(row) == 6 for row in batch)
+    assert sum(p.score for p in batch[0]) == pytest.approx(1.0, abs=1e-4)
+    assert batch[0][0].label == single[0].label and batch[0][0].score == pytest.approx(single[0].score, abs=1e-5)
+    assert clf.target_layer is clf.model.layer4[-1]
+    assert clf.predict([], top_k=5) == []
+
+
+def test_config_is_timm_format_transformers_safe(trained_classifier):
+    config = json.loads((trained_classifier / "config.json").read_text())
+    assert config["architecture"] == "resnet50"
+    assert config["num_classes"] == 6 and config["label_names"] == ["0", "1", "2", "3", "4", "5"]
+    cfg = config["pretrained_cfg"]
+    assert cfg["input_size"] == [3, 32, 32] and cfg["crop_pct"] == 1.0 and len(cfg["mean"]) == 3
+    assert "num_classes" not in config.get("model_args", {})  # transformers 5.x passes num_classes itself
+    assert not {"tag", "hf_hub_id", "license", "url"} & set(cfg)  # no claims about ImageNet source weights
+
+
+def test_save_round_trip_and_bad_folder(trained_classifier, tmp_path, hand_crops):
+    from hybrid.classifier import GestureClassifier
+
+    clf = GestureClassifier.from_pretrained(trained_classifier, precision="fp32")
+    clf.save_pretrained(tmp_path / "copy")
+    assert not list((tmp_path / "copy").glob(".*tmp"))
+    again = GestureClassifier.from_pretrained(tmp_path / "copy", precision="fp32")
+    torch.testing.assert_close(again.probabilities(hand_crops[:2]), clf.probabilities(hand_crops[:2]))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="config.json"):
+        GestureClassifier.from_pretrained(tmp_path / "broken")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        (tmp_path / "broken" / "model.safetensors").unlink()
+        GestureClassifier.from_pretrained(tmp_path / "broken")
+
+
+def test_training_outputs(trained_classifier):
+    """metrics.json, the model card and TensorBoard scalars/figures of the fixture run."""
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((trained_classifier / "metrics.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "best_epoch", "per_class", "timing", "history"):
+        assert key in metrics, key
+    assert set(metrics["per_class"]) == {"0", "1", "2", "3", "4", "5"}
+    assert {"precision", "recall", "f1", "support"} <= set(metrics["per_class"]["5"])
+    assert metrics["timing"]["seconds_per_epoch_mean"] > 0
+    assert (trained_classifier / "confusion_matrix.png").stat().st_size > 1000
+
+    card = ModelCard.load(trained_classifier / "README.md")
+    assert card.data.library_name == "timm" and card.data.pipeline_tag == "image-classification"
+    assert card.data.license == "agpl-3.0"
+    assert card.data.eval_results[-1].metric_value == pytest.approx(metrics["test_accuracy"])
+    assert "CC BY 4.0" in card.text and "Soubhi Hadri" in card.text  # dataset attributions
+
+    events = _events(trained_classifier / "runs")
+    scalars = events.Tags()["scalars"]
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr"):
+        assert tag in scalars, tag
+    assert [e.value for e in events.Scalars("val/acc")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
+    assert "val/confusion_matrix" in events.Tags()["images"]
+    assert list((trained_classifier / "runs" / "hparams").glob("*tfevents*"))
+
+
+# --- training runs -------------------------------------------------------------------------------
+
+def test_two_process_cpu_run_loss_falls(tmp_path, data_root):
+    """2 CPU processes (DDP over gloo) through accelerate's launcher with the shipped config; loss falls."""
+    output = tmp_path / "ddp"
+    done = train_classifier(
+        output, *SMALL, *STEADY, "--epochs", "3", data_root=data_root,
+        launcher=[sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                  str(_REPO / "train" / "configs" / "accelerate_cpu_ddp.yaml")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["timing"]["processes"] == 2
+    losses = [row["train_loss"] for row in metrics["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    steps = [e.value for e in _events(output / "runs").Scalars("train/loss_step")]
+    assert len(steps) >= 3 * 3  # 7 batches of 32 per epoch, shared by 2 processes
+    assert metrics["split_sizes"]["train"] == 240
+
+
+def test_resume_after_kill(tmp_path, data_root):
+    output = tmp_path / "resume"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_DATA": str(data_root)}
+    command = [sys.executable, str(TRAIN), *SMALL, "--limit", "120", "--epochs", "2", "--output", str(output)]
+    process = subprocess.Popen(command, env=env, cwd=_REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (output / "checkpoints" / "epoch_1").is_dir():
+            assert process.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (output / "metrics.json").exists() and not (output / "model.safetensors").exists()
+
+    refused = subprocess.run(command, env=env, cwd=_REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "--resume" in refused.stderr
+
+    done = subprocess.run([*command, "--resume"], env=env, cwd=_REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from" in done.stderr
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]  # epoch 1 from the killed run, 2 resumed
+    assert metrics["epochs_run"] == 2
+    assert [p.name for p in (output / "checkpoints").glob("epoch_*")] == ["epoch_2"]
+
+
+# --- recipe parsing (in-process, fast) ------------------------------------------------------------
+
+def test_recipe_yaml_and_flags(tmp_path):
+    train = _train_module()
+    recipe = train.load_recipe(["--config", str(_REPO / "train" / "configs" / "classifier.yaml")])
+    assert (recipe.model, recipe.lr, recipe.batch_size, recipe.epochs) == ("resnet50", 0.001, 32, 50)
+    assert recipe.flip and recipe.rotation == 15
+    recipe = train.load_recipe(["--config", str(_REPO / "train" / "configs" / "classifier.yaml"), "--no-flip",
+                                "--rotation", "0", "--image-size", "128", "--split", "0.7,0.2,0.1", "--pretrained"])
+    assert (recipe.flip, recipe.rotation, recipe.image_size, recipe.pretrained) == (False, 0.0, 128, "true")
+    assert recipe.split == [0.7, 0.2, 0.1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochz: 3\n")
+    with pytest.raises(SystemExit, match="epochz"):
+        train.load_recipe(["--config", str(bad)])
+    with pytest.raises(SystemExit, match="split"):
+        train.load_recipe(["--split", "0.5,0.1,0.1"])
