@@ -70,9 +70,10 @@ if args.get("space"):
     root = snapshot_download(args["space"], repo_type="space")
     pins = {kind: default_model(kind, root=root) for kind in ("classifier", "detector")}
     out["space_pins"] = pins
-    out["space_classifier"] = classify(GestureClassifier.from_pretrained(pins["classifier"], device="cpu", precision="fp32"))
-    out["space_detector"] = detect(HandDetector.from_pretrained(pins["detector"]))
-    if args.get("pipeline"):
+    if not args["pipeline"]:  # the pipeline below loads the pinned models anyway
+        out["space_classifier"] = classify(GestureClassifier.from_pretrained(pins["classifier"], device="cpu", precision="fp32"))
+        out["space_detector"] = detect(HandDetector.from_pretrained(pins["detector"]))
+    else:
         from hybrid.pipeline import HybridPipeline
         def hands(pipe):
             return [[h.to_dict() for h in per] for per in pipe(images)]
@@ -161,7 +162,7 @@ def assert_same_predictions(out: dict, local: dict) -> None:
     if "transformers" in out:
         for per_tf, per_local in zip(out["transformers"], local["local_classifier"], strict=True):
             assert per_tf == pytest.approx(dict(zip(local["labels"], per_local)), abs=1e-4)
-    if "space_pins" in out:
+    if "space_classifier" in out:
         assert out["space_classifier"] == local["local_classifier"]
         assert out["space_detector"] == local["local_detector"]
     if "hub_pipeline" in out:
@@ -220,10 +221,12 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     args = {"classifier": classifier, "classifier_revision": classifier_sha, "detector": detector,
             "detector_revision": "v1", "local_classifier": str(trained_classifier),
             "local_detector": str(trained_detector), "images": images(data_root), "space": space,
-            "pipeline": (REPO / "hybrid" / "pipeline.py").is_file(), "local": True, "transformers": True}
+            "pipeline": True, "local": True, "transformers": True}
     online, output = pull(env, args)
     outputs.append(output)
-    assert online["space_pins"] == pins and ("hub_pipeline" in online) == args["pipeline"]
+    assert online["space_pins"] == pins
+    # the tiny detector stores conf=0.01 so that it returns boxes: the comparisons below are not vacuous
+    assert any(online["local_detector"]) and any(online["hub_pipeline"])
     assert_same_predictions(online, online)
 
     # servers gone: our loaders and timm load from the Hub cache (transformers was checked online)
