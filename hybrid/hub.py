@@ -216,7 +216,7 @@ def files_to_push(kind: str, folder: Path, card_text: str) -> list[Path]:
     for name in LOG_DIRS:
         if (folder / name).is_dir():
             files.update(p for p in (folder / name).rglob("*") if wanted(p))
-    files.update(p for p in folder.rglob("*tfevents*") if wanted(p) and p.relative_to(folder).parts[0] != "checkpoints")
+    files.update(p for p in folder.rglob("*tfevents*") if wanted(p) and "checkpoints" not in p.relative_to(folder).parts)
     files.update(card_images(folder, card_text))
     return sorted({p.resolve() for p in files})
 
@@ -230,11 +230,10 @@ def check_model_folder(kind: str, folder: str | Path) -> Path:
     missing = [name for name in REQUIRED_FILES[kind] if not (folder / name).is_file()]
     if missing:
         raise ValueError(f"{folder}: a {kind} folder needs {', '.join(REQUIRED_FILES[kind])}; missing {', '.join(missing)}")
-    _read_json(folder / "config.json")
-    if (folder / "metrics.json").is_file():
-        _read_json(folder / "metrics.json")
-    else:
+    if not (folder / "metrics.json").is_file():
         raise ValueError(f"{folder}: missing metrics.json (the evaluation results the card reports)")
+    _read_json(folder / "config.json")
+    _read_json(folder / "metrics.json")
     return folder
 
 
