@@ -147,6 +147,7 @@ def images(data_root: Path, n: int = 3) -> list[str]:
 
 
 def pull(env: dict, args: dict) -> tuple[dict, str]:
+    env = {k: v for k, v in env.items() if k not in ("HYBRID_CLASSIFIER", "HYBRID_DETECTOR")}  # use the Space pins
     result = run(env, "-c", PULL, json.dumps(args))
     assert result.returncode == 0, result.stderr[-4000:]
     line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
