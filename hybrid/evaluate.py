@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import statistics
 import tempfile
@@ -203,3 +204,183 @@ def gesture_average_precision(
         )
         for name in classes
     }
+
+
+# --- running the models -----------------------------------------------------------------------------
+
+AP_CONFIDENCE = 0.001  # detections this confident or more enter the AP curves (the operating threshold is higher)
+AP_MAX_HANDS = 10      # per image, the most confident detections classified for the hybrid's gesture AP
+
+
+def _canonical(label: str) -> str:
+    from hybrid.data import canonical_label
+
+    return canonical_label(label)
+
+
+def _latency(times_s: Sequence[float]) -> dict:
+    ms = sorted(1000.0 * t for t in times_s)
+    if not ms:
+        return {"images": 0}
+    p95 = ms[min(len(ms) - 1, math.ceil(0.95 * len(ms)) - 1)]
+    return {"images": len(ms), "median_ms": statistics.median(ms), "p95_ms": p95}
+
+
+def evaluate(pipeline, records: Sequence, gesture_detector=None, latency_images: int = 20) -> dict:
+    """All metrics of `pipeline` (and optionally a one-stage gesture `HandDetector`) on labelled records.
+
+    The hybrid is scored as shipped except `min_confidence` (0 here: every hand gets its top gesture, so
+    accuracy measures the models, not the 'unknown' cut-off). Labels go through canonical_label."""
+    truths: list[list[Truth]] = []
+    hybrid: list[list[Guess]] = []        # at the operating detector threshold, scored by the detector
+    detections: list[list[Guess]] = []    # every detection >= AP_CONFIDENCE, for the detector's AP
+    gesture_scored: list[list[Guess]] = []  # top detections, scored detector x classifier, for gesture AP
+    crop_right = crop_total = 0
+    one_stage: list[list[Guess]] = []
+    one_stage_ap: list[list[Guess]] = []
+    times: list[float] = []
+    for number, record in enumerate(records):
+        image = record.load()
+        image_truths = [Truth(tuple(map(float, box.xyxy)), _canonical(box.label)) for box in record.boxes]
+        truths.append(image_truths)
+        found = pipeline.detect([image], threshold=AP_CONFIDENCE)[0]
+        found = sorted(found, key=lambda d: -d.score)
+        detections.append([Guess(tuple(d.box), d.score, "hand") for d in found])
+        top = found[:AP_MAX_HANDS]
+        hands = pipeline.hands([image], [top], min_confidence=0.0)[0]
+        gesture_scored.append([Guess(h.box, h.score * h.probability, _canonical(h.label)) for h in hands])
+        hybrid.append([Guess(h.box, h.score, _canonical(h.label)) for h in hands if h.score >= pipeline.detector_threshold])
+        if record.boxes:  # the classifier alone, on ground-truth crops
+            probabilities = pipeline.classify(pipeline.crops(image, [box.xyxy for box in record.boxes]))
+            names = pipeline.classifier.label_names
+            for box, row in zip(record.boxes, probabilities):
+                crop_right += _canonical(names[int(row.argmax())]) == _canonical(box.label)
+                crop_total += 1
+        if gesture_detector is not None:
+            raw = gesture_detector.predict(image, conf=AP_CONFIDENCE)
+            one_stage_ap.append([Guess(tuple(d.box), d.score, _canonical(d.label)) for d in raw])
+            one_stage.append([g for g in one_stage_ap[-1] if g.score >= gesture_detector.conf])
+        if number < latency_images:
+            start = time.perf_counter()
+            pipeline([image])
+            times.append(time.perf_counter() - start)
+
+    metrics = hand_metrics(truths, hybrid)
+    gesture_ap = gesture_average_precision(truths, gesture_scored)
+    metrics.update(
+        map50=average_precision(truths, detections),
+        gesture_map50=float(np.mean(list(gesture_ap.values()))) if gesture_ap else 0.0,
+        gesture_ap50=gesture_ap,
+        classifier_accuracy=_ratio(crop_right, crop_total),
+        latency=_latency(times),
+        settings={"detector_threshold": pipeline.detector_threshold, "detector_size": pipeline.detector_size,
+                  "backend": pipeline.backend, "precision": pipeline.precision, "min_confidence": 0.0},
+    )
+    if gesture_detector is not None:
+        one = hand_metrics(truths, one_stage)
+        one_ap = gesture_average_precision(truths, one_stage_ap)
+        metrics["gesture_detector"] = {
+            key: one[key] for key in ("hybrid_accuracy", "precision", "f1", "detection_recall", "per_class", "macro_f1", "confusion")
+        } | {"map50": average_precision(truths, [[Guess(g.box, g.score, "hand") for g in image] for image in one_stage_ap]),
+             "gesture_map50": float(np.mean(list(one_ap.values()))) if one_ap else 0.0,
+             "gesture_ap50": one_ap, "conf": gesture_detector.conf}
+    return metrics
+
+
+def save_confusion_png(confusion: dict, path: Path, title: str = "hybrid: ground truth vs predicted") -> Path:
+    """The confusion matrix (counts; rows ground truth, columns predicted; '(none)' = unmatched) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels, matrix = confusion["labels"], np.asarray(confusion["matrix"])
+    size = 1.2 + 0.55 * len(labels)
+    figure, axes = plt.subplots(figsize=(size + 1.0, size))
+    axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("ground truth")
+    axes.set_title(title, fontsize=10)
+    limit = matrix.max() / 2 if matrix.size else 0
+    for (row, column), value in np.ndenumerate(matrix):
+        if value:
+            axes.text(column, row, str(value), ha="center", va="center", color="white" if value > limit else "black", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(handle)
+    try:
+        figure.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(figure)
+    return path
+
+
+def _write_json(data: dict, path: Path) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=2)
+    os.replace(tmp, path)
+
+
+def summary_table(metrics: dict) -> str:
+    """A few lines for the terminal."""
+    rows = [("hybrid accuracy", metrics["hybrid_accuracy"]), ("precision", metrics["precision"]),
+            ("detection recall", metrics["detection_recall"]), ("detector mAP50", metrics["map50"]),
+            ("gesture mAP50", metrics["gesture_map50"]), ("classifier accuracy (GT crops)", metrics["classifier_accuracy"])]
+    lines = [f"{metrics['images']} images, {metrics['hands']} hands, {metrics['predictions']} predicted"]
+    lines += [f"  {name:<32} {value:.3f}" for name, value in rows]
+    if "gesture_detector" in metrics:
+        one = metrics["gesture_detector"]
+        lines += ["one-stage gesture detector:"] + [f"  {name:<32} {one[key]:.3f}" for name, key in (
+            ("hybrid-style accuracy", "hybrid_accuracy"), ("precision", "precision"),
+            ("detection recall", "detection_recall"), ("gesture mAP50", "gesture_map50"))]
+    latency = metrics.get("latency", {})
+    if latency.get("images"):
+        lines.append(f"  latency: median {latency['median_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms "
+                     f"({latency['images']} images, one at a time)")
+    lines.append("per class (P / R / F1 / n):")
+    lines += [f"  {name:<10} {c['precision']:.3f} {c['recall']:.3f} {c['f1']:.3f} {c['support']}" for name, c in metrics["per_class"].items()]
+    return "\n".join(lines)
+
+
+def eval_command(args) -> int:
+    """`hybrid eval DATASET [--split test] [--limit N] [--gesture-detector M] [--output DIR] [--json]`."""
+    from hybrid.data import read_dataset
+    from hybrid.pipeline import HybridPipeline, model_source
+
+    split = None if args.split in (None, "all") else args.split
+    records = read_dataset(args.dataset, format=args.format, split=split, merge_labels=True)
+    if args.limit:
+        records = records[: args.limit]
+    if not records:
+        raise ValueError(f"{args.dataset}: no images in split {args.split!r}")
+    pipeline = HybridPipeline.from_pretrained(detector=model_source(args.detector, "detector"),
+                                              classifier=model_source(args.classifier, "classifier"))
+    gesture_detector = None
+    if args.gesture_detector:
+        from hybrid.detector import HandDetector
+
+        gesture_detector = HandDetector.from_pretrained(args.gesture_detector)
+    metrics = evaluate(pipeline, records, gesture_detector)
+    metrics["dataset"] = {"name": str(args.dataset), "split": args.split, "images": len(records)}
+    if args.output:
+        output = Path(args.output)
+        output.mkdir(parents=True, exist_ok=True)
+        metrics["confusion_png"] = str(save_confusion_png(metrics["confusion"], output / "confusion_matrix.png"))
+        if gesture_detector is not None:
+            metrics["gesture_detector"]["confusion_png"] = str(save_confusion_png(
+                metrics["gesture_detector"]["confusion"], output / "confusion_matrix_gesture_detector.png",
+                title="one-stage gesture detector"))
+        _write_json(metrics, output / "metrics.json")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(summary_table(metrics))
+    return 0

@@ -156,6 +156,8 @@ class HybridPipeline:
     def detect(self, images: Sequence[Image.Image], threshold: Optional[float] = None) -> list:
         """Hand detections (list per image) for RGB PIL images, at `threshold` (default detector_threshold)."""
         conf = self.detector_threshold if threshold is None else float(threshold)
+        if not 0.0 <= conf <= 1.0:
+            raise ValueError(f"detector_threshold must be between 0 and 1, got {conf}")
         if self.onnx is not None:
             return self.onnx.predict([np.asarray(image) for image in images], conf, self.detector.iou, self.detector_size)
         return self.detector.predict(list(images), conf=conf, image_size=self.detector_size)

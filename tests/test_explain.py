@@ -1,0 +1,162 @@
+"""Grad-CAM / EigenCAM: shapes, paste-back geometry, heat inside the hand box, thread safety.
+
+Geometry is checked with a classifier whose evidence we know: its "last stage" is the image brightness
+(a fixed 1x1 convolution), so Grad-CAM of its class must light up a bright patch, and the pasted map
+must put that light where the patch is in the full photo. A real trained network's heat is checked in
+`test_trained_heat_lies_inside_the_hand_box`.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+
+from hybrid import explain
+from hybrid.classifier import GestureClassifier
+from hybrid.crops import crop_square_box
+from hybrid.pipeline import Hand, HybridPipeline
+
+
+class Brightness(nn.Module):
+    """Class 0 = "bright", class 1 = "dark"; `layer4` (the Grad-CAM target) is a 4x-downsampled brightness map."""
+
+    num_classes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        conv = nn.Conv2d(3, 1, 1, bias=False)
+        nn.init.constant_(conv.weight, 1 / 3)
+        self.layer4 = nn.Sequential(conv, nn.AvgPool2d(4))
+
+    def forward(self, x):
+        score = self.layer4(x).mean(dim=(1, 2, 3))
+        return torch.stack([score, -score], dim=1)
+
+
+def brightness_classifier(crop_pct: float = 1.0) -> GestureClassifier:
+    config = {"input_size": (3, 96, 96), "interpolation": "bilinear", "mean": (0.0, 0.0, 0.0),
+              "std": (1.0, 1.0, 1.0), "crop_pct": crop_pct, "crop_mode": "center"}
+    return GestureClassifier(Brightness(), ["bright", "dark"], config, device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def photo(data_root) -> Image.Image:
+    path = sorted((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))[0]
+    return Image.open(path).convert("RGB")
+
+
+def _dim_with_patch(photo: Image.Image, patch) -> Image.Image:
+    dark = Image.eval(photo, lambda v: v // 4)
+    ImageDraw.Draw(dark).rectangle(patch, fill=(255, 255, 255))
+    return dark
+
+
+@pytest.mark.parametrize("crop_pct", [1.0, 0.8])
+def test_gradcam_pastes_back_where_the_evidence_is(photo, crop_pct):
+    classifier = brightness_classifier(crop_pct)
+    patch = (300, 200, 340, 260)
+    image = _dim_with_patch(photo, patch)
+    hands = [Hand((260.0, 150.0, 400.0, 330.0), 0.9, "bright", 0.9, []),   # contains the patch
+             Hand((-30.0, 500.0, 60.0, 640.0), 0.5, "bright", 0.6, [])]    # past the image's corner
+    maps = explain.gradcam_heatmaps(classifier, image, hands)
+    assert maps.shape == (2, image.height, image.width) and maps.dtype == np.float32
+    assert 0.0 <= maps.min() and maps.max() <= 1.0 + 1e-6
+    y, x = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
+    assert patch[0] - 8 <= x <= patch[2] + 8 and patch[1] - 8 <= y <= patch[3] + 8
+    inside = maps[0][patch[1]:patch[3], patch[0]:patch[2]].mean()
+    assert inside > 2 * maps[0][150:330, 260:400].mean()
+    # Zero outside each hand's crop square (clipped to the image).
+    for heat, hand in zip(maps, hands):
+        x0, y0, x1, y1 = (int(round(v)) for v in crop_square_box(hand.box))
+        outside = heat.copy()
+        outside[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 0
+        assert outside.max() == 0
+    assert maps[1].max() > 0  # the border hand got a map, inside the image part of its square
+
+
+def test_overlays_and_per_hand_crops(photo):
+    classifier = brightness_classifier()
+    hands = [Hand((100.0, 100.0, 200.0, 300.0), 0.9, "bright", 0.9, []), Hand((500.0, 50.0, 560.0, 100.0), 0.5, "dark", 0.6, [])]
+    overlay = explain.gradcam_image(classifier, photo, hands)
+    assert overlay.size == photo.size and overlay.mode == "RGB"
+    crops = explain.gradcam_hands(classifier, photo, hands)
+    sides = [round(max(x1 - x0, y1 - y0) * 1.3) for x0, y0, x1, y1 in (h.box for h in hands)]
+    assert [c.size for c in crops] == [(s, s) for s in sides]
+    assert explain.gradcam_hands(classifier, photo, []) == []
+    assert explain.gradcam_image(classifier, photo, []).size == photo.size
+
+
+def test_gradcam_concurrent_equals_sequential(photo):
+    """Four threads explaining while four others run predictions on the same model: same maps."""
+    classifier = brightness_classifier()
+    hands = [Hand((260.0, 150.0, 400.0, 330.0), 0.9, "bright", 0.9, []), Hand((20.0, 20.0, 90.0, 120.0), 0.9, "dark", 0.9, [])]
+    images = [_dim_with_patch(photo, (300 + 10 * i, 200, 340 + 10 * i, 260)) for i in range(4)]
+    expected = [explain.gradcam_heatmaps(classifier, image, hands) for image in images]
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def explain_one(i):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                got[i] = explain.gradcam_heatmaps(classifier, images[i], hands)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    def predict_one(i):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                classifier.predict([images[i]] * 3)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=explain_one, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=predict_one, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for i in range(4):
+        np.testing.assert_allclose(got[i], expected[i], atol=1e-5)
+    # No hook left behind on the shared model.
+    assert not classifier.target_layer._forward_hooks
+
+
+def test_gradcam_on_trained_fixture_shapes(trained_classifier, photo):
+    classifier = GestureClassifier.from_pretrained(trained_classifier)
+    hands = [Hand((100.0, 100.0, 200.0, 300.0), 0.9, classifier.label_names[0], 0.9, [])]
+    heats = explain.gradcam(classifier, [photo.crop((100, 100, 300, 300))] * 2)
+    size = classifier.image_size
+    assert heats.shape == (2, size, size)
+    assert explain.gradcam_heatmaps(classifier, photo, hands).shape == (1, photo.height, photo.width)
+    assert all(p.grad is None for p in classifier.model.parameters())  # grads dropped after the CAM
+
+
+def test_eigencam_on_the_detector_module(trained_detector, photo):
+    from hybrid.detector import HandDetector
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    heat = explain.eigencam(detector, photo, image_size=128)
+    assert heat.shape == (photo.height, photo.width) and heat.dtype == np.float32
+    assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.5
+    assert not detector.model.training  # hooked the nn.Module; nothing started training
+    assert not any(m._forward_hooks for m in detector.model.modules())
+    assert explain.eigencam_image(detector, photo, image_size=128).size == photo.size
+
+
+def test_first_component_matches_pytorch_grad_cam():
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+
+    rng = np.random.default_rng(0)
+    activations = rng.random((2, 16, 12, 10), dtype=np.float32)
+    activations[:, :4, 3:7, 2:5] += 3.0
+    np.testing.assert_allclose(explain.first_component(activations),
+                               get_2d_projection_with_sign_correction(activations), atol=1e-4)
