@@ -95,3 +95,47 @@ def test_average_precision_known_answer():
 def test_hand_metrics_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="images"):
         hand_metrics([[]], [])
+
+
+# --- the command on real images with the fixture models ---------------------------------------------
+
+def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path, capsys, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    from hybrid.classifier import GestureClassifier
+    from hybrid.cli import main
+    from hybrid.crops import square_crop
+    from hybrid.data import canonical_label, read_dataset
+
+    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "eval"
+    code = main(["eval", "hands", "--split", "test", "--limit", "3", "--detector", str(trained_detector),
+                 "--classifier", str(trained_classifier), "--gesture-detector", str(trained_detector),
+                 "--output", str(out), "--json"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out)
+    records = read_dataset("hands", split="test", merge_labels=True)[:3]
+    assert metrics["images"] == 3 and metrics["hands"] == sum(len(r.boxes) for r in records)
+    assert metrics["hybrid_accuracy"] == pytest.approx(metrics["correct"] / metrics["hands"])
+    for key in ("precision", "detection_recall", "map50", "gesture_map50", "classifier_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    # The classifier on ground-truth crops, recomputed independently through GestureClassifier.predict.
+    classifier = GestureClassifier.from_pretrained(trained_classifier)
+    crops = [square_crop(r.load(), b.xyxy) for r in records for b in r.boxes]
+    truth = [b.label for r in records for b in r.boxes]
+    top = [p[0].label for p in classifier.predict(crops, top_k=1)]
+    expected = sum(canonical_label(t) == canonical_label(p) for t, p in zip(truth, top)) / len(truth)
+    assert metrics["classifier_accuracy"] == pytest.approx(expected)
+    # The hands-only detector as a "gesture detector": its label 'hand' is never a gesture.
+    assert metrics["gesture_detector"]["hybrid_accuracy"] == 0.0
+    assert metrics["latency"]["images"] == 3 and metrics["latency"]["median_ms"] > 0
+    confusion = metrics["confusion"]
+    assert sum(map(sum, confusion["matrix"])) >= metrics["hands"]
+    assert Image.open(out / "confusion_matrix.png").size[0] > 100
+    assert json.loads((out / "metrics.json").read_text())["hands"] == metrics["hands"]
+    # Bad input: one clear error line.
+    assert main(["eval", str(tmp_path / "no-such-set"), "--detector", str(trained_detector),
+                 "--classifier", str(trained_classifier)]) == 2
+    assert "no-such-set" in capsys.readouterr().err
