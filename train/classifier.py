@@ -139,7 +139,10 @@ def load_splits(recipe: Recipe) -> dict[str, list]:
 
     records = []
     for source in [s.strip() for s in str(recipe.data).split(",") if s.strip()]:
-        records += read_dataset(source, format=recipe.format, merge_labels=recipe.merge_labels)
+        try:
+            records += read_dataset(source, format=recipe.format, merge_labels=recipe.merge_labels)
+        except (OSError, ValueError) as exc:  # missing folder, malformed annotation (DataError), bad format
+            raise SystemExit(f"--data {source}: {exc}") from exc
     if not records:
         raise SystemExit(f"--data {recipe.data}: no images found")
     if recipe.limit:
