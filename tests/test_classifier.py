@@ -152,7 +152,7 @@ def test_training_outputs(trained_classifier):
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr"):
         assert tag in scalars, tag
     assert [e.value for e in events.Scalars("val/acc")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
-    assert "val/confusion_matrix" in events.Tags()["images"]
+    assert {"val/confusion_matrix", "val/misclassified", "test/confusion_matrix"} <= set(events.Tags()["images"])
     assert list((trained_classifier / "runs" / "hparams").glob("*tfevents*"))
 
 

@@ -368,7 +368,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         loaders[name] = torch.utils.data.DataLoader(with_transform(ds, clf.transform), batch_size=recipe.batch_size,
                                                     collate_fn=collate, num_workers=recipe.num_workers)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    steps_per_epoch = math.ceil(len(loaders["train"]) / accelerator.num_processes / recipe.grad_accum)
+    # accelerate's prepared scheduler steps num_processes times per optimizer step: count unsharded batches
+    steps_per_epoch = math.ceil(len(loaders["train"]) / recipe.grad_accum)
     if recipe.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs * steps_per_epoch)
     else:
