@@ -1,0 +1,69 @@
+"""End-to-end evaluation table: the hybrid (and optionally a one-stage gesture detector) on held-out sets.
+
+    .venv/bin/python bench/evaluate.py --detector models/detector --classifier models/classifier \
+        [--gesture-detector models/detector-gestures] [--datasets hands roboflow] [--split test] [--limit N]
+
+In-set vs cross-set is a matter of which models you pass: models trained on Hands and evaluated on
+Roboflow give the cross-set row. Metrics are `hybrid.evaluate.evaluate` (definitions in its docstring);
+the table is Markdown, ready for the README.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hybrid.data import read_dataset  # noqa: E402
+from hybrid.evaluate import evaluate  # noqa: E402
+from hybrid.pipeline import HybridPipeline, model_source  # noqa: E402
+
+COLUMNS = ["set", "images", "hands", "hybrid acc", "precision", "det recall", "det mAP50", "gesture mAP50",
+           "clf acc (GT crops)", "1-stage acc", "1-stage gesture mAP50", "median ms"]
+
+
+def row(name: str, metrics: dict) -> list[str]:
+    one = metrics.get("gesture_detector")
+    cells = [name, str(metrics["images"]), str(metrics["hands"])]
+    cells += [f"{metrics[k]:.3f}" for k in ("hybrid_accuracy", "precision", "detection_recall", "map50", "gesture_map50",
+                                           "classifier_accuracy")]
+    cells += [f"{one['hybrid_accuracy']:.3f}", f"{one['gesture_map50']:.3f}"] if one else ["-", "-"]
+    latency = metrics["latency"]
+    cells.append(f"{latency['median_ms']:.0f}" if latency.get("images") else "-")
+    return cells
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector", default=None)
+    parser.add_argument("--classifier", default=None)
+    parser.add_argument("--gesture-detector", default=None)
+    parser.add_argument("--datasets", nargs="+", default=["hands", "roboflow"])
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    pipe = HybridPipeline.from_pretrained(detector=model_source(args.detector, "detector"),
+                                          classifier=model_source(args.classifier, "classifier"))
+    gesture = None
+    if args.gesture_detector:
+        from hybrid.detector import HandDetector
+
+        gesture = HandDetector.from_pretrained(args.gesture_detector)
+    rows = []
+    for name in args.datasets:
+        records = read_dataset(name, split=args.split, merge_labels=True)[: args.limit]
+        rows.append(row(f"{name} {args.split}", evaluate(pipe, records, gesture)))
+    print(f"models: detector {model_source(args.detector, 'detector')}, classifier "
+          f"{model_source(args.classifier, 'classifier')}; {pipe!r}; load average {os.getloadavg()[0]:.1f}")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
