@@ -31,6 +31,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 LOW_CONF = 0.001
+THRESHOLDS = (0.01, 0.05, 0.1, 0.15, 0.25, 0.4)
+
+
+def _detection_precision(metrics: dict) -> float:
+    """Predictions that matched a hand (any label) / all predictions."""
+    found = metrics["detection_recall"] * metrics["hands"]
+    return found / metrics["predictions"] if metrics["predictions"] else 0.0
 
 
 def test_split(data: list[str], seed: int, limit: int | None) -> list:
@@ -61,6 +68,12 @@ def accuracy(folder: Path, records: list, gestures: bool) -> dict:
         "recall@conf": hand_metrics(truths, at_conf)["detection_recall"],
         "max_recall": hand_metrics(truths, guesses)["detection_recall"],
         "hand_AP50": average_precision(truths, guesses),
+        # operating points: (detection recall, detection precision) per score threshold, labels ignored
+        "recall_precision_at": {
+            str(t): [round(m["detection_recall"], 4), round(_detection_precision(m), 4)]
+            for t in THRESHOLDS
+            for m in [hand_metrics(truths, [[g for g in image if g.score >= t] for image in guesses])]
+        },
         "eval_seconds": round(seconds, 1),
     }
     if gestures:
@@ -147,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch / ONNX Runtime intra-op threads (default: torch's default, all cores); on a "
                              "busy machine use 1: spinning threads that wait for each other make 2 far slower")
+    parser.add_argument("--no-latency", action="store_true", help="accuracy only")
     parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (hybrid.runtime.OnnxDetector)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/detector.json")
     args = parser.parse_args(argv)
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = accuracy(folder, records, gestures)
         else:
             print(f"(no trained folder at {folder}: skipped)")
-    if (args.hands / "model.safetensors").is_file():
+    if (args.hands / "model.safetensors").is_file() and not args.no_latency:
         image = sorted((REPO.parent / "shared/data/subhih-handsdataset/images/test").glob("*.jpg"))
         image_path = image[0] if image else records[0].image
         results["latency_ms"] = latency(args.hands, args.sizes, args.repeats, image_path, args.onnx, args.threads)
@@ -184,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['hand_AP50']:.3f} | {r.get('gesture_mAP50', float('nan')):.3f} "
               f"| {r.get('gesture_accuracy@conf', float('nan')):.3f} "
               f"| {u.get('precision', '?')} / {u.get('recall', '?')} / {u.get('mAP50', '?')} / {u.get('mAP50-95', '?')} |")
+    print("\n| model | " + " | ".join(f"conf {t}: recall / precision" for t in THRESHOLDS) + " |")
+    print("|---|" + "---|" * len(THRESHOLDS))
+    for key in ("hands", "gestures"):
+        if key in results:
+            points = results[key]["recall_precision_at"]
+            print(f"| {key} | " + " | ".join(f"{points[str(t)][0]:.3f} / {points[str(t)][1]:.3f}" for t in THRESHOLDS) + " |")
     print("\ntargets (hands-only): recall >= 0.99 at IoU 0.5, mAP50 >= 0.95; MediaPipe palm detector ~0.94 recall\n")
     if "latency_ms" in results:
         print("| backend@input size | ms / image (median, batch 1, incl. pre/post-processing) |")
