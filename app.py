@@ -18,24 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import gradio as gr
-from PIL import Image
-
-from hybrid import explain
-from hybrid.data.registry import REGISTRY, data_root
-from hybrid.hub import default_model, snapshot, split_revision
-from hybrid.images import MAX_PIXELS, ImageError, load_image
-from hybrid.pipeline import HybridPipeline, draw_hands, image_result
-
-logger = logging.getLogger("hybrid.app")
-
-REPO = Path(__file__).resolve().parent
-MAX_FPS = 4.0  # live webcam: frames sent to the server per second at most (CPU inference is the limit)
-LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
-MAX_UPLOAD = "60mb"
-HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
-
-try:  # ZeroGPU Spaces: run inference on the GPU the `spaces` package lends; plain functions elsewhere
+try:  # ZeroGPU Spaces lend a GPU per call through `spaces` (imported before torch, as it requires)
     import spaces
 
     gpu: Callable = spaces.GPU
@@ -43,6 +26,23 @@ except ImportError:
     def gpu(fn: Callable) -> Callable:
         return fn
 
+import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from hybrid import explain  # noqa: E402
+from hybrid.data.registry import REGISTRY, data_root  # noqa: E402
+from hybrid.hub import default_model, snapshot, split_revision  # noqa: E402
+from hybrid.images import MAX_PIXELS, ImageError, load_image  # noqa: E402
+from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
+
+logger = logging.getLogger("hybrid.app")
+
+REPO = Path(__file__).resolve().parent
+MAX_FPS = 4.0  # live webcam: frames sent to the server per second at most (CPU inference is the limit)
+LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
+MAX_UPLOAD = "60mb"
+MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored): a low threshold can find hundreds
+HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
 
 # --- models ------------------------------------------------------------------------------------
 
@@ -180,12 +180,17 @@ class App:
                        "or lower the detector threshold.")
             overlay, gallery = None, []
         else:
-            overlay = explain.gradcam_image(self.pipeline, image, hands)
-            gallery = [(crop, f"hand {i + 1}: {hand.label} {hand.probability:.0%}")
-                       for i, (hand, crop) in enumerate(zip(hands, explain.gradcam_hands(self.pipeline, image, hands)))]
+            best = sorted(range(len(hands)), key=lambda i: hands[i].score, reverse=True)[:MAX_EXPLAINED]
+            explained = [hands[i] for i in best]
+            overlay = explain.gradcam_image(self.pipeline, image, explained)
+            crops = explain.gradcam_hands(self.pipeline, image, explained)
+            gallery = [(crop, f"hand {i + 1}: {hands[i].label} {hands[i].probability:.0%}")
+                       for i, crop in zip(best, crops)]
         eigen = explain.eigencam_image(self.pipeline, image) if eigencam else None
         seconds = time.perf_counter() - started
         status = f"**{len(hands)} hand{'s' if len(hands) != 1 else ''}** found in {seconds:.2f} s"
+        if len(hands) > MAX_EXPLAINED:
+            status += f" (Grad-CAM for the {MAX_EXPLAINED} with the highest detector scores)"
         return annotated, status, table_rows(hands), overlay, gallery, eigen, result
 
     def changed(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):

@@ -41,8 +41,8 @@ def test_upload_shows_hands_and_gradcam(browser: Browser, app_url: str, data_roo
     expect(page.locator("#annotated img")).to_be_visible(timeout=120_000)
     expect(page.locator("#hand-gallery img").first).to_be_visible(timeout=120_000)
     expect(page.locator("#status")).to_contain_text(re.compile(r"\d+ hands? found"))
-    caption = page.locator("#hand-gallery img").first.get_attribute("alt") or ""  # 'hand 1: <gesture> NN%'
-    gesture = re.fullmatch(r"hand 1: (\S+) \d+%", caption)
+    caption = page.locator("#hand-gallery img").first.get_attribute("alt") or ""  # 'hand N: <gesture> NN%'
+    gesture = re.fullmatch(r"hand \d+: (\S+) \d+%", caption)
     assert gesture, f"unexpected gallery caption {caption!r}"
     expect(page.locator("#hands-table")).to_contain_text(gesture.group(1))
     expect(page.locator("#gradcam img")).to_be_visible()

@@ -27,8 +27,22 @@ KINDS = ("classifier", "detector")
 DONE = "config.json"  # both trained folders have one; written last-ish by save_pretrained
 
 
+RECIPE_MARK = ".demo-recipe"  # in a demo model folder: the recipe it was trained with
+
+
+def recipe(kind: str) -> Path:
+    return REPO / "train" / "configs" / f"{kind}-demo.yaml"
+
+
 def is_trained(folder: Path) -> bool:
     return (folder / DONE).is_file() and (folder / "model.safetensors").is_file()
+
+
+def is_current(folder: Path, kind: str) -> bool:
+    """A trained folder that is not a demo model of an older recipe (models you put there yourself,
+    without the mark, are always kept)."""
+    mark = folder / RECIPE_MARK
+    return is_trained(folder) and (not mark.is_file() or mark.read_text() == recipe(kind).read_text())
 
 
 def train(kind: str, models_dir: Path, env: dict[str, str]) -> None:
@@ -38,13 +52,14 @@ def train(kind: str, models_dir: Path, env: dict[str, str]) -> None:
     partial = models_dir / f".{kind}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     command = [sys.executable, str(REPO / "train" / f"{kind}.py"),
-               "--config", str(REPO / "train" / "configs" / f"{kind}-demo.yaml"),
+               "--config", str(recipe(kind)),
                "--output", str(partial)]
     print(f"demo: training the quick {kind} ({' '.join(command[1:])})", flush=True)
     started = time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, env=env)
     if not is_trained(partial):
         raise SystemExit(f"demo: {kind} training finished but {partial} has no {DONE} / model.safetensors")
+    (partial / RECIPE_MARK).write_text(recipe(kind).read_text())
     shutil.rmtree(output, ignore_errors=True)
     os.replace(partial, output)
     print(f"demo: {kind} trained in {time.perf_counter() - started:.0f} s -> {output}", flush=True)
@@ -64,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         configured = default_model(kind)  # $HYBRID_<KIND>, the Space's pin, else models/<kind>
         if configured != str(MODELS / kind):
             print(f"demo: {kind} configured: {configured}", flush=True)
-        elif is_trained(models_dir / kind) and not args.force:
+        elif is_current(models_dir / kind, kind) and not args.force:
             print(f"demo: {kind} cached in {models_dir / kind} (--force to retrain)", flush=True)
         else:
             try:
