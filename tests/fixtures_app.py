@@ -1,5 +1,5 @@
 """Session fixture: one real app server (app.py on 127.0.0.1, a free port) on the tiny trained
-models, shared by tests/test_app.py and tests/test_browser.py."""
+models, shared by tests/test_app.py and tests/test_browser.py; `running_app` starts others."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -22,24 +24,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def app_env(detector: Path, classifier: Path, port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HYBRID_DETECTOR=str(detector), HYBRID_CLASSIFIER=str(classifier),
-        GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-        HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-@pytest.fixture(scope="session")
-def app_url(trained_detector: Path, trained_classifier: Path, tmp_path_factory) -> str:
-    """URL of a running app.py; its log is printed if it fails to start."""
+@contextmanager
+def running_app(detector: str, classifier: str, log_path: Path, env: dict | None = None) -> Iterator[str]:
+    """Run app.py on 127.0.0.1 and a free port with these models; yield its URL, stop it afterwards.
+    Fails the test with the app's log when it does not come up."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    env = dict(os.environ if env is None else env)
+    env.update(HYBRID_DETECTOR=detector, HYBRID_CLASSIFIER=classifier, GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, stdout=log,
-                                   stderr=subprocess.STDOUT, env=app_env(trained_detector, trained_classifier, port))
+                                   stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -63,4 +59,12 @@ def app_url(trained_detector: Path, trained_classifier: Path, tmp_path_factory) 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        print(f"app.py log: {log_path}")
+
+
+@pytest.fixture(scope="session")
+def app_url(trained_detector: Path, trained_classifier: Path, tmp_path_factory) -> Iterator[str]:
+    """URL of app.py serving the tiny trained models (local folders)."""
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(str(trained_detector), str(trained_classifier), log_path) as url:
+        yield url
+    print(f"app.py log: {log_path}")

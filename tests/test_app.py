@@ -9,17 +9,20 @@ import re
 import struct
 import subprocess
 import sys
+import urllib.request
 import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from PIL import Image
+
+from tests.fixtures_app import running_app
+from tests.hubserver import HubServer
 
 REPO = Path(__file__).resolve().parent.parent
-# Real photos from the Hands Dataset (Soubhi Hadri, Apache-2.0): one hand, and two hands.
+# A real photo from the Hands Dataset (Soubhi Hadri, Apache-2.0): two raised fists.
 PHOTO = "subhih-handsdataset/images/test/16_pic00008.jpg"
 LOW = 0.01  # detector threshold for the tiny test detector, which is barely trained
 
@@ -144,3 +147,41 @@ def test_no_hands_is_an_empty_answer_not_an_error(client: Client, tmp_path: Path
         handle_file(str(path)), 0.5, 0.5, False, api_name="/analyse")
     assert result["hands"] == [] and gallery == [] and overlay is None
     assert status.startswith("**0 hands**")
+
+
+# Upload a model folder with the plain huggingface_hub client; print the commit. (HF_* come from the env.)
+UPLOAD = """
+import sys
+from huggingface_hub import HfApi
+folder, repo, revision = sys.argv[1:]
+api = HfApi()
+api.create_repo(repo, exist_ok=True)
+if revision != "main":
+    api.create_branch(repo, branch=revision, exist_ok=True)
+info = api.upload_folder(repo_id=repo, folder_path=folder, revision=revision, ignore_patterns=["checkpoints/*"])
+print(info.oid)
+"""
+
+
+def test_page_names_the_hub_models_and_revisions_it_runs(trained_detector: Path, trained_classifier: Path,
+                                                          photo: Path, tmp_path: Path):
+    """Models pulled from a Hub (the test Hub on 127.0.0.1) by id@revision: the page says which commit runs."""
+    with HubServer(tmp_path / "hub") as hub:
+        env = hub.client_env(tmp_path / "hf-home")
+        shas = {}
+        for kind, folder, repo, revision in (("detector", trained_detector, "hybrid-org/hand-detector", "v1"),
+                                             ("classifier", trained_classifier, "hybrid-org/gesture-classifier", "main")):
+            done = subprocess.run([sys.executable, "-c", UPLOAD, str(folder), repo, revision],
+                                  cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+            shas[kind] = done.stdout.strip().splitlines()[-1]
+        env["HF_HUB_OFFLINE"] = "0"
+        with running_app("hybrid-org/hand-detector@v1", "hybrid-org/gesture-classifier", tmp_path / "app.log",
+                         env=env) as url:
+            config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
+            texts = [c.get("props", {}).get("value") for c in config["components"]]
+            shown = next(t for t in texts if isinstance(t, str) and "Models running" in t)
+            assert f"`hybrid-org/hand-detector@v1` (v1, commit {shas['detector'][:10]})" in shown, shown
+            assert f"`hybrid-org/gesture-classifier` (commit {shas['classifier'][:10]})" in shown, shown
+            result = Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
+            assert result["hands"], result  # the pulled models run
