@@ -87,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.CalledProcessError as error:
                 print(f"demo: {kind} training failed (exit {error.returncode}); see the output above", file=sys.stderr)
                 return 1
-    print(f"demo: models ready in {time.perf_counter() - started:.0f} s. These are quick CPU demo models; "
-          "for the full ones train train/configs/*.yaml or set HYBRID_DETECTOR / HYBRID_CLASSIFIER "
-          "to the Hub models.", flush=True)
+    print(f"demo: models ready in {time.perf_counter() - started:.0f} s.", flush=True)
+    if any((MODELS / kind / RECIPE_MARK).is_file() and default_model(kind) == str(MODELS / kind) for kind in KINDS):
+        print("demo: these are quick CPU demo models, far from accurate; for the real ones train the full "
+              "recipes in train/configs/ or set HYBRID_DETECTOR / HYBRID_CLASSIFIER to the Hub models "
+              "(see README).", flush=True)
     return 0
 
 
