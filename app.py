@@ -182,8 +182,7 @@ class App:
         else:
             best = sorted(range(len(hands)), key=lambda i: hands[i].score, reverse=True)[:MAX_EXPLAINED]
             explained = [hands[i] for i in best]
-            overlay = explain.gradcam_image(self.pipeline, image, explained)
-            crops = explain.gradcam_hands(self.pipeline, image, explained)
+            overlay, crops = explain.gradcam_explain(self.pipeline, image, explained)
             gallery = [(crop, f"hand {i + 1}: {hands[i].label} {hands[i].probability:.0%}")
                        for i, crop in zip(best, crops)]
         eigen = explain.eigencam_image(self.pipeline, image) if eigencam else None

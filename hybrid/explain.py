@@ -192,36 +192,63 @@ def _hand_classes(classifier, hands) -> list[Optional[int]]:
     return classes
 
 
-def gradcam_heatmaps(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> np.ndarray:
-    """One full-image Grad-CAM map per hand, (N, H, W), each zero outside that hand's crop square."""
-    classifier = _classifier_of(pipeline_or_classifier)
-    image = load_image(image)
+def _explain_crops(classifier, image: Image.Image, hands: Sequence):
+    """THE crops of `hands` and their Grad-CAM maps (one batched backward)."""
     crops = [square_crop(image, hand.box) for hand in hands]
-    heats = gradcam(classifier, crops, _hand_classes(classifier, hands))
-    maps = [paste(heat, input_region(classifier, hand.box), image.width, image.height) for heat, hand in zip(heats, hands)]
-    return np.stack(maps) if maps else np.zeros((0, image.height, image.width), dtype=np.float32)
+    return crops, gradcam(classifier, crops, _hand_classes(classifier, hands))
 
 
-def gradcam_image(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> Image.Image:
-    """The photo with one Grad-CAM overlay for all hands (per pixel, the strongest hand's heat)."""
-    image = load_image(image)
-    maps = gradcam_heatmaps(pipeline_or_classifier, image, hands)
-    heat = maps.max(axis=0) if len(maps) else np.zeros((image.height, image.width), dtype=np.float32)
-    return overlay(image, heat)
+def _pasted(classifier, heats: np.ndarray, hands: Sequence, width: int, height: int) -> np.ndarray:
+    maps = [paste(heat, input_region(classifier, hand.box), width, height) for heat, hand in zip(heats, hands)]
+    return np.stack(maps) if maps else np.zeros((0, height, width), dtype=np.float32)
 
 
-def gradcam_hands(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> list[Image.Image]:
-    """Each hand's square crop (what the classifier saw) with its own Grad-CAM overlay."""
-    classifier = _classifier_of(pipeline_or_classifier)
-    image = load_image(image)
-    crops = [square_crop(image, hand.box) for hand in hands]
-    heats = gradcam(classifier, crops, _hand_classes(classifier, hands))
-    results = []
+def _whole_image_overlay(classifier, image: Image.Image, hands: Sequence, heats: np.ndarray) -> Image.Image:
+    """Heat blended inside the hands' crop squares only; the rest of the photo stays as it is."""
+    maps = _pasted(classifier, heats, hands, image.width, image.height)
+    if not len(maps):
+        return image.copy()
+    blended = overlay(image, maps.max(axis=0))
+    inside = np.zeros((image.height, image.width), dtype=bool)
+    for hand in hands:
+        x0, y0, x1, y1 = input_region(classifier, hand.box)
+        inside[max(round(y0), 0):max(round(y1), 0), max(round(x0), 0):max(round(x1), 0)] = True
+    return Image.fromarray(np.where(inside[..., None], np.asarray(blended), np.asarray(image)))
+
+
+def _crop_overlays(classifier, crops: Sequence[Image.Image], heats: np.ndarray) -> list[Image.Image]:
     fraction = _shown_fraction(classifier)
+    results = []
     for crop, heat in zip(crops, heats):
         region = _centred((0, 0, crop.width, crop.height), fraction)
         results.append(overlay(crop, paste(heat, region, crop.width, crop.height)))
     return results
+
+
+def gradcam_heatmaps(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> np.ndarray:
+    """One full-image Grad-CAM map per hand, (N, H, W), each zero outside that hand's crop square."""
+    classifier = _classifier_of(pipeline_or_classifier)
+    image = load_image(image)
+    _, heats = _explain_crops(classifier, image, hands)
+    return _pasted(classifier, heats, hands, image.width, image.height)
+
+
+def gradcam_image(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> Image.Image:
+    """The photo with one Grad-CAM overlay for all hands (per pixel, the strongest hand's heat)."""
+    return gradcam_explain(pipeline_or_classifier, image, hands)[0]
+
+
+def gradcam_hands(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> list[Image.Image]:
+    """Each hand's square crop (what the classifier saw) with its own Grad-CAM overlay."""
+    return gradcam_explain(pipeline_or_classifier, image, hands)[1]
+
+
+def gradcam_explain(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> tuple[Image.Image, list[Image.Image]]:
+    """Both views from one Grad-CAM pass: (whole-photo overlay, [per-hand crop overlays])."""
+    classifier = _classifier_of(pipeline_or_classifier)
+    image = load_image(image)
+    crops, heats = _explain_crops(classifier, image, hands)
+    return _whole_image_overlay(classifier, image, hands, heats), _crop_overlays(classifier, crops, heats)
 
 
 # --- EigenCAM (detector) -------------------------------------------------------------------------------

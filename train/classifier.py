@@ -550,10 +550,9 @@ def render_model_card(recipe: Recipe, metrics: dict, names: list[str]):
         "library_name": "timm", "pipeline_tag": "image-classification", "license": "agpl-3.0",
         "tags": ["image-classification", "timm", "hand-gesture", "hybrid", recipe.model],
         "model_name": model_name, "eval_results": results,
+        # Hub dataset ids link on the Hub; registered sets are named as in hybrid.data.registry
+        "datasets": [d["name"] if not Path(d["name"]).exists() else Path(d["name"]).name for d in data],
     }
-    hf_ids = [name for name in dataset_names(recipe) if "/" in name and not Path(name).exists()]
-    if hf_ids:
-        card_data["datasets"] = hf_ids
     return render_card("classifier", card_data, recipe=dataclasses.asdict(recipe), metrics=metrics,
                        label_names=names, data=data, model_name=model_name)
 
