@@ -164,15 +164,7 @@ def data_attributions(recipe: Recipe) -> list[dict]:
     """Licence + attribution of each data source, from the data registry where it is registered."""
     from hybrid.data import registry
 
-    out = []
-    for name in dataset_names(recipe):
-        info = registry.match(Path(name)) if name not in registry.REGISTRY else (registry.get(name), None, None)
-        if info:
-            out.append({"name": info[0].name, "licence": info[0].licence, "attribution": info[0].attribution,
-                        "origin": info[0].origin})
-        else:
-            out.append({"name": name, "licence": "see source", "attribution": name, "origin": name})
-    return out
+    return registry.citations(dataset_names(recipe))
 
 
 def train_transform(recipe: Recipe, mean, std):
@@ -551,7 +543,7 @@ def render_model_card(recipe: Recipe, metrics: dict, names: list[str]):
         "tags": ["image-classification", "timm", "hand-gesture", "hybrid", recipe.model],
         "model_name": model_name, "eval_results": results,
         # Hub dataset ids link on the Hub; registered sets are named as in hybrid.data.registry
-        "datasets": [d["name"] if not Path(d["name"]).exists() else Path(d["name"]).name for d in data],
+        "datasets": [d["name"] for d in data],
     }
     return render_card("classifier", card_data, recipe=dataclasses.asdict(recipe), metrics=metrics,
                        label_names=names, data=data, model_name=model_name)

@@ -328,30 +328,14 @@ def evaluate(best: Path, data_yaml: Path, recipe: Recipe, work: Path, split: str
     return metrics, curve
 
 
-def _dataset_citations(names: list[str]) -> list[dict]:
-    """Name, licence and attribution of each dataset, from the data registry when it knows the name."""
-    try:
-        from hybrid.data import registry
-    except ImportError:
-        registry = None
-    citations = []
-    for name in names:
-        info = getattr(registry, "REGISTRY", {}).get(name) if registry else None
-        if info is not None:
-            citations.append({"name": name, "licence": info.licence, "attribution": info.attribution,
-                              "origin": info.origin})
-        else:
-            citations.append({"name": name, "licence": "see the dataset", "attribution": f"User data: {name}",
-                              "origin": ""})
-    return citations
-
-
 def write_card(folder: Path, recipe: Recipe, metrics: dict, names: list[str], stats: dict, has_curve: bool) -> None:
     from huggingface_hub import EvalResult
 
     from hybrid.hub import render_card
 
-    citations = _dataset_citations(recipe.data)
+    from hybrid.data.registry import citations as dataset_citations
+
+    citations = dataset_citations(recipe.data)
     kind = "gesture detector (one stage)" if recipe.gestures else "hand detector"
     model_name = f"YOLOv8{recipe.model} {kind}"
     dataset_name = " + ".join(recipe.data)
@@ -369,6 +353,7 @@ def write_card(folder: Path, recipe: Recipe, metrics: dict, names: list[str], st
         "tags": ["yolov8", "ultralytics", "object-detection", "hand-detection", "hand-gesture", "safetensors"],
         "model_name": model_name,
         "eval_results": eval_results,
+        "datasets": [c["name"] for c in citations],
     }
     card = render_card("detector", card_data, model_name=model_name, recipe=asdict(recipe), metrics=metrics,
                        names=names, stats=stats, datasets=citations, has_curve=has_curve, gestures=recipe.gestures)

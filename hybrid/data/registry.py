@@ -125,6 +125,22 @@ def licence(name: str) -> str:
     return get(name).licence
 
 
+def citations(sources: list[str]) -> list[dict]:
+    """What a model card says about each training source (a registered name, a folder, or a Hub id):
+    `name` (also the card's `datasets:` entry), `licence`, `attribution`, `origin`."""
+    out = []
+    for source in sources:
+        info = REGISTRY.get(source) or (match(Path(source)) or (None,))[0]
+        if info is not None:
+            out.append({"name": info.name, "licence": info.licence, "attribution": info.attribution,
+                        "origin": info.origin})
+        else:
+            name = Path(source).name if Path(source).exists() else source
+            out.append({"name": name, "licence": "see the dataset", "attribution": f"User data: {source}",
+                        "origin": source})
+    return out
+
+
 def data_root() -> Path:
     """$HYBRID_DATA, else <repo>/../shared/data."""
     env = os.environ.get("HYBRID_DATA")
