@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         detector, classifier = architecture_models()
         use_truth = True
     paths = {
-        "naive (fp32 eager, detector 640)": HybridPipeline(detector, classifier, fast=False),
+        "naive (fp32 eager torch)": HybridPipeline(detector, classifier, fast=False),
         "shipped (defaults)": HybridPipeline(detector, classifier),
     }
     records = photos(args.images)

@@ -1,7 +1,7 @@
 """Train the gesture classifier (timm) with Hugging Face accelerate; export it in timm's Hub format.
 
     accelerate launch train/classifier.py --config train/configs/classifier.yaml --data sign-digits
-    accelerate launch --cpu --num_processes 2 train/classifier.py --config ... (DDP over gloo)
+    accelerate launch --config_file train/configs/accelerate_cpu_ddp.yaml train/classifier.py --config ...  (2 CPU processes, DDP over gloo)
     python train/classifier.py --data hands,roboflow --epochs 2 --image-size 64 --limit 300
 
 Every recipe field is a flag (`--image-size 128`, `--no-flip`, ...); a yaml given with `--config` sets
