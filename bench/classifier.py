@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine_info import machine
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "train" / "classifier.py"
@@ -32,23 +32,6 @@ RUNS = {
 }
 SPEED_ARGS = ["--data", "sign-digits", "--limit", "480", "--image-size", "112", "--epochs", "2", "--split",
               "0.8,0.1,0.1"]
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"machine: {cpu}, {os.cpu_count()} cores, GPU {gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; load average {load}")
 
 
 def run(name: str, recipe: Path, extra: list[str], output: Path) -> int:

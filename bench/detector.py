@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine_info import machine
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -132,18 +132,6 @@ def train(recipe: str, output: Path, extra: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"load average {os.getloadavg()[0]:.1f}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hands", type=Path, default=REPO / "outputs/bench/detector-hands", help="hands-only folder")
@@ -184,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         image_path = image[0] if image else records[0].image
         results["latency_ms"] = latency(args.hands, args.sizes, args.repeats, image_path, args.onnx, args.threads)
 
-    print(f"\nmachine: {results['machine']}")
+    print(f"\n{results['machine']}")
     print(f"held-out test split of {' + '.join(args.data)}: {len(records)} images\n")
     print(f"| model | image size | recall@conf (conf) | max recall | hand AP50 | gesture mAP50 | gesture acc@conf "
           f"| Ultralytics P / R / mAP50 / mAP50-95 |")

@@ -25,9 +25,11 @@ def _load(path_or_id: str):
         if any((path / m).is_file() for m in ("dataset_dict.json", "state.json", "dataset_info.json")):
             return datasets.load_from_disk(str(path))
         return datasets.load_dataset(str(path))
-    repo, _, revision = path_or_id.partition("@")
+    from hybrid.hub import split_revision
+
+    repo, revision = split_revision(path_or_id)
     try:
-        return datasets.load_dataset(repo, revision=revision or None)
+        return datasets.load_dataset(repo, revision=revision)
     except Exception as error:  # the Hub raises many types; the user needs one clear line
         raise DataError(f"{path_or_id}: not a local folder, and loading it from the Hub failed ({error})") from None
 
