@@ -12,8 +12,9 @@ would give). The paths alternate image by image, so both see the same machine lo
 shared: the load average is printed with the table).
 
 Naive: fp32 eager PyTorch, detector at its trained size (640 for the architecture-only model), square
-letterbox. Shipped: `HybridPipeline` defaults (ONNX Runtime detector at 320 with rectangular letterbox,
-bf16 classifier where the CPU has native bf16, else fp32).
+letterbox. Shipped: `HybridPipeline` defaults (both networks in ONNX Runtime fp32, detector at <= 320
+with rectangular letterbox). `--torch-bf16` adds the best PyTorch-only path (detector at the shipped
+size, classifier in bf16 where the CPU has native bf16): what runs where onnxruntime is missing.
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--classifier", default=None, help="trained classifier folder/Hub id (default: architecture only)")
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--torch-bf16", action="store_true", help="also time the PyTorch-only fast path")
     args = parser.parse_args(argv)
 
     if args.detector and args.classifier:
@@ -103,6 +105,8 @@ def main(argv=None) -> int:
         "naive (fp32 eager torch)": HybridPipeline(detector, classifier, fast=False),
         "shipped (defaults)": HybridPipeline(detector, classifier),
     }
+    if args.torch_bf16:
+        paths["torch only (bf16 where native)"] = HybridPipeline(detector, classifier, backend="torch")
     records = photos(args.images)
     for pipe in paths.values():
         for record in records[: args.warmup]:
@@ -127,7 +131,7 @@ def main(argv=None) -> int:
     for name, pipe in paths.items():
         median, p95 = summarise(times[name])
         baseline = baseline or median
-        print(f"{name:<36} {pipe.backend:<8} {pipe.detector_size:>6} {pipe.precision + ' ' + str(classifier.image_size):>10} "
+        print(f"{name:<36} {pipe.backend:<8} {pipe.detector_size:>6} {('fp32' if pipe.onnx_classifier else pipe.precision) + ' ' + str(classifier.image_size):>10} "
               f"{median:>10.1f} {p95:>8.1f} {statistics.median(cpu[name]) * 1000:>7.1f} {baseline / median:>7.2f}x")
     print("CPU ms: median process CPU time per photo over all threads (less sensitive to other load than wall time)")
     print(f"peak memory (RSS, whole process, both paths loaded): {peak_mb:.0f} MB")

@@ -7,10 +7,11 @@ Example:
     >>> hands[0].label, hands[0].probability, hands[0].box
     ('5', 0.98, (412.0, 120.5, 530.2, 301.9))
 
-Speed: the default ("shipped") path runs the detector in ONNX Runtime at `detector_size` 320 with
-rectangular letterboxing and the classifier in bf16 where the CPU computes bf16 natively (AMX or
-AVX512-BF16; fp32 elsewhere). `HybridPipeline(..., fast=False)` is the naive path: fp32 eager PyTorch,
-detector at its trained size (640). bench/latency.py measures both.
+Speed: the default ("shipped") path runs both networks in ONNX Runtime (fp32, same answers as
+PyTorch fp32), the detector at `detector_size` <= 320 with rectangular letterboxing. Without
+onnxruntime (or on a GPU) the networks run in PyTorch, the classifier in bf16 where the device computes
+bf16 natively (AMX or AVX512-BF16; fp32 elsewhere). `HybridPipeline(..., fast=False)` is the naive
+path: fp32 eager PyTorch, detector at its trained size. bench/latency.py measures both.
 """
 from __future__ import annotations
 
@@ -109,26 +110,34 @@ class HybridPipeline:
         self.fast = bool(fast)
         self.detector_size = int(detector_size or (min(FAST_DETECTOR_SIZE, detector.image_size) if fast else detector.image_size))
         self.precision = resolve_precision(precision or ("auto" if fast else "fp32"), classifier.device)
-        self.onnx = None
+        self.onnx = self.onnx_classifier = None  # ONNX Runtime runners, when used
         if backend == "onnx" or (backend == "auto" and fast):
-            self.onnx = self._onnx_detector(onnx_cache_dir, required=backend == "onnx")
-        self.backend = "onnx" if self.onnx is not None else "torch"
+            from hybrid.runtime import OnnxClassifier, OnnxDetector
 
-    def _onnx_detector(self, cache_dir, required: bool):
-        from hybrid.runtime import OnnxDetector, onnxruntime_available
+            required = backend == "onnx"
+            self.onnx = self._onnx(OnnxDetector, detector, "detector", onnx_cache_dir, required)
+            self.onnx_classifier = self._onnx(OnnxClassifier, classifier, "classifier", onnx_cache_dir, required)
+        self.backend = {2: "onnx", 1: "mixed", 0: "torch"}[(self.onnx is not None) + (self.onnx_classifier is not None)]
 
+    @staticmethod
+    def _onnx(runner, model, kind: str, cache_dir, required: bool):
+        """An ONNX Runtime runner for `model`, or None (PyTorch runs it) when that cannot or should not be."""
+        from hybrid.runtime import onnxruntime_available
+
+        device = getattr(model, "device", torch.device("cpu"))
+        if torch.device(device).type != "cpu" and not required:
+            return None  # on a GPU, PyTorch is the fast path
         if not onnxruntime_available():
             if required:
                 raise RuntimeError("backend='onnx' needs the onnx and onnxruntime packages")
-            logger.info("onnx/onnxruntime not installed: the detector runs in PyTorch")
+            logger.info("onnx/onnxruntime not installed: the %s runs in PyTorch", kind)
             return None
         try:
-            return OnnxDetector(self.detector, cache_dir=cache_dir)
+            return runner(model, cache_dir=cache_dir)
         except Exception as error:  # an export failure must not stop inference: PyTorch still works
             if required:
                 raise
-            logger.warning("ONNX export of the detector failed (%s: %s); the detector runs in PyTorch",
-                           type(error).__name__, error)
+            logger.warning("ONNX export of the %s failed (%s: %s); it runs in PyTorch", kind, type(error).__name__, error)
             return None
 
     @classmethod
@@ -172,6 +181,8 @@ class HybridPipeline:
         if not crops:
             return torch.empty(0, len(self.classifier.label_names))
         batch = self.classifier.preprocess(list(crops))
+        if self.onnx_classifier is not None:
+            return self.onnx_classifier.logits(batch).softmax(dim=-1)
         with torch.inference_mode(), self.autocast():
             logits = self.classifier.model(batch)
         return logits.float().softmax(dim=-1).cpu()

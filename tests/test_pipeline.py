@@ -45,14 +45,12 @@ def _count_forwards(module: torch.nn.Module):
     return calls, handle
 
 
-def test_real_photos_one_batched_forward(pipe, hands_photo):
+def test_real_photos_one_batched_forward(pipe, hands_photo, monkeypatch):
     # The shipped path is the default (the fixture detector was trained at 64 px, below 320).
     assert pipe.backend == "onnx" and pipe.detector_size == min(320, pipe.detector.image_size)
-    calls, handle = _count_forwards(pipe.classifier.model)
-    try:
-        results = pipe([ZIDANE, BUS, hands_photo])
-    finally:
-        handle.remove()
+    calls, logits = [], pipe.onnx_classifier.logits
+    monkeypatch.setattr(pipe.onnx_classifier, "logits", lambda batch: calls.append(batch.shape[0]) or logits(batch))
+    results = pipe([ZIDANE, BUS, hands_photo])
     assert len(results) == 3
     total = sum(len(hands) for hands in results)
     assert total > 0
@@ -155,11 +153,37 @@ def test_onnx_export_matches_pytorch_and_is_cached(pipe, tmp_path):
     assert OnnxDetector(changed, cache_dir=tmp_path).path != first.path
 
 
+def test_onnx_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tmp_path):
+    from hybrid.runtime import OnnxClassifier
+
+    crops = pipe.crops(Image.open(hands_photo).convert("RGB"), [(100, 100, 300, 400), (0, 0, 50, 80)])
+    batch = pipe.classifier.preprocess(crops)
+    with torch.inference_mode():
+        expected = pipe.classifier.model.float()(batch)
+    got = pipe.onnx_classifier.logits(batch)
+    assert got.shape == expected.shape == (2, len(pipe.classifier.label_names))
+    assert (got - expected).abs().max() < 1e-3
+    first = OnnxClassifier(pipe.classifier, cache_dir=tmp_path)
+    stamp = first.path.stat().st_mtime_ns
+    assert OnnxClassifier(pipe.classifier, cache_dir=tmp_path).path.stat().st_mtime_ns == stamp
+
+
 def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
     naive = HybridPipeline(pipe.detector, pipe.classifier, fast=False)
     assert (naive.backend, naive.precision, naive.detector_size) == ("torch", "fp32", pipe.detector.image_size)
-    hands = naive(hands_photo)[0]
-    assert hands and all(isinstance(h, Hand) for h in hands)
+    calls, handle = _count_forwards(pipe.classifier.model)
+    try:
+        hands = naive([hands_photo, ZIDANE])
+    finally:
+        handle.remove()
+    assert hands[0] and all(isinstance(h, Hand) for h in hands[0])
+    assert calls == [len(hands[0]) + len(hands[1])]  # PyTorch path: one batched forward too
+    # Same answers as the shipped path when the detector runs at the same size (ONNX is fp32 too).
+    shipped = HybridPipeline(pipe.detector, pipe.classifier, detector_size=naive.detector_size, precision="fp32",
+                             onnx_cache_dir=pipe.onnx.path.parent)
+    for a, b in zip(naive([hands_photo])[0], shipped([hands_photo])[0]):
+        assert a.label == b.label and a.probability == pytest.approx(b.probability, abs=1e-3)
+        assert a.box == pytest.approx(b.box, abs=0.5)
 
 
 def test_to_dict_and_image_result_are_json(pipe, hands_photo):
