@@ -4,8 +4,9 @@
         [--gesture-detector models/detector-gestures] [--datasets hands roboflow] [--split test] [--limit N]
 
 In-set vs cross-set is a matter of which models you pass: models trained on Hands and evaluated on
-Roboflow give the cross-set row. Metrics are `hybrid.evaluate.evaluate` (definitions in its docstring);
-the table is Markdown, ready for the README.
+Roboflow give the cross-set row. `--paths shipped naive` scores both inference paths of bench/latency.py
+on the same images (the shipped path must not cost accuracy). Metrics are `hybrid.evaluate.evaluate`
+(definitions in its docstring); the table is Markdown, ready for the README.
 """
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from hybrid.data import read_dataset  # noqa: E402
 from hybrid.evaluate import evaluate  # noqa: E402
 from hybrid.pipeline import HybridPipeline, model_source  # noqa: E402
 
-COLUMNS = ["set", "images", "hands", "hybrid acc", "precision", "det recall", "det mAP50", "gesture mAP50",
+COLUMNS = ["set", "path", "images", "hands", "hybrid acc", "precision", "det recall", "det mAP50", "gesture mAP50",
            "clf acc (GT crops)", "1-stage acc", "1-stage gesture mAP50", "median ms"]
 
 
-def row(name: str, metrics: dict) -> list[str]:
+def row(name: str, path: str, metrics: dict) -> list[str]:
     one = metrics.get("gesture_detector")
-    cells = [name, str(metrics["images"]), str(metrics["hands"])]
+    cells = [name, path, str(metrics["images"]), str(metrics["hands"])]
     cells += [f"{metrics[k]:.3f}" for k in ("hybrid_accuracy", "precision", "detection_recall", "map50", "gesture_map50",
                                            "classifier_accuracy")]
     cells += [f"{one['hybrid_accuracy']:.3f}", f"{one['gesture_map50']:.3f}"] if one else ["-", "-"]
@@ -43,10 +44,13 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["hands", "roboflow"])
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--paths", nargs="+", choices=["shipped", "naive"], default=["shipped"],
+                        help="inference paths to score: shipped (defaults) and/or naive (fp32 eager PyTorch)")
     args = parser.parse_args(argv)
 
-    pipe = HybridPipeline.from_pretrained(detector=model_source(args.detector, "detector"),
-                                          classifier=model_source(args.classifier, "classifier"))
+    shipped = HybridPipeline.from_pretrained(detector=model_source(args.detector, "detector"),
+                                             classifier=model_source(args.classifier, "classifier"))
+    pipes = {"shipped": shipped, "naive": HybridPipeline(shipped.detector, shipped.classifier, fast=False)}
     gesture = None
     if args.gesture_detector:
         from hybrid.detector import HandDetector
@@ -55,9 +59,12 @@ def main(argv=None) -> int:
     rows = []
     for name in args.datasets:
         records = read_dataset(name, split=args.split, merge_labels=True)[: args.limit]
-        rows.append(row(f"{name} {args.split}", evaluate(pipe, records, gesture)))
+        for path in args.paths:
+            rows.append(row(f"{name} {args.split}", path, evaluate(pipes[path], records, gesture)))
     print(f"models: detector {model_source(args.detector, 'detector')}, classifier "
-          f"{model_source(args.classifier, 'classifier')}; {pipe!r}; load average {os.getloadavg()[0]:.1f}")
+          f"{model_source(args.classifier, 'classifier')}; load average {os.getloadavg()[0]:.1f}")
+    for path in args.paths:
+        print(f"{path}: {pipes[path]!r}")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for cells in rows:

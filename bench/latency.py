@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     for name, pipe in paths.items():
         median, p95 = summarise(times[name])
         baseline = baseline or median
-        print(f"{name:<36} {pipe.backend:<8} {pipe.detector_size:>6} {('fp32' if pipe.onnx_classifier else pipe.precision) + ' ' + str(classifier.image_size):>10} "
+        print(f"{name:<36} {pipe.backend:<8} {pipe.detector_size:>6} {pipe.precision + ' ' + str(classifier.image_size):>10} "
               f"{median:>10.1f} {p95:>8.1f} {statistics.median(cpu[name]) * 1000:>7.1f} {baseline / median:>7.2f}x")
     print("CPU ms: median process CPU time per photo over all threads (less sensitive to other load than wall time)")
     print(f"peak memory (RSS, whole process, both paths loaded): {peak_mb:.0f} MB")

@@ -82,7 +82,8 @@ class HybridPipeline:
     `detector_threshold`: minimum detector score (default: the detector's own `conf`).
     `fast`: the shipped speed path (see module doc); `backend` 'onnx' | 'torch' | 'auto' for the detector;
     `detector_size`: detector input side (default 320 when fast, else the detector's trained size);
-    `precision` for the classifier: 'auto' (bf16 where native, when fast) | 'bf16' | 'fp32'.
+    `precision` for a classifier run by PyTorch: 'auto' (bf16 where native, when fast) | 'bf16' | 'fp32';
+    ONNX Runtime runs fp32, so an explicit 'bf16' keeps the classifier in PyTorch.
     """
 
     def __init__(
@@ -116,7 +117,10 @@ class HybridPipeline:
 
             required = backend == "onnx"
             self.onnx = self._onnx(OnnxDetector, detector, "detector", onnx_cache_dir, required)
-            self.onnx_classifier = self._onnx(OnnxClassifier, classifier, "classifier", onnx_cache_dir, required)
+            if precision in (None, "auto", "fp32"):  # ONNX Runtime computes fp32 here; asking for bf16 keeps PyTorch
+                self.onnx_classifier = self._onnx(OnnxClassifier, classifier, "classifier", onnx_cache_dir, required)
+        if self.onnx_classifier is not None:
+            self.precision = "fp32"
         self.backend = {2: "onnx", 1: "mixed", 0: "torch"}[(self.onnx is not None) + (self.onnx_classifier is not None)]
 
     @staticmethod
