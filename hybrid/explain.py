@@ -7,7 +7,9 @@ class, and is pasted back into full-image coordinates through the crop's geometr
 
 Thread safety: a CAM object is created per call (`with GradCAM(...) as cam:`), and its hooks record only
 the forward pass of the thread that created it, so concurrent explanations, and predictions running on
-the same model in other threads, never mix activations. No model is copied.
+the same model in other threads, never mix activations. No model is copied. Grad-CAM's backward pass
+writes (and then clears) the shared model's parameter gradients, which is not safe from two threads at
+once (it crashed the process), so backward passes take turns: `_BACKWARD_LOCK`. Predictions never wait.
 
 Example:
     >>> hands = pipe(image)[0]
@@ -37,6 +39,7 @@ from hybrid.images import ImageInput, load_image
 logger = logging.getLogger(__name__)
 
 IMAGE_WEIGHT = 0.5  # overlay: this much photo, the rest heat colour
+_BACKWARD_LOCK = threading.Lock()
 
 
 # --- thread-local hooks ------------------------------------------------------------------------------
@@ -169,7 +172,7 @@ def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence
         size = int(classifier.data_config["input_size"][-1])
         return np.zeros((0, size, size), dtype=np.float32)
     batch = classifier.preprocess(list(crops)).float()
-    with torch.enable_grad():
+    with _BACKWARD_LOCK, torch.enable_grad():
         if classes is None or any(c is None for c in classes):
             with torch.no_grad():
                 predicted = classifier.model(batch).argmax(dim=-1).tolist()

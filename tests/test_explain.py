@@ -130,6 +130,36 @@ def test_gradcam_concurrent_equals_sequential(photo):
     assert not classifier.target_layer._forward_hooks
 
 
+def test_gradcam_from_many_threads_on_a_real_network(photo):
+    """Backward passes on one shared ResNet from 6 threads at once: no crash, no error, same maps.
+    (Without explain's backward lock this raised 'cannot call bump_version() on undefined tensor' or
+    crashed the process.)"""
+    torch.manual_seed(0)
+    classifier = GestureClassifier.create("resnet18", ["a", "b"], image_size=64, precision="fp32")
+    hands = [Hand((100.0, 50.0, 200.0, 250.0), 1.0, "a", 1.0, [])]
+    expected = explain.gradcam_heatmaps(classifier, photo, hands)
+    errors: list[BaseException] = []
+    results: list[np.ndarray] = []
+
+    def work():
+        try:
+            for _ in range(10):
+                results.append(explain.gradcam_heatmaps(classifier, photo, hands))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:1]
+    assert len(results) == 60
+    for heat in results:
+        np.testing.assert_allclose(heat, expected, atol=1e-5)
+    assert all(p.grad is None for p in classifier.model.parameters())
+
+
 def test_gradcam_on_trained_fixture_shapes(trained_classifier, photo):
     classifier = GestureClassifier.from_pretrained(trained_classifier)
     hands = [Hand((100.0, 100.0, 200.0, 300.0), 0.9, classifier.label_names[0], 0.9, [])]
