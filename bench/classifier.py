@@ -2,6 +2,7 @@
 
     python bench/classifier.py sld          # Sign Language Digits, default recipe from scratch (50 epochs)
     python bench/classifier.py fingers      # Hands + Roboflow finger-count crops (labels 0..5)
+    python bench/classifier.py fingers-sld  # the same, starting from the Sign Language Digits model (run sld first)
     python bench/classifier.py speed        # seconds per epoch, fp32 vs bf16, on this machine
     python bench/classifier.py report       # tables from finished (or running) outputs, trains nothing
 
@@ -29,6 +30,7 @@ OUT = REPO / "outputs" / "bench"
 RUNS = {
     "sld": (CONFIGS / "classifier-sign-digits.yaml", {"train": 0.983, "val": 0.956, "test": None}, 0.98),
     "fingers": (CONFIGS / "classifier.yaml", {"train": None, "val": None, "test": None}, 0.97),
+    "fingers-sld": (CONFIGS / "classifier-fingers-sld.yaml", {"train": None, "val": None, "test": None}, 0.97),
 }
 SPEED_ARGS = ["--data", "sign-digits", "--limit", "480", "--image-size", "112", "--epochs", "2", "--split",
               "0.8,0.1,0.1"]
@@ -51,7 +53,7 @@ def fmt(value) -> str:
 
 def accuracy_table(names: list[str]) -> None:
     print(machine())
-    print(f"{'run':<9} {'status':<14} {'epochs':>7} {'train':>7} {'val':>7} {'test':>7}   {'reference (train/val)':<22} {'target test':>11} {'s/epoch':>8}")
+    print(f"{'run':<12} {'status':<14} {'epochs':>7} {'train':>7} {'val':>7} {'test':>7}   {'reference (train/val)':<22} {'target test':>11} {'s/epoch':>8}")
     for name in names:
         recipe, reference, target = RUNS[name]
         output = OUT / name
@@ -64,7 +66,7 @@ def accuracy_table(names: list[str]) -> None:
         else:
             states = sorted((output / "checkpoints").glob("epoch_*/trainer_state.json"))
             if not states:
-                print(f"{name:<9} {'not started':<14}")
+                print(f"{name:<12} {'not started':<14}")
                 continue
             state = json.loads(states[-1].read_text())
             last = state["history"][-1]
@@ -72,7 +74,7 @@ def accuracy_table(names: list[str]) -> None:
             row = (state["epoch"], last["train_acc"], last["val_acc"], None,
                    sum(h["seconds"] for h in state["history"]) / len(state["history"]))
         ref = f"{fmt(reference['train'])} / {fmt(reference['val'])}"
-        print(f"{name:<9} {status:<14} {row[0]:>7} {fmt(row[1]):>7} {fmt(row[2]):>7} {fmt(row[3]):>7}   {ref:<22} "
+        print(f"{name:<12} {status:<14} {row[0]:>7} {fmt(row[1]):>7} {fmt(row[2]):>7} {fmt(row[3]):>7}   {ref:<22} "
               f"{fmt(target):>11} {row[4]:>8.1f}")
     print("(train = best epoch re-evaluated without augmentation when done; last epoch's running accuracy while partial)")
 
@@ -111,17 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["sld", "fingers", "speed", "report", "all"])
+    parser.add_argument("what", choices=[*RUNS, "speed", "report", "all"])
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    if args.what in ("sld", "fingers", "all"):
-        for name in (["sld", "fingers"] if args.what == "all" else [args.what]):
+    if args.what in (*RUNS, "all"):
+        for name in (list(RUNS) if args.what == "all" else [args.what]):  # sld first: fingers-sld starts from it
             if run(name, RUNS[name][0], extra, OUT / name):
                 print(f"{name}: training failed, see {OUT / (name + '.log')}")
     if args.what in ("speed", "all"):
         speed(extra)
     if args.what != "speed":
-        accuracy_table(["sld", "fingers"] if args.what in ("report", "all") else [args.what])
+        accuracy_table(list(RUNS) if args.what in ("report", "all") else [args.what])
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 
