@@ -12,7 +12,7 @@ Accuracy is recomputed here from `HandDetector.predict` on the held-out test spl
 Targets (issue 4): hands-only recall >= 0.99 at IoU 0.5 and mAP50 >= 0.95. For scale, MediaPipe's palm
 detector finds about 94% of hands of this kind at IoU 0.5.
 Latency: one image per call (an 800x600 photo), median of --repeats after warm-up, per input size, on
-PyTorch (and ONNX Runtime via hybrid.runtime.OnnxDetector, the pipeline's fast path, when --onnx). Prints the machine, thread count and load average with the table.
+PyTorch (and OpenVINO via hybrid.runtime.OpenVinoDetector, the pipeline's fast path, when --openvino). Prints the machine, thread count and load average with the table.
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def accuracy(folder: Path, records: list, gestures: bool) -> dict:
     return result
 
 
-def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, onnx: bool,
+def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, openvino: bool,
             threads: int | None = None) -> dict:
     import numpy as np
 
@@ -108,10 +108,10 @@ def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, onnx
             detector.predict(image, image_size=size)
             times.append((time.perf_counter() - started) * 1000)
         rows[f"torch@{size}"] = statistics.median(times)
-    if onnx:  # the pipeline's fast path: hybrid.runtime.OnnxDetector (rectangular letterbox, NMS included)
-        from hybrid.runtime import OnnxDetector
+    if openvino:  # the pipeline's fast path: hybrid.runtime.OpenVinoDetector (rectangular letterbox, NMS included)
+        from hybrid.runtime import OpenVinoDetector
 
-        runner = OnnxDetector(detector, threads=threads)
+        runner = OpenVinoDetector(detector, threads=threads)
         array = np.asarray(image)
         for size in sizes:
             for _ in range(3):
@@ -121,7 +121,7 @@ def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, onnx
                 started = time.perf_counter()
                 runner.predict([array], detector.conf, detector.iou, size)
                 times.append((time.perf_counter() - started) * 1000)
-            rows[f"onnxruntime@{size}"] = statistics.median(times)
+            rows[f"openvino@{size}"] = statistics.median(times)
     return rows
 
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch / ONNX Runtime intra-op threads (default: torch's default, all cores); on a "
                              "busy machine use 1: spinning threads that wait for each other make 2 far slower")
     parser.add_argument("--no-latency", action="store_true", help="accuracy only")
-    parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (hybrid.runtime.OnnxDetector)")
+    parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (hybrid.runtime.OpenVinoDetector)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/detector.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.hands / "model.safetensors").is_file() and not args.no_latency:
         image = sorted((REPO.parent / "shared/data/subhih-handsdataset/images/test").glob("*.jpg"))
         image_path = image[0] if image else records[0].image
-        results["latency_ms"] = latency(args.hands, args.sizes, args.repeats, image_path, args.onnx, args.threads)
+        results["latency_ms"] = latency(args.hands, args.sizes, args.repeats, image_path, args.openvino, args.threads)
 
     print(f"\n{results['machine']}")
     print(f"held-out test split of {' + '.join(args.data)}: {len(records)} images\n")

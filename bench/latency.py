@@ -12,9 +12,9 @@ would give). The paths alternate image by image, so both see the same machine lo
 shared: the load average is printed with the table).
 
 Naive: fp32 eager PyTorch, detector at its trained size (640 for the architecture-only model), square
-letterbox. Shipped: `HybridPipeline` defaults (both networks in ONNX Runtime fp32, detector at <= 320
-with rectangular letterbox). `--torch-bf16` adds the best PyTorch-only path (detector at the shipped
-size, classifier in bf16 where the CPU has native bf16): what runs where onnxruntime is missing.
+letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO: detector fp32 at <= 320 with
+rectangular letterbox, classifier bf16 where the CPU has native bf16, else fp32). `--torch-bf16` adds
+the best PyTorch-only path (same sizes, classifier in bf16 where native): what runs without openvino.
 """
 from __future__ import annotations
 
@@ -125,13 +125,13 @@ def main(argv=None) -> int:
           f"CPU capability {capability}, load average {os.getloadavg()[0]:.1f} (shared machine)")
     print(f"models: {'trained folders' if not use_truth else 'YOLOv8n + ResNet-50 architectures, random weights'}; "
           f"{len(records)} Hands test photos 800x600, {sum(len(r.boxes) for r in records)} hands, one image per call")
-    print(f"{'path':<36} {'backend':<8} {'det px':>6} {'classifier':>10} {'median ms':>10} {'p95 ms':>8} "
+    print(f"{'path':<36} {'backend':<9} {'det px':>6} {'classifier':>10} {'median ms':>10} {'p95 ms':>8} "
           f"{'CPU ms':>7} {'speed-up':>8}")
     baseline = None
     for name, pipe in paths.items():
         median, p95 = summarise(times[name])
         baseline = baseline or median
-        print(f"{name:<36} {pipe.backend:<8} {pipe.detector_size:>6} {pipe.precision + ' ' + str(classifier.image_size):>10} "
+        print(f"{name:<36} {pipe.backend:<9} {pipe.detector_size:>6} {pipe.precision + ' ' + str(classifier.image_size):>10} "
               f"{median:>10.1f} {p95:>8.1f} {statistics.median(cpu[name]) * 1000:>7.1f} {baseline / median:>7.2f}x")
     print("CPU ms: median process CPU time per photo over all threads (less sensitive to other load than wall time)")
     print(f"peak memory (RSS, whole process, both paths loaded): {peak_mb:.0f} MB")

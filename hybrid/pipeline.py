@@ -7,11 +7,12 @@ Example:
     >>> hands[0].label, hands[0].probability, hands[0].box
     ('5', 0.98, (412.0, 120.5, 530.2, 301.9))
 
-Speed: the default ("shipped") path runs both networks in ONNX Runtime (fp32, same answers as
-PyTorch fp32), the detector at `detector_size` <= 320 with rectangular letterboxing. Without
-onnxruntime (or on a GPU) the networks run in PyTorch, the classifier in bf16 where the device computes
-bf16 natively (AMX or AVX512-BF16; fp32 elsewhere). `HybridPipeline(..., fast=False)` is the naive
-path: fp32 eager PyTorch, detector at its trained size. bench/latency.py measures both.
+Speed: the default ("shipped") path runs both networks in OpenVINO (hybrid.runtime): the detector in
+fp32 at `detector_size` <= 320 with rectangular letterboxing, the classifier in bf16 where the CPU
+computes bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere. Without openvino (or on a GPU) the networks
+run in PyTorch, the classifier in bf16 where native. `HybridPipeline(..., fast=False)` is the naive
+path: fp32 eager PyTorch, detector at its trained size. bench/latency.py measures both, and
+bench/evaluate.py --paths shipped naive checks that the fast path keeps the accuracy.
 """
 from __future__ import annotations
 
@@ -80,10 +81,9 @@ class HybridPipeline:
 
     `min_confidence`: below this top-class probability a hand is labelled 'unknown'.
     `detector_threshold`: minimum detector score (default: the detector's own `conf`).
-    `fast`: the shipped speed path (see module doc); `backend` 'onnx' | 'torch' | 'auto' for the detector;
+    `fast`: the shipped speed path (see module doc); `backend` 'openvino' | 'torch' | 'auto' for both networks;
     `detector_size`: detector input side (default 320 when fast, else the detector's trained size);
-    `precision` for a classifier run by PyTorch: 'auto' (bf16 where native, when fast) | 'bf16' | 'fp32';
-    ONNX Runtime runs fp32, so an explicit 'bf16' keeps the classifier in PyTorch.
+    `precision` of the classifier: 'auto' (bf16 where native, when fast) | 'bf16' | 'fp32'.
     """
 
     def __init__(
@@ -101,8 +101,8 @@ class HybridPipeline:
     ) -> None:
         from hybrid.classifier import resolve_precision
 
-        if backend not in ("auto", "onnx", "torch"):
-            raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
+        if backend not in ("auto", "openvino", "torch"):
+            raise ValueError(f"backend must be 'auto', 'openvino' or 'torch', got {backend!r}")
         self.detector = detector
         self.classifier = classifier
         self.min_confidence = float(min_confidence)
@@ -111,37 +111,36 @@ class HybridPipeline:
         self.fast = bool(fast)
         self.detector_size = int(detector_size or (min(FAST_DETECTOR_SIZE, detector.image_size) if fast else detector.image_size))
         self.precision = resolve_precision(precision or ("auto" if fast else "fp32"), classifier.device)
-        self.onnx = self.onnx_classifier = None  # ONNX Runtime runners, when used
-        if backend == "onnx" or (backend == "auto" and fast):
-            from hybrid.runtime import OnnxClassifier, OnnxDetector
+        self.fast_detector = self.fast_classifier = None  # OpenVINO runners, when used
+        if backend == "openvino" or (backend == "auto" and fast):
+            from hybrid.runtime import OpenVinoClassifier, OpenVinoDetector
 
-            required = backend == "onnx"
-            self.onnx = self._onnx(OnnxDetector, detector, "detector", onnx_cache_dir, required)
-            if precision in (None, "auto", "fp32"):  # ONNX Runtime computes fp32 here; asking for bf16 keeps PyTorch
-                self.onnx_classifier = self._onnx(OnnxClassifier, classifier, "classifier", onnx_cache_dir, required)
-        if self.onnx_classifier is not None:
-            self.precision = "fp32"
-        self.backend = {2: "onnx", 1: "mixed", 0: "torch"}[(self.onnx is not None) + (self.onnx_classifier is not None)]
+            required = backend == "openvino"
+            self.fast_detector = self._compiled(OpenVinoDetector, detector, "detector", onnx_cache_dir, required)
+            self.fast_classifier = self._compiled(OpenVinoClassifier, classifier, "classifier", onnx_cache_dir, required,
+                                                  precision=self.precision)
+        if self.fast_classifier is not None:
+            self.precision = self.fast_classifier.precision
+        self.backend = {2: "openvino", 1: "mixed", 0: "torch"}[(self.fast_detector is not None) + (self.fast_classifier is not None)]
 
     @staticmethod
-    def _onnx(runner, model, kind: str, cache_dir, required: bool):
-        """An ONNX Runtime runner for `model`, or None (PyTorch runs it) when that cannot or should not be."""
-        from hybrid.runtime import onnxruntime_available
+    def _compiled(runner, model, kind: str, cache_dir, required: bool, **options):
+        """An OpenVINO runner for `model`, or None (PyTorch runs it) when that cannot or should not be."""
+        from hybrid.runtime import openvino_available
 
-        device = getattr(model, "device", torch.device("cpu"))
-        if torch.device(device).type != "cpu" and not required:
+        if torch.device(model.device).type != "cpu" and not required:
             return None  # on a GPU, PyTorch is the fast path
-        if not onnxruntime_available():
+        if not openvino_available():
             if required:
-                raise RuntimeError("backend='onnx' needs the onnx and onnxruntime packages")
-            logger.info("onnx/onnxruntime not installed: the %s runs in PyTorch", kind)
+                raise RuntimeError("backend='openvino' needs the onnx and openvino packages")
+            logger.info("onnx/openvino not installed: the %s runs in PyTorch", kind)
             return None
         try:
-            return runner(model, cache_dir=cache_dir)
+            return runner(model, cache_dir=cache_dir, **options)
         except Exception as error:  # an export failure must not stop inference: PyTorch still works
             if required:
                 raise
-            logger.warning("ONNX export of the %s failed (%s: %s); it runs in PyTorch", kind, type(error).__name__, error)
+            logger.warning("OpenVINO could not take the %s (%s: %s); it runs in PyTorch", kind, type(error).__name__, error)
             return None
 
     @classmethod
@@ -171,8 +170,8 @@ class HybridPipeline:
         conf = self.detector_threshold if threshold is None else float(threshold)
         if not 0.0 <= conf <= 1.0:
             raise ValueError(f"detector_threshold must be between 0 and 1, got {conf}")
-        if self.onnx is not None:
-            return self.onnx.predict([np.asarray(image) for image in images], conf, self.detector.iou, self.detector_size)
+        if self.fast_detector is not None:
+            return self.fast_detector.predict([np.asarray(image) for image in images], conf, self.detector.iou, self.detector_size)
         return self.detector.predict(list(images), conf=conf, image_size=self.detector_size)
 
     def autocast(self):
@@ -185,8 +184,8 @@ class HybridPipeline:
         if not crops:
             return torch.empty(0, len(self.classifier.label_names))
         batch = self.classifier.preprocess(list(crops))
-        if self.onnx_classifier is not None:
-            return self.onnx_classifier.logits(batch).softmax(dim=-1)
+        if self.fast_classifier is not None:
+            return self.fast_classifier.logits(batch).softmax(dim=-1)
         with torch.inference_mode(), self.autocast():
             logits = self.classifier.model(batch)
         return logits.float().softmax(dim=-1).cpu()

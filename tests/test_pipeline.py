@@ -47,9 +47,9 @@ def _count_forwards(module: torch.nn.Module):
 
 def test_real_photos_one_batched_forward(pipe, hands_photo, monkeypatch):
     # The shipped path is the default (the fixture detector was trained at 64 px, below 320).
-    assert pipe.backend == "onnx" and pipe.detector_size == min(320, pipe.detector.image_size)
-    calls, logits = [], pipe.onnx_classifier.logits
-    monkeypatch.setattr(pipe.onnx_classifier, "logits", lambda batch: calls.append(batch.shape[0]) or logits(batch))
+    assert pipe.backend == "openvino" and pipe.detector_size == min(320, pipe.detector.image_size)
+    calls, logits = [], pipe.fast_classifier.logits
+    monkeypatch.setattr(pipe.fast_classifier, "logits", lambda batch: calls.append(batch.shape[0]) or logits(batch))
     results = pipe([ZIDANE, BUS, hands_photo])
     assert len(results) == 3
     total = sum(len(hands) for hands in results)
@@ -130,42 +130,43 @@ def test_no_gesture_class_is_kept(pipe, hands_photo):
     assert unsure.label == UNKNOWN
 
 
-def test_onnx_export_matches_pytorch_and_is_cached(pipe, tmp_path):
-    import onnxruntime  # noqa: F401
-
-    from hybrid.runtime import OnnxDetector
+def test_openvino_detector_matches_pytorch_and_is_cached(pipe, tmp_path):
+    from hybrid.runtime import OpenVinoDetector
 
     batch = torch.rand(1, 3, 256, 320)
     with torch.inference_mode():
         expected = pipe.detector.model(batch)[0].numpy()
-    got = pipe.onnx.session.run(None, {"images": batch.numpy()})[0]
+    got = pipe.fast_detector.compiled.run(batch.numpy())
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-3
     # Cached by weight fingerprint: same model -> same file, not rewritten; changed weights -> new file.
-    first = OnnxDetector(pipe.detector, cache_dir=tmp_path)
+    first = OpenVinoDetector(pipe.detector, cache_dir=tmp_path)
     stamp = first.path.stat().st_mtime_ns
-    assert OnnxDetector(pipe.detector, cache_dir=tmp_path).path.stat().st_mtime_ns == stamp
+    assert OpenVinoDetector(pipe.detector, cache_dir=tmp_path).path.stat().st_mtime_ns == stamp
     import copy
 
     changed = copy.deepcopy(pipe.detector)
     with torch.no_grad():
         next(changed.model.parameters()).add_(1.0)
-    assert OnnxDetector(changed, cache_dir=tmp_path).path != first.path
+    assert OpenVinoDetector(changed, cache_dir=tmp_path).path != first.path
 
 
-def test_onnx_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tmp_path):
-    from hybrid.runtime import OnnxClassifier
+def test_openvino_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tmp_path):
+    from hybrid.runtime import OpenVinoClassifier
 
     crops = pipe.crops(Image.open(hands_photo).convert("RGB"), [(100, 100, 300, 400), (0, 0, 50, 80)])
     batch = pipe.classifier.preprocess(crops)
     with torch.inference_mode():
         expected = pipe.classifier.model.float()(batch)
-    got = pipe.onnx_classifier.logits(batch)
+    exact = OpenVinoClassifier(pipe.classifier, cache_dir=tmp_path, precision="fp32")
+    assert exact.precision == "fp32"
+    got = exact.logits(batch)
     assert got.shape == expected.shape == (2, len(pipe.classifier.label_names))
     assert (got - expected).abs().max() < 1e-3
-    first = OnnxClassifier(pipe.classifier, cache_dir=tmp_path)
-    stamp = first.path.stat().st_mtime_ns
-    assert OnnxClassifier(pipe.classifier, cache_dir=tmp_path).path.stat().st_mtime_ns == stamp
+    stamp = exact.path.stat().st_mtime_ns
+    best = OpenVinoClassifier(pipe.classifier, cache_dir=tmp_path)  # 'auto': bf16 where the CPU has it
+    assert best.path.stat().st_mtime_ns == stamp and best.precision in ("bf16", "fp32")
+    assert (best.logits(batch) - expected).abs().max() < 0.05 * expected.abs().max() + 0.05
 
 
 def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
@@ -180,7 +181,7 @@ def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
     assert calls == [len(hands[0]) + len(hands[1])]  # PyTorch path: one batched forward too
     # Same answers as the shipped path when the detector runs at the same size (ONNX is fp32 too).
     shipped = HybridPipeline(pipe.detector, pipe.classifier, detector_size=naive.detector_size, precision="fp32",
-                             onnx_cache_dir=pipe.onnx.path.parent)
+                             onnx_cache_dir=pipe.fast_detector.path.parent)
     for a, b in zip(naive([hands_photo])[0], shipped([hands_photo])[0]):
         assert a.label == b.label and a.probability == pytest.approx(b.probability, abs=1e-3)
         assert a.box == pytest.approx(b.box, abs=0.5)
