@@ -221,3 +221,20 @@ def test_recipe_yaml_and_flags(tmp_path):
         train.load_recipe(["--config", str(bad)])
     with pytest.raises(SystemExit, match="split"):
         train.load_recipe(["--split", "0.5,0.1,0.1"])
+
+
+def test_fine_tune_from_a_local_model(trained_classifier, tmp_path, data_root):
+    """`--pretrained DIR`: start from one of our models (6 finger classes) on another set (10 digits): the
+    backbone comes from DIR, the head is new, and the card carries the licences of both models' data."""
+    out = tmp_path / "digits"
+    done = train_classifier(out, *SMALL, "--limit", "100", "--epochs", "1", "--pretrained", str(trained_classifier),
+                            data_root=data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Loading pretrained weights from file" in done.stderr + done.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_classes"] == 10
+    card = (out / "README.md").read_text()
+    front = card.split("---")[1]
+    for name in ("sign-digits", "hands", "roboflow"):
+        assert f"- {name}" in front, name
+    assert "Soubhi Hadri" in card and "CC BY 4.0" in card  # the starting weights' data, credited

@@ -160,11 +160,25 @@ def dataset_names(recipe: Recipe) -> list[str]:
     return [s.strip() for s in str(recipe.data).split(",") if s.strip()]
 
 
+def starting_weights_data(recipe: Recipe) -> list[str]:
+    """The data behind local starting weights (`--pretrained DIR` made by this script, read from its
+    metrics.json): their licences and attributions travel with the weights into the new card."""
+    if recipe.pretrained.lower() in ("true", "yes", "1", "false", "no", "0", ""):
+        return []
+    source = Path(recipe.pretrained)
+    metrics = (source if source.is_dir() else source.parent) / "metrics.json"
+    try:
+        return dataset_names(Recipe(data=json.loads(metrics.read_text())["recipe"]["data"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def data_attributions(recipe: Recipe) -> list[dict]:
-    """Licence + attribution of each data source, from the data registry where it is registered."""
+    """Licence + attribution of each data source (the training data, then the starting weights' data), from
+    the data registry where it is registered."""
     from hybrid.data import registry
 
-    return registry.citations(dataset_names(recipe))
+    return registry.citations(list(dict.fromkeys(dataset_names(recipe) + starting_weights_data(recipe))))
 
 
 def train_transform(recipe: Recipe, mean, std):
