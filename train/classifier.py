@@ -160,12 +160,19 @@ def dataset_names(recipe: Recipe) -> list[str]:
     return [s.strip() for s in str(recipe.data).split(",") if s.strip()]
 
 
+def starting_weights(recipe: Recipe):
+    """`--pretrained` as GestureClassifier.create takes it: False, True (ImageNet) or a local path."""
+    value = recipe.pretrained.lower()
+    return False if value in ("false", "no", "0", "") else True if value in ("true", "yes", "1") else recipe.pretrained
+
+
 def starting_weights_data(recipe: Recipe) -> list[str]:
     """The data behind local starting weights (`--pretrained DIR` made by this script, read from its
     metrics.json): their licences and attributions travel with the weights into the new card."""
-    if recipe.pretrained.lower() in ("true", "yes", "1", "false", "no", "0", ""):
+    weights = starting_weights(recipe)
+    if isinstance(weights, bool):
         return []
-    source = Path(recipe.pretrained)
+    source = Path(weights)
     metrics = (source if source.is_dir() else source.parent) / "metrics.json"
     try:
         return dataset_names(Recipe(data=json.loads(metrics.read_text())["recipe"]["data"]))
@@ -358,8 +365,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # model
     clf = GestureClassifier.create(
         recipe.model, names, image_size=recipe.image_size, device="cpu", precision="fp32",
-        pretrained=False if recipe.pretrained.lower() in ("false", "no", "0", "") else
-        (True if recipe.pretrained.lower() in ("true", "yes", "1") else recipe.pretrained))
+        pretrained=starting_weights(recipe))
     model = clf.model
     cfg = clf.data_config
     if recipe.channels_last:
