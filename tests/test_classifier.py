@@ -221,6 +221,23 @@ def test_recipe_yaml_and_flags(tmp_path):
         train.load_recipe(["--config", str(bad)])
     with pytest.raises(SystemExit, match="split"):
         train.load_recipe(["--split", "0.5,0.1,0.1"])
+    with pytest.raises(SystemExit, match="augment"):
+        train.load_recipe(["--augment", "autoaugment"])
+
+
+@pytest.mark.parametrize("policy", ["randaugment", "trivialaugment"])
+def test_augment_policies_change_the_crop_not_its_shape(policy, hand_crops):
+    train = _train_module()
+    recipe = train.load_recipe(["--augment", policy, "--image-size", "96", "--no-flip", "--rotation", "0",
+                                "--crop-scale", "1,1"])
+    plain = train.train_transform(train.load_recipe(["--image-size", "96", "--no-flip", "--rotation", "0",
+                                                     "--crop-scale", "1,1"]), (0.5,) * 3, (0.25,) * 3)
+    augmented = train.train_transform(recipe, (0.5,) * 3, (0.25,) * 3)
+    image = hand_crops[0]
+    torch.manual_seed(0)
+    outs = [augmented(image) for _ in range(8)]
+    assert all(o.shape == (3, 96, 96) for o in outs)
+    assert any(not torch.allclose(o, plain(image), atol=1e-3) for o in outs)
 
 
 def test_fine_tune_from_a_local_model(trained_classifier, tmp_path, data_root):

@@ -54,6 +54,7 @@ class Recipe:
     crop_scale: list = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range
     flip: bool = True
     rotation: float = 15.0  # degrees, 0 = off
+    augment: str = "none"  # none | randaugment | trivialaugment (torchvision's policies, after flip and rotation)
     split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
     limit: Optional[int] = None  # use N records (seeded shuffle first): smoke runs
     seed: int = 0
@@ -124,6 +125,8 @@ def load_recipe(argv: Optional[list[str]] = None) -> Recipe:
         raise SystemExit(f"--mixed-precision: expected bf16|no|auto, got {recipe.mixed_precision!r}")
     if recipe.scheduler not in ("none", "cosine"):
         raise SystemExit(f"--scheduler: expected none|cosine, got {recipe.scheduler!r}")
+    if recipe.augment not in ("none", "randaugment", "trivialaugment"):
+        raise SystemExit(f"--augment: expected none|randaugment|trivialaugment, got {recipe.augment!r}")
     if len(recipe.split) != 3 or abs(sum(recipe.split) - 1.0) > 1e-6:
         raise SystemExit(f"--split: expected three fractions summing to 1, got {recipe.split}")
     if len(recipe.crop_scale) != 2 or not 0 < recipe.crop_scale[0] <= recipe.crop_scale[1] <= 1:
@@ -198,6 +201,11 @@ def train_transform(recipe: Recipe, mean, std):
     if recipe.rotation:
         steps.append(T.RandomRotation(recipe.rotation, interpolation=T.InterpolationMode.BILINEAR,
                                       fill=[round(255 * m) for m in mean]))
+    fill = [round(255 * m) for m in mean]
+    if recipe.augment == "randaugment":
+        steps.append(T.RandAugment(interpolation=T.InterpolationMode.BILINEAR, fill=fill))
+    elif recipe.augment == "trivialaugment":
+        steps.append(T.TrivialAugmentWide(interpolation=T.InterpolationMode.BILINEAR, fill=fill))
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
 
