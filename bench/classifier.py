@@ -5,6 +5,7 @@
     python bench/classifier.py fingers-sld  # the same, starting from the Sign Language Digits model (run sld first)
     python bench/classifier.py speed        # seconds per epoch, fp32 vs bf16, on this machine
     python bench/classifier.py report       # tables from finished (or running) outputs, trains nothing
+    python bench/classifier.py score DIR    # re-score a trained folder on its recipe's splits from this machine's data
 
 Each training run writes to outputs/bench/<name>/ (gitignored) and logs to outputs/bench/<name>.log;
 extra arguments after `--` go to train/classifier.py (e.g. `-- --epochs 10`). Runs that hold a checkpoint
@@ -108,14 +109,53 @@ def speed(extra: list[str]) -> None:
           f"{results['no'][1] / results['bf16'][1]:.2f}x CPU time")
 
 
+def score(folder: Path, precision: str) -> None:
+    """Accuracy of a trained folder on its own recipe's splits, per split and per source, with the crops cut
+    from this machine's data root: e.g. a model trained on a GPU from a bench/shrink_data.py copy."""
+    import importlib.util
+
+    from hybrid import GestureClassifier
+    from hybrid.data.writers import iter_crops
+
+    spec = importlib.util.spec_from_file_location("train_classifier", TRAIN)
+    train = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look the module up
+    spec.loader.exec_module(train)
+    saved = json.loads((folder / "metrics.json").read_text())["recipe"]
+    recipe = train.Recipe(**{k: v for k, v in saved.items() if k in train.Recipe.fields()})
+    clf = GestureClassifier.from_pretrained(folder, device="cpu", precision=precision)
+    print(machine())
+    print(f"{folder}: {recipe.model} {recipe.image_size} px, {clf.precision}; data {recipe.data} (seed {recipe.seed}, "
+          f"split {recipe.split})")
+    print(f"{'split':<6} {'source':<12} {'crops':>6} {'accuracy':>9}")
+    for split, records in train.load_splits(recipe).items():
+        hits = total = 0
+        for source in sorted({r.source for r in records}):
+            crops = list(iter_crops([r for r in records if r.source == source], None, False))
+            right = 0
+            for start in range(0, len(crops), 64):
+                chunk = crops[start:start + 64]
+                preds = clf.predict([crop for crop, _ in chunk], top_k=1)
+                right += sum(p[0].label == label for p, (_, label) in zip(preds, chunk))
+            print(f"{split:<6} {source:<12} {len(crops):>6} {right / len(crops):>9.3f}")
+            hits, total = hits + right, total + len(crops)
+        print(f"{split:<6} {'all':<12} {total:>6} {hits / total:>9.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=[*RUNS, "speed", "report", "all"])
+    parser.add_argument("what", choices=[*RUNS, "speed", "report", "all", "score"])
+    parser.add_argument("folder", nargs="?", type=Path, help="score: a trained classifier folder")
+    parser.add_argument("--precision", default="fp32", help="score: fp32 | bf16 | auto")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.what == "score":
+        if args.folder is None or not (args.folder / "metrics.json").is_file():
+            raise SystemExit("score: give a trained classifier folder (one with metrics.json)")
+        score(args.folder, args.precision)
+        return 0
     if args.what in (*RUNS, "all"):
         for name in (list(RUNS) if args.what == "all" else [args.what]):  # sld first: fingers-sld starts from it
             if run(name, RUNS[name][0], extra, OUT / name):
