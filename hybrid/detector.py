@@ -21,7 +21,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -218,11 +218,14 @@ class HandDetector:
         iou: Optional[float] = None,
         image_size: Optional[int] = None,
         max_det: int = 300,
+        network: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> Union[list[Detection], list[list[Detection]]]:
         """Detect objects in one image (-> list of Detection) or a list of images (-> one list per image).
 
         Images are anything `hybrid.images.load_image` takes: a path, bytes, an RGB PIL image, or an RGB
-        numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image.
+        numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image. `network`
+        replaces `self.model` (the same network compiled elsewhere, e.g. OpenVINO): pre- and
+        post-processing stay these, so both give the same boxes.
         """
         from ultralytics.utils.nms import non_max_suppression
         from ultralytics.utils.ops import scale_boxes
@@ -236,7 +239,7 @@ class HandDetector:
         for start in range(0, len(sources), BATCH_SIZE):
             arrays = [np.asarray(load_image(source)) for source in sources[start:start + BATCH_SIZE]]
             batch = self.preprocess(arrays, size)
-            outputs = non_max_suppression(self.model(batch), conf, iou, max_det=max_det)
+            outputs = non_max_suppression((network or self.model)(batch), conf, iou, max_det=max_det)
             for array, output in zip(arrays, outputs):
                 boxes = scale_boxes((size, size), output[:, :4].clone(), array.shape[:2]).cpu().tolist()
                 results.append([

@@ -125,11 +125,9 @@ class _Compiled:
 
 
 class OpenVinoDetector:
-    """Runs a `HandDetector`'s network in OpenVINO (fp32) with the detector's own pre/post-processing
-    rules; `predict(arrays, conf, iou, image_size)` -> list of lists of `Detection`.
-
-    Input is letterboxed to the smallest stride multiple that holds the image at `image_size`
-    (Ultralytics' rectangular inference), which saves a quarter of the work on 4:3 photos."""
+    """Runs a `HandDetector`'s network in OpenVINO (fp32) inside the detector's own `predict` (same
+    letterbox, NMS and box scaling, so the boxes match PyTorch's); `predict(arrays, conf, iou, image_size)`
+    -> list of lists of `Detection`."""
 
     def __init__(self, detector, cache_dir: Optional[Path] = None, threads: Optional[int] = None) -> None:
         self.detector = detector
@@ -137,26 +135,12 @@ class OpenVinoDetector:
                                    lambda path: export_detector_onnx(detector.model, path, detector.image_size))
         self.compiled = _Compiled(self.path, threads, "fp32")
 
+    def network(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.compiled.run(np.ascontiguousarray(batch.detach().cpu().numpy())))
+
     def predict(self, arrays: Sequence[np.ndarray], conf: float, iou: float, image_size: int, max_det: int = 300):
-        from ultralytics.data.augment import LetterBox
-        from ultralytics.utils.nms import non_max_suppression
-        from ultralytics.utils.ops import scale_boxes
-
-        from hybrid.detector import PAD_VALUE, Detection
-
-        letterbox = LetterBox((image_size, image_size), auto=True, stride=self.detector.stride, padding_value=PAD_VALUE)
-        results = []
-        for array in arrays:  # one at a time: shapes differ, and a batch of one is the latency case
-            padded = letterbox(image=array)
-            batch = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-            output = self.compiled.run(batch)
-            kept = non_max_suppression(torch.from_numpy(output), conf, iou, max_det=max_det)[0]
-            boxes = scale_boxes(padded.shape[:2], kept[:, :4].clone(), array.shape[:2]).tolist()
-            results.append([
-                Detection(box=tuple(round(v, 2) for v in box), score=float(score), label=self.detector.names[int(cls)])
-                for box, score, cls in zip(boxes, kept[:, 4].tolist(), kept[:, 5].tolist())
-            ])
-        return results
+        return self.detector.predict(list(arrays), conf=conf, iou=iou, image_size=image_size, max_det=max_det,
+                                     network=self.network)
 
 
 class OpenVinoClassifier:

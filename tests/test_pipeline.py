@@ -151,6 +151,18 @@ def test_openvino_detector_matches_pytorch_and_is_cached(pipe, tmp_path):
     assert OpenVinoDetector(changed, cache_dir=tmp_path).path != first.path
 
 
+def test_openvino_detector_sees_the_pixels_pytorch_sees(pipe, hands_photo, monkeypatch):
+    # The OpenVINO runner goes through HandDetector.predict with only the network swapped: the same
+    # letterboxed batch goes in (the raw outputs agree to 1e-3: test above), so the same boxes come out.
+    images = [np.asarray(Image.open(path).convert("RGB")) for path in (ZIDANE, BUS, hands_photo)]
+    size = 256  # large enough that a rectangular letterbox would differ from the square one
+    seen, run = [], pipe.fast_detector.compiled.run
+    monkeypatch.setattr(pipe.fast_detector.compiled, "run", lambda array: seen.append(array.copy()) or run(array))
+    found = pipe.fast_detector.predict(images, 0.001, pipe.detector.iou, size, max_det=20)
+    assert np.array_equal(np.concatenate(seen), pipe.detector.preprocess(images, size).numpy())
+    assert len(found) == 3 and all(0 < len(hands) <= 20 for hands in found)
+
+
 def test_openvino_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tmp_path):
     from hybrid.runtime import OpenVinoClassifier
 
