@@ -108,7 +108,7 @@ def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, open
             detector.predict(image, image_size=size)
             times.append((time.perf_counter() - started) * 1000)
         rows[f"torch@{size}"] = statistics.median(times)
-    if openvino:  # the pipeline's fast path: hybrid.runtime.OpenVinoDetector (rectangular letterbox, NMS included)
+    if openvino:  # the pipeline's fast path: hybrid.runtime.OpenVinoDetector (same letterbox and NMS as PyTorch)
         from hybrid.runtime import OpenVinoDetector
 
         runner = OpenVinoDetector(detector, threads=threads)

@@ -12,8 +12,8 @@ would give). The paths alternate image by image, so both see the same machine lo
 shared: the load average is printed with the table).
 
 Naive: fp32 eager PyTorch, detector at its trained size (640 for the architecture-only model), square
-letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO: detector fp32 at <= 320 with
-rectangular letterbox, classifier bf16 where the CPU has native bf16, else fp32). `--torch-bf16` adds
+letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO: detector fp32 at <= 320, same
+letterbox, classifier bf16 where the CPU has native bf16, else fp32). `--torch-bf16` adds
 the best PyTorch-only path (same sizes, classifier in bf16 where native): what runs without openvino.
 """
 from __future__ import annotations

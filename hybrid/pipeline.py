@@ -8,7 +8,7 @@ Example:
     ('5', 0.98, (412.0, 120.5, 530.2, 301.9))
 
 Speed: the default ("shipped") path runs both networks in OpenVINO (hybrid.runtime): the detector in
-fp32 at `detector_size` <= 320 with rectangular letterboxing, the classifier in bf16 where the CPU
+fp32 at `detector_size` <= 320 (the same letterbox as PyTorch), the classifier in bf16 where the CPU
 computes bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere. Without openvino (or on a GPU) the networks
 run in PyTorch, the classifier in bf16 where native. `HybridPipeline(..., fast=False)` is the naive
 path: fp32 eager PyTorch, detector at its trained size. bench/latency.py measures both, and
