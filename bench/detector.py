@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 416, 640])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch / ONNX Runtime intra-op threads (default: torch's default, all cores); on a "
+                        help="torch / OpenVINO intra-op threads (default: torch's default, all cores); on a "
                              "busy machine use 1: spinning threads that wait for each other make 2 far slower")
     parser.add_argument("--no-latency", action="store_true", help="accuracy only")
     parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (hybrid.runtime.OpenVinoDetector)")

@@ -191,7 +191,7 @@ def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
         handle.remove()
     assert hands[0] and all(isinstance(h, Hand) for h in hands[0])
     assert calls == [len(hands[0]) + len(hands[1])]  # PyTorch path: one batched forward too
-    # Same answers as the shipped path when the detector runs at the same size (ONNX is fp32 too).
+    # Same answers as the shipped path when the detector runs at the same size (OpenVINO in fp32).
     shipped = HybridPipeline(pipe.detector, pipe.classifier, detector_size=naive.detector_size, precision="fp32",
                              onnx_cache_dir=pipe.fast_detector.path.parent)
     for a, b in zip(naive([hands_photo])[0], shipped([hands_photo])[0]):

@@ -198,10 +198,9 @@ def train_transform(recipe: Recipe, mean, std):
                                  interpolation=T.InterpolationMode.BILINEAR)]
     if recipe.flip:
         steps.append(T.RandomHorizontalFlip())
+    fill = [round(255 * m) for m in mean]  # rotated-in corners take the mean colour
     if recipe.rotation:
-        steps.append(T.RandomRotation(recipe.rotation, interpolation=T.InterpolationMode.BILINEAR,
-                                      fill=[round(255 * m) for m in mean]))
-    fill = [round(255 * m) for m in mean]
+        steps.append(T.RandomRotation(recipe.rotation, interpolation=T.InterpolationMode.BILINEAR, fill=fill))
     if recipe.augment == "randaugment":
         steps.append(T.RandAugment(interpolation=T.InterpolationMode.BILINEAR, fill=fill))
     elif recipe.augment == "trivialaugment":
