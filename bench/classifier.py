@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("what", choices=[*RUNS, "speed", "report", "all", "score"])
     parser.add_argument("folder", nargs="?", type=Path, help="score: a trained classifier folder")
     parser.add_argument("--precision", default="fp32", help="score: fp32 | bf16 | auto")

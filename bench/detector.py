@@ -133,7 +133,8 @@ def train(recipe: str, output: Path, extra: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--hands", type=Path, default=REPO / "outputs/bench/detector-hands", help="hands-only folder")
     parser.add_argument("--gestures", type=Path, default=REPO / "outputs/bench/detector-gestures",
                         help="one-stage gesture detector folder")

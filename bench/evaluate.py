@@ -37,7 +37,8 @@ def row(name: str, path: str, metrics: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--detector", default=None)
     parser.add_argument("--classifier", default=None)
     parser.add_argument("--gesture-detector", default=None)

@@ -84,7 +84,8 @@ def summarise(times: list[float]) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--detector", default=None, help="trained detector folder/Hub id (default: architecture only)")
     parser.add_argument("--classifier", default=None, help="trained classifier folder/Hub id (default: architecture only)")
     parser.add_argument("--images", type=int, default=30)

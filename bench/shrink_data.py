@@ -72,7 +72,8 @@ def shrink(out: Path, scale: float, quality: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("out", type=Path)
     parser.add_argument("--scale", type=float, default=0.7)
     parser.add_argument("--quality", type=int, default=85)

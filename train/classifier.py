@@ -9,6 +9,10 @@ defaults that flags override. The output folder gets, while training: `checkpoin
 the last epoch, for `--resume`) and `runs/` (TensorBoard); at the end, the best epoch by validation
 accuracy as `model.safetensors` + `config.json` (loadable by timm, transformers and hybrid),
 `confusion_matrix.png`, `README.md` (model card) and, written last, `metrics.json`.
+
+The recipe is checked before anything is made (types, ranges, data found and non-empty, output writable); a
+`--resume` must repeat the checkpoint's recipe except epochs (may grow, not under the cosine schedule), workers,
+precision, memory format and logging (see RESUME_MAY_CHANGE).
 """
 from __future__ import annotations
 
@@ -69,6 +73,73 @@ class Recipe:
     def fields(cls) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(cls)}
 
+    def check(self) -> "Recipe":
+        """Raise ValueError naming the flag for a value of the wrong type or out of range (no I/O)."""
+        for name, spec in self.fields().items():
+            value, kind = getattr(self, name), str(spec.type)
+            if value is None and kind.startswith("Optional"):
+                continue
+            expected = {"bool": bool, "int": int, "float": (int, float), "list": list}.get(
+                kind.replace("Optional[", "").rstrip("]"), str)
+            if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+                raise ValueError(f"{_flag(name)}: expected {getattr(expected, '__name__', 'a number')}, got {value!r}")
+            if kind == "list" and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"{_flag(name)}: expected numbers, got {value!r}")
+        for name, low in MINIMUMS.items():
+            if getattr(self, name) is not None and getattr(self, name) < low:
+                raise ValueError(f"{_flag(name)}: expected an integer >= {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr: expected a number > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight-decay: expected a number >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing: expected a number in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"--rotation: expected degrees in [0, 180], got {self.rotation}")
+        if self.mixed_precision not in ("bf16", "no", "auto", "fp16"):
+            raise ValueError(f"--mixed-precision: expected bf16|no|auto, got {self.mixed_precision!r}")
+        if self.scheduler not in ("none", "cosine"):
+            raise ValueError(f"--scheduler: expected none|cosine, got {self.scheduler!r}")
+        if self.augment not in ("none", "randaugment", "trivialaugment"):
+            raise ValueError(f"--augment: expected none|randaugment|trivialaugment, got {self.augment!r}")
+        if (len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) < 0
+                or not (self.split[0] > 0 and self.split[1] > 0)):
+            raise ValueError(f"--split: expected three fractions (train, val > 0; test >= 0) summing to 1, "
+                             f"got {self.split}")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"--crop-scale: expected 'min,max' in (0, 1], got {self.crop_scale}")
+        if not dataset_names(self):
+            raise ValueError("--data: give at least one dataset (registered name, folder or Hub id)")
+        import timm
+
+        from hybrid.data import FORMATS
+
+        if not timm.is_model(self.model):
+            raise ValueError(f"--model: {self.model!r} is not a timm architecture (e.g. resnet50)")
+
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        weights = starting_weights(self)
+        if isinstance(weights, str) and not Path(weights).exists():
+            raise ValueError(f"--pretrained: expected true, false or an existing folder/file, got {weights!r}")
+        if not self.output.strip():
+            raise ValueError("--output: expected a folder path, got an empty string")
+        return self
+
+
+# Smallest value of each integer field. 32 px: below that ResNet's five stride-2 stages leave nothing to pool.
+MINIMUMS = {"epochs": 1, "batch_size": 1, "image_size": 32, "grad_accum": 1, "num_workers": 0, "seed": 0,
+            "max_misclassified": 0, "limit": 1}
+
+# Fields a `--resume` may change: they change neither the model nor the data it sees. `epochs` may grow to
+# extend a run (not with the cosine schedule, planned for the original count). Every other field must match.
+RESUME_MAY_CHANGE = {"epochs", "resume", "output", "num_workers", "mixed_precision", "channels_last",
+                     "max_misclassified"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 # --- configuration ---------------------------------------------------------------------------------
 
@@ -77,7 +148,8 @@ def _str2list(text: str) -> list:
 
 
 def build_parser(defaults: Recipe) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--config", default=None, help="yaml recipe (its fields become defaults)")
     for name, f in Recipe.fields().items():
         flag = "--" + name.replace("_", "-")
@@ -99,7 +171,7 @@ def load_recipe(argv: Optional[list[str]] = None) -> Recipe:
     """Defaults < yaml (`--config`) < command-line flags. Unknown yaml keys are errors."""
     import yaml
 
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
     recipe = Recipe()
@@ -121,17 +193,55 @@ def load_recipe(argv: Optional[list[str]] = None) -> Recipe:
     args = build_parser(recipe).parse_args(argv)
     recipe = Recipe(**{name: getattr(args, name) for name in Recipe.fields()})
     recipe.pretrained = str(recipe.pretrained)
-    if recipe.mixed_precision not in ("bf16", "no", "auto", "fp16"):
-        raise SystemExit(f"--mixed-precision: expected bf16|no|auto, got {recipe.mixed_precision!r}")
-    if recipe.scheduler not in ("none", "cosine"):
-        raise SystemExit(f"--scheduler: expected none|cosine, got {recipe.scheduler!r}")
-    if recipe.augment not in ("none", "randaugment", "trivialaugment"):
-        raise SystemExit(f"--augment: expected none|randaugment|trivialaugment, got {recipe.augment!r}")
-    if len(recipe.split) != 3 or abs(sum(recipe.split) - 1.0) > 1e-6:
-        raise SystemExit(f"--split: expected three fractions summing to 1, got {recipe.split}")
-    if len(recipe.crop_scale) != 2 or not 0 < recipe.crop_scale[0] <= recipe.crop_scale[1] <= 1:
-        raise SystemExit(f"--crop-scale: expected 'min,max' in (0, 1], got {recipe.crop_scale}")
+    try:
+        recipe.check()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    check_output(Path(recipe.output))
     return recipe
+
+
+def check_output(out: Path) -> None:
+    """The output folder must be a folder we can create or write into (checked before anything is made)."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--output {out}: exists and is not a folder")
+    import tempfile
+
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    try:  # a real probe: os.access says yes to root even where the file system refuses
+        Path(tempfile.mkdtemp(prefix=".write-probe-", dir=existing)).rmdir()
+    except OSError as exc:
+        raise SystemExit(f"--output {out}: {existing} is not a writable folder ({exc.strerror})") from None
+
+
+def check_resume(recipe: Recipe, checkpoint: Optional[Path]) -> None:
+    """Refuse to train into a folder holding an earlier run unless `--resume`, and refuse a `--resume` whose
+    recipe differs from the checkpoint's in anything that changes the model or the data."""
+    if checkpoint is None:
+        return
+    if not recipe.resume:
+        raise SystemExit(f"{recipe.output}: holds checkpoints of an earlier run; pass --resume or choose another "
+                         "--output")
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        saved = state["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SystemExit(f"--resume: {checkpoint} has no readable recipe to check against; "
+                         "choose another --output for a new run") from None
+    for name, value in dataclasses.asdict(recipe).items():
+        if name not in RESUME_MAY_CHANGE and name in saved and saved[name] != value:
+            raise SystemExit(f"--resume: {name} is {_show(value)} but the checkpoint was trained with "
+                             f"{_show(saved[name])}")
+    if recipe.epochs < state.get("epoch", 0):
+        raise SystemExit(f"--resume: epochs is {recipe.epochs} but the checkpoint already finished "
+                         f"epoch {state['epoch']}")
+    if recipe.scheduler == "cosine" and recipe.epochs != saved.get("epochs"):
+        raise SystemExit(f"--resume: epochs is {recipe.epochs} but the cosine schedule of the checkpoint was planned "
+                         f"for {saved.get('epochs')}")
+
+
+def _show(value) -> str:
+    return json.dumps(value) if isinstance(value, (list, bool)) or value is None else str(value)
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -148,6 +258,8 @@ def load_splits(recipe: Recipe) -> dict[str, list]:
             raise SystemExit(f"--data {source}: {exc}") from exc
     if not records:
         raise SystemExit(f"--data {recipe.data}: no images found")
+    if not any(record.boxes for record in records):
+        raise SystemExit(f"--data {recipe.data}: no labelled hands to crop")
     if recipe.limit:
         records = list(records)
         random.Random(recipe.seed).shuffle(records)
@@ -324,7 +436,13 @@ def write_json(path: Path, data) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    recipe = load_recipe(argv)
+    recipe = load_recipe(argv)  # types, ranges, output folder writable
+    check_resume(recipe, last_checkpoint(Path(recipe.output) / "checkpoints"))
+    logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    splits = load_splits(recipe)  # data found and non-empty: all before the output folder is made
+    read_seconds = time.perf_counter() - t0
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
@@ -345,20 +463,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     precision = resolve_mixed_precision(recipe.mixed_precision, use_cpu)
     accelerator = Accelerator(cpu=use_cpu, mixed_precision=precision, gradient_accumulation_steps=recipe.grad_accum,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(recipe.seed)
     out = Path(recipe.output)
     ckpt_dir = out / "checkpoints"
     main_proc = accelerator.is_main_process
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
-        if not recipe.resume and last_checkpoint(ckpt_dir):
-            raise SystemExit(f"{out}: holds checkpoints of an earlier run; pass --resume or choose another --output")
 
     # data
-    t0 = time.perf_counter()
-    splits = load_splits(recipe)
+    t0 = time.perf_counter() - read_seconds
     names = sorted({box.label for records in splits.values() for record in records for box in record.boxes})
     train_ds = build_crop_dataset(splits["train"], image_size=recipe.image_size, train=True, seed=recipe.seed,
                                   label_names=names)
@@ -405,6 +518,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         logger.info("resumed from %s (epoch %d done)", start, state["epoch"])
     elif recipe.resume:
         logger.info("--resume: no checkpoint in %s, starting fresh", ckpt_dir)
+    state["recipe"] = dataclasses.asdict(recipe)  # what a later --resume is checked against
 
     writer = None
     if main_proc:

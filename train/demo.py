@@ -66,7 +66,8 @@ def train(kind: str, models_dir: Path, env: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--force", action="store_true", help="retrain even when models are cached")
     parser.add_argument("--data", default=None, help="data root (default: $HYBRID_DATA, then ../shared/data)")
     args = parser.parse_args(argv)

@@ -73,11 +73,23 @@ class Recipe:
     train_args: dict = field(default_factory=dict)  # extra YOLO.train() arguments, e.g. {"mosaic": 0.5}
 
     def check(self) -> "Recipe":
-        """Raise ValueError naming the field for values that cannot work."""
+        """Raise ValueError naming the field for values that cannot work (no I/O but the output probe)."""
         for name in ("epochs", "image_size", "batch", "workers", "seed", "patience", "limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"{name}: expected an integer, got {value!r}")
+        for name in ("gestures", "plots", "resume", "keep_work"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        for name in ("model", "pretrained", "output", "format", "device"):
+            if not isinstance(getattr(self, name), str) and not (name in ("format", "device")
+                                                                 and getattr(self, name) is None):
+                raise ValueError(f"{name}: expected a string, got {getattr(self, name)!r}")
+        if not isinstance(self.data, list) or not all(isinstance(d, str) and d.strip() for d in self.data):
+            raise ValueError(f"data: expected a list of dataset folders or registered names, got {self.data!r}")
+        if not isinstance(self.split_fractions, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.split_fractions):
+            raise ValueError(f"split_fractions: expected three numbers, got {self.split_fractions!r}")
         for name in ("conf", "iou"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float)):
                 raise ValueError(f"{name}: expected a number, got {getattr(self, name)!r}")
@@ -96,9 +108,56 @@ class Recipe:
             raise ValueError(f"limit: needs at least 3 images (train, val, test), got {self.limit}")
         if not 0 < self.conf < 1 or not 0 < self.iou < 1:
             raise ValueError(f"conf/iou: must be in (0, 1), got conf={self.conf} iou={self.iou}")
-        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
-            raise ValueError(f"split_fractions: three fractions summing to 1, got {self.split_fractions}")
+        if (len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6
+                or min(self.split_fractions) < 0 or not (self.split_fractions[0] > 0 and self.split_fractions[1] > 0)):
+            raise ValueError(f"split_fractions: three fractions (train, val > 0; test >= 0) summing to 1, "
+                             f"got {self.split_fractions}")
+        for name, low in (("workers", 0), ("seed", 0), ("patience", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {getattr(self, name)}")
+        from hybrid.data import FORMATS
+
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.pretrained not in ("auto", "none") and not Path(self.pretrained).is_file():
+            raise ValueError(f"pretrained: expected auto, none or an existing .pt file, got {self.pretrained!r}")
+        if self.train_args:
+            check_train_args(self.train_args)
+        check_output(Path(self.output))
         return self
+
+
+# YOLO.train() arguments this script sets itself: train_args may not override them.
+OWN_TRAIN_ARGS = {"data", "epochs", "imgsz", "batch", "workers", "device", "seed", "deterministic", "patience",
+                  "project", "name", "exist_ok", "plots", "pretrained", "resume", "model", "mode", "task"}
+# Fields a --resume may give with a new value: where the run goes, not what it trains.
+RESUME_MAY_CHANGE = {"output", "resume", "keep_work"}
+
+
+def check_train_args(train_args: dict) -> None:
+    """Known Ultralytics training arguments only, not ones this script sets, with values of the right type."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    for key in train_args:
+        if key in OWN_TRAIN_ARGS:
+            raise ValueError(f"train_args: {key!r} is set by the recipe itself; use the recipe field instead")
+        if key not in DEFAULT_CFG_DICT:
+            raise ValueError(f"train_args: unknown YOLO.train() argument {key!r}")
+    try:
+        check_cfg(dict(train_args), hard=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"train_args: {' '.join(str(error).split())}") from None
+
+
+def check_output(out: Path) -> None:
+    """The output folder must be a folder that can be created or written (a real probe, removed again)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output: {out} exists and is not a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    try:
+        Path(tempfile.mkdtemp(prefix=".write-probe-", dir=existing)).rmdir()
+    except OSError as error:
+        raise ValueError(f"output: {out}: {existing} is not a writable folder ({error.strerror})") from None
 
 
 # --- configuration ----------------------------------------------------------------------------------------
@@ -111,7 +170,10 @@ def _flag_type(spec):
                 raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
             return lowered in ("1", "true", "yes")
         if spec.name == "train_args":
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}") from None
         if spec.name in ("epochs", "image_size", "batch", "workers", "seed", "patience", "limit"):
             return int(text)
         if spec.name in ("conf", "iou"):
@@ -122,7 +184,13 @@ def _flag_type(spec):
 
 def parse_recipe(argv: Optional[list[str]] = None) -> Recipe:
     """--config yaml, then flags on top. Unknown yaml fields are an error naming the file and field."""
-    pre = argparse.ArgumentParser(add_help=False)
+    recipe, _ = parse_recipe_and_given(argv)
+    return recipe
+
+
+def parse_recipe_and_given(argv: Optional[list[str]] = None) -> tuple[Recipe, set[str]]:
+    """The recipe and the names of the fields the yaml or the flags gave (the rest are defaults)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", type=Path)
     known, _ = pre.parse_known_args(argv)
     values: dict = {}
@@ -140,7 +208,7 @@ def parse_recipe(argv: Optional[list[str]] = None) -> Recipe:
             raise ValueError(f"{known.config}: unknown field(s) {', '.join(unknown)}; known: "
                              f"{', '.join(f.name for f in fields(Recipe))}")
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[pre],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[pre], allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for spec in fields(Recipe):
         flag = "--" + spec.name.replace("_", "-")
@@ -167,18 +235,22 @@ def parse_recipe(argv: Optional[list[str]] = None) -> Recipe:
         recipe = Recipe(**values)
     except TypeError as error:
         raise ValueError(f"recipe: {error}") from None
-    return recipe.check()
+    return recipe.check(), set(values)
 
 
 # --- data -------------------------------------------------------------------------------------------------
 
-def build_yolo_dataset(recipe: Recipe, out_dir: Path) -> tuple[Path, dict]:
-    """Read every --data entry, split, cap with --limit, write the YOLO dataset. Returns (data.yaml, stats)."""
-    from hybrid.data import read_dataset, split_records, write_yolo_dataset
+def read_splits(recipe: Recipe) -> dict[str, list]:
+    """Read every --data entry, split, cap with --limit. Raises ValueError/FileNotFoundError naming the source
+    when it is missing, unreadable or empty, or when the train or val split comes out empty."""
+    from hybrid.data import read_dataset, split_records
 
     splits: dict[str, list] = {"train": [], "val": [], "test": []}
     for name in recipe.data:
-        records = read_dataset(name, format=recipe.format, merge_labels=True)
+        try:
+            records = read_dataset(name, format=recipe.format, merge_labels=True)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"data: {error}") from None
         if not records:
             raise ValueError(f"data: {name} has no images")
         for split, items in split_records(records, seed=recipe.seed, fractions=tuple(recipe.split_fractions)).items():
@@ -190,6 +262,14 @@ def build_yolo_dataset(recipe: Recipe, out_dir: Path) -> tuple[Path, dict]:
     for split in ("train", "val"):
         if not splits[split]:
             raise ValueError(f"data: no images in the {split} split of {', '.join(recipe.data)}")
+    return splits
+
+
+def build_yolo_dataset(recipe: Recipe, out_dir: Path, splits: Optional[dict[str, list]] = None) -> tuple[Path, dict]:
+    """Write the YOLO dataset of `splits` (default: read_splits(recipe)). Returns (data.yaml, stats)."""
+    from hybrid.data import write_yolo_dataset
+
+    splits = read_splits(recipe) if splits is None else splits
     if not splits["test"]:
         log.warning("data: no test split; metrics.json will report the val split")
     stats = {split: {"images": len(items), "boxes": sum(len(r.boxes) for r in items)} for split, items in splits.items()}
@@ -423,13 +503,33 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 # --- main -------------------------------------------------------------------------------------------------
 
-def train(recipe: Recipe) -> Path:
-    """Train per `recipe` and write the output folder; returns its path."""
+def check_resume(recipe: Recipe, work: Path, given: Optional[set[str]] = None) -> dict:
+    """The interrupted run's recipe, after checking that `recipe` asks for nothing different: Ultralytics resumes
+    with the checkpoint's own arguments, so a changed field would be silently ignored. Only the fields in
+    `given` (the ones the yaml or flags set; default: all) are compared."""
+    last = work / "train" / "weights" / "last.pt"
+    if not last.is_file():
+        raise FileNotFoundError(f"--resume: no interrupted run at {last}")
+    try:
+        saved = json.loads((work / "recipe.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ValueError(f"--resume: {work / 'recipe.json'} is missing or unreadable; start a new run") from None
+    mine = asdict(recipe)
+    for name in sorted(set(mine) - RESUME_MAY_CHANGE if given is None else given - RESUME_MAY_CHANGE):
+        if name in saved and saved[name] != mine[name]:
+            raise ValueError(f"--resume: {name} is {json.dumps(mine[name])} but the checkpoint was trained with "
+                             f"{json.dumps(saved[name])}")
+    return saved
+
+
+def train(recipe: Recipe, given: Optional[set[str]] = None) -> Path:
+    """Train per `recipe` and write the output folder; returns its path. `given`: see check_resume."""
     output = Path(recipe.output).resolve()
     work = output.with_name(output.name + ".work")
     last = work / "train" / "weights" / "last.pt"
-    if recipe.resume and not last.is_file():
-        raise FileNotFoundError(f"--resume: no interrupted run at {last}")
+    saved = check_resume(recipe, work, given) if recipe.resume else None
+    splits = None if recipe.resume else read_splits(recipe)  # before the previous work folder is touched
+    log.info("recipe: %s", json.dumps(asdict(recipe)))
     if _ddp(recipe.device):
         _enable_ultralytics_tensorboard_for_ddp()
     started = time.time()
@@ -440,7 +540,6 @@ def train(recipe: Recipe) -> Path:
         model = YOLO(str(last))
         data_yaml = work / "yolo" / "data.yaml"
         stats = json.loads((work / "dataset_stats.json").read_text(encoding="utf-8"))
-        saved = json.loads((work / "recipe.json").read_text(encoding="utf-8"))  # the interrupted run's recipe
         initialisation = saved.pop("initialisation", "unknown")
         recipe = Recipe(**{**saved, "resume": True, "output": recipe.output, "keep_work": recipe.keep_work})
     else:
@@ -448,7 +547,7 @@ def train(recipe: Recipe) -> Path:
             log.info("removing the previous unfinished run %s (use --resume to continue it)", work)
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        data_yaml, stats = build_yolo_dataset(recipe, work / "yolo")
+        data_yaml, stats = build_yolo_dataset(recipe, work / "yolo", splits)
         (work / "dataset_stats.json").write_text(json.dumps(stats), encoding="utf-8")
         model = build_model(recipe)
         (work / "recipe.json").write_text(json.dumps({**asdict(recipe), "initialisation": model.initialisation}),
@@ -478,13 +577,12 @@ def train(recipe: Recipe) -> Path:
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        recipe = parse_recipe(argv)
+        recipe, given = parse_recipe_and_given(argv)
     except (ValueError, FileNotFoundError) as error:
         print(f"train/detector.py: error: {error}", file=sys.stderr)
         return 2
-    log.info("recipe: %s", json.dumps(asdict(recipe)))
     try:
-        output = train(recipe)
+        output = train(recipe, given)
     except (ValueError, FileNotFoundError, KeyError) as error:
         print(f"train/detector.py: error: {error}", file=sys.stderr)
         return 2
