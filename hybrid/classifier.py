@@ -8,6 +8,12 @@ A saved folder holds `model.safetensors` and a timm `config.json` (`architecture
 
 and all three use timm's own eval transform (`resolve_data_config` + `create_transform`).
 
+Loading a folder or repo never runs code from it: only `*.json`, `*.safetensors` and `*.md` are fetched,
+`config.json` is checked first (`check_config`: `architecture` a plain timm model name, `num_classes` an int,
+`label_names` strings matching it, `pretrained_cfg` a mapping with well-typed preprocessing fields, `model_args`
+limited to a few numeric/identifier arguments, no `auto_map`/`trust_remote_code`-style keys; one ValueError line
+naming the field otherwise), and the weights come from `model.safetensors` only; nothing is unpickled.
+
 Example:
     >>> clf = GestureClassifier.from_pretrained("models/classifier")
     >>> clf.predict("hand.jpg", top_k=3)
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -38,6 +46,19 @@ WEIGHTS_NAME = "model.safetensors"
 # Fields timm copies from the ImageNet source weights that would mis-describe our weights.
 _SOURCE_FIELDS = ("tag", "hf_hub_id", "url", "file", "source", "license", "origin_url", "paper_ids",
                   "paper_name", "notes", "test_input_size", "test_crop_pct")
+
+# model_args that timm passes to the model constructor: only these, with these value checks.
+_MODEL_ARGS = {
+    "in_chans": lambda v: v == 3 and _is_int(v),
+    "global_pool": lambda v: isinstance(v, str) and re.fullmatch(r"[a-z_]{0,16}", v) is not None,
+    "drop_rate": lambda v: _is_number(v) and 0 <= v < 1,
+    "drop_path_rate": lambda v: _is_number(v) and 0 <= v < 1,
+    "img_size": lambda v: _is_int(v) and 0 < v <= _MAX_IMAGE_SIZE,
+}
+_CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines", "code_revision", "custom_load")
+_ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)?")  # timm names: 'resnet50', 'resnet50.a1_in1k'
+_MAX_IMAGE_SIZE = 4096
+_MAX_CLASSES = 100_000
 
 ImageInput = Union[str, Path, bytes, Image.Image, "numpy.ndarray"]  # noqa: F821
 
@@ -131,6 +152,78 @@ def save_model(model: nn.Module, label_names: Sequence[str], pretrained_cfg: dic
     os.replace(tmp_weights, out / WEIGHTS_NAME)
     os.replace(tmp_config, out / CONFIG_NAME)
     return out
+
+
+def check_config(config: object, where: str) -> dict:
+    """Check a classifier `config.json` before timm sees it; returns it, or raises one ValueError line naming
+    `where` and the field. Fields timm does not act on are left alone; nothing here is ever executed."""
+    import timm
+
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: expected a JSON object (a timm config)")
+    pretrained_cfg = config.get("pretrained_cfg")
+    if not isinstance(pretrained_cfg, dict):
+        raise ValueError(f"{where}: field 'pretrained_cfg' missing or not a mapping (not a timm config)")
+    for key in _CODE_KEYS:
+        if key in config or pretrained_cfg.get(key, False) is not False:  # timm writes custom_load: false
+            raise ValueError(f"{where}: field {key!r} not allowed (a model repo is data, never code)")
+    architecture = config.get("architecture")
+    if (not isinstance(architecture, str) or not _ARCHITECTURE.fullmatch(architecture)
+            or not timm.is_model(architecture)):
+        raise ValueError(f"{where}: field 'architecture' must be the name of a timm model (e.g. 'resnet50'), "
+                         f"got {architecture!r}")
+    _check_pretrained_cfg(pretrained_cfg, where)
+    num_classes = config.get("num_classes", pretrained_cfg.get("num_classes"))
+    if num_classes is not None and (not _is_int(num_classes) or not 0 < num_classes <= _MAX_CLASSES):
+        raise ValueError(f"{where}: field 'num_classes' must be a positive integer, got {num_classes!r}")
+    _check_label_names(config.get("label_names") or pretrained_cfg.get("label_names"), num_classes, where)
+    model_args = config.get("model_args", {})
+    if not isinstance(model_args, dict):
+        raise ValueError(f"{where}: field 'model_args' must be a mapping")
+    for key, value in model_args.items():
+        if key not in _MODEL_ARGS or not _MODEL_ARGS[key](value):
+            raise ValueError(f"{where}: field 'model_args.{key}' = {value!r} not allowed (allowed: "
+                             f"{', '.join(sorted(_MODEL_ARGS))} with plain values)")
+    return config
+
+
+def _check_pretrained_cfg(cfg: dict, where: str) -> None:
+    """The preprocessing fields timm's transforms read must have the types timm expects."""
+    size = cfg.get("input_size", [3, 224, 224])
+    if (not isinstance(size, list) or len(size) != 3 or size[0] != 3
+            or not all(_is_int(v) and 0 < v <= _MAX_IMAGE_SIZE for v in size)):
+        raise ValueError(f"{where}: field 'pretrained_cfg.input_size' must be [3, height, width], got {size!r}")
+    for key in ("mean", "std"):
+        value = cfg.get(key, [0.5, 0.5, 0.5])
+        if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
+            raise ValueError(f"{where}: field 'pretrained_cfg.{key}' must be 3 numbers, got {value!r}")
+    crop_pct = cfg.get("crop_pct", 1.0)
+    if crop_pct is not None and (not _is_number(crop_pct) or not 0 < crop_pct <= 2):
+        raise ValueError(f"{where}: field 'pretrained_cfg.crop_pct' must be a number in (0, 2], got {crop_pct!r}")
+    for key, allowed in (("interpolation", ("bilinear", "bicubic", "nearest", "random", "lanczos", "box", "hamming")),
+                         ("crop_mode", ("center", "squash", "border"))):
+        if key in cfg and cfg[key] not in allowed:
+            raise ValueError(f"{where}: field 'pretrained_cfg.{key}' must be one of {', '.join(allowed)}, "
+                             f"got {cfg[key]!r}")
+
+
+def _check_label_names(label_names: object, num_classes: Optional[int], where: str) -> None:
+    if label_names is None:
+        return
+    names = list(label_names.values()) if isinstance(label_names, dict) else label_names
+    if (not isinstance(names, list) or not all(isinstance(name, str) for name in names)
+            or (isinstance(label_names, dict) and not all(str(k).isdigit() for k in label_names))):
+        raise ValueError(f"{where}: field 'label_names' must be a list of strings")
+    if num_classes is not None and names and len(names) != num_classes:
+        raise ValueError(f"{where}: field 'label_names' has {len(names)} names but num_classes is {num_classes}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _last_stage(model: nn.Module) -> nn.Module:
@@ -238,13 +331,11 @@ class GestureClassifier:
             if not path.is_file():
                 raise FileNotFoundError(f"{repo_or_dir}: {path.name} missing in {folder}")
         try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{config_path}: not valid JSON ({exc})") from exc
-        for key in ("architecture", "pretrained_cfg"):
-            if key not in config:
-                raise ValueError(f"{config_path}: field {key!r} missing (not a timm config)")
-        model = timm.create_model(f"local-dir:{folder}", pretrained=True)
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
+        config = check_config(config, str(config_path))
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True)  # reads model.safetensors first
         label_names = config.get("label_names") or config["pretrained_cfg"].get("label_names")
         if not label_names:
             label_names = [str(i) for i in range(model.num_classes)]

@@ -1,10 +1,14 @@
-"""HandDetector: an Ultralytics YOLOv8 detection network with Hub-style loading that never unpickles.
+"""HandDetector: an Ultralytics YOLOv8 detection network, loaded from a folder or Hub repo without running its code.
 
 A trained folder (or Hub repo) holds `config.json` (the Ultralytics model yaml as a dict, class names, image
-size, thresholds) and `model.safetensors`. `from_pretrained` rebuilds the network from the yaml with
-`ultralytics.nn.tasks.DetectionModel` and loads the tensors, so loading a downloaded repo cannot run code.
-The folder also carries Ultralytics' `best.pt` for `YOLO("best.pt")` users; this class only unpickles a
-`.pt` when the caller passes `allow_pickle=True`.
+size, thresholds) and `model.safetensors`. `from_pretrained` checks `config.json` against an allowlist before
+Ultralytics sees it (`check_model_yaml`: known module names, integer `from`/`repeats`, numeric/boolean/None
+arguments plus the tokens 'nc', 'None' and 'nearest', bounded sizes, no `activation` and no unknown keys), so
+no string from the repo reaches Ultralytics' `eval`/`globals()` lookups; it then builds the network with
+`ultralytics.nn.tasks.DetectionModel` and loads the tensors with safetensors. Loading a repo therefore never
+runs code from it and never unpickles. Anything outside the allowlist is refused with one ValueError line
+naming the file and field. The folder also carries Ultralytics' `best.pt` for `YOLO("best.pt")` users; this
+class only unpickles a `.pt` (which can run code) when the caller passes `allow_pickle=True`.
 
 Example:
     >>> from hybrid import HandDetector
@@ -17,7 +21,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +45,21 @@ DEFAULT_IOU = 0.7
 DEFAULT_IMAGE_SIZE = 640
 BATCH_SIZE = 16  # images per forward pass in predict()
 PAD_VALUE = 114  # Ultralytics' letterbox grey
+
+# The model yaml allowlist. Ultralytics' parse_model eval()s `activation`, resolves each layer's module name with
+# getattr(torch.nn / torchvision.ops) or globals() (any function in ultralytics.nn.tasks, called with the row's
+# args) and turns string args into locals()[name] or ast.literal_eval: every string below is checked here.
+MODULES = frozenset({  # every module of Ultralytics' own detection yamls (v3, v5, v6, v8, v9, v10, 11, 12, 26)
+    "Conv", "Concat", "Detect", "v10Detect", "C2f", "C3k2", "C3Ghost", "GhostConv", "Bottleneck", "SPPF", "SPP",
+    "C2fCIB", "C3", "C2", "SCDown", "AConv", "ADown", "PSA", "A2C2f", "SPPELAN", "RepNCSPELAN4", "ELAN1", "CBLinear",
+    "CBFuse", "C2PSA", "nn.Upsample", "nn.MaxPool2d", "nn.ConvTranspose2d", "nn.ZeroPad2d", "nn.Identity",
+})
+HEADS = frozenset({"Detect", "v10Detect"})
+ARG_TOKENS = frozenset({"nc", "None", "nearest"})  # the only strings parse_model may see: locals()['nc'] and literals
+YAML_KEYS = frozenset({"nc", "scales", "scale", "backbone", "head", "depth_multiple", "width_multiple", "end2end",
+                       "reg_max", "channels", "yaml_file", "inplace"})
+SCALES = frozenset("nsmlxbtce")  # the scale letters Ultralytics' yamls use
+MAX_LAYERS, MAX_REPEATS, MAX_NUMBER, MAX_CLASSES, MAX_IMAGE_SIZE = 64, 32, 2048, 1000, 8192
 
 
 @dataclass
@@ -116,14 +137,19 @@ class HandDetector:
 
         config = read_config(folder / CONFIG_NAME)
         names = config["names"]
-        model = DetectionModel(copy.deepcopy(config["model_yaml"]), nc=len(names), verbose=False)
+        try:  # the yaml passed check_model_yaml; a layer whose args do not fit its module still fails here
+            model = DetectionModel(copy.deepcopy(config["model_yaml"]), nc=len(names), verbose=False)
+        except Exception as error:  # TypeError/IndexError/RuntimeError... from inside Ultralytics and torch
+            raise ValueError(f"{folder / CONFIG_NAME}: field 'model_yaml' does not build a YOLO network "
+                             f"({type(error).__name__}: {error})") from None
         if config.get("fused"):
             model.fuse(verbose=False)
         try:
             state = load_file(str(folder / WEIGHTS_NAME))
             model.load_state_dict(state, strict=True)
         except (RuntimeError, OSError) as error:  # safetensors header/shape errors are RuntimeError/OSError
-            raise ValueError(f"{folder / WEIGHTS_NAME}: weights do not match the model in {CONFIG_NAME}: {error}") from None
+            raise ValueError(f"{folder / WEIGHTS_NAME}: weights do not match the model in {CONFIG_NAME}: "
+                             f"{error}") from None
         model.names = dict(enumerate(names))
         detector = cls(model, names, config.get("image_size", DEFAULT_IMAGE_SIZE),
                        config.get("conf", DEFAULT_CONF), config.get("iou", DEFAULT_IOU), config["model_yaml"])
@@ -266,17 +292,141 @@ class HandDetector:
 
 
 def read_config(path: Path) -> dict:
-    """Read and check a detector `config.json`; errors name the file and the missing field."""
+    """Read and check a detector `config.json` (see `check_config`); errors name the file and the field."""
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found (a detector folder needs {CONFIG_NAME} and {WEIGHTS_NAME})") from None
-    except json.JSONDecodeError as error:
+        raise FileNotFoundError(f"{path}: not found (a detector folder needs {CONFIG_NAME} and "
+                                f"{WEIGHTS_NAME})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
+    return check_config(config, str(path))
+
+
+def check_config(config: object, where: str) -> dict:
+    """Check a detector config dict: `model_yaml` (allowlisted, see `check_model_yaml`), `names` (a non-empty
+    list of strings), `image_size` (a positive int), `conf`/`iou` (numbers in [0, 1]), `fused` (bool). Other
+    fields are informational and never reach a library. Returns `config`; a bad field -> ValueError."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: expected a JSON object")
     for key, kind in (("model_yaml", dict), ("names", list)):
         if not isinstance(config.get(key), kind):
-            raise ValueError(f"{path}: field '{key}' missing or not a {kind.__name__}")
+            raise ValueError(f"{where}: field '{key}' missing or not a {kind.__name__}")
+    names = config["names"]
+    if not names or len(names) > MAX_CLASSES or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"{where}: field 'names' must be a list of 1..{MAX_CLASSES} non-empty strings")
+    size = config.get("image_size", DEFAULT_IMAGE_SIZE)
+    if not _is_int(size) or not 0 < size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"{where}: field 'image_size' must be an integer in 1..{MAX_IMAGE_SIZE}, got {size!r}")
+    for key in ("conf", "iou"):
+        value = config.get(key, 0.5)
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise ValueError(f"{where}: field '{key}' must be a number in [0, 1], got {value!r}")
+    if not isinstance(config.get("fused", False), bool):
+        raise ValueError(f"{where}: field 'fused' must be true or false")
+    check_model_yaml(config["model_yaml"], f"{where}: field 'model_yaml'")
     return config
+
+
+def check_model_yaml(model_yaml: dict, where: str = "model_yaml") -> dict:
+    """Refuse an Ultralytics model yaml (as a dict) that is not plain data from the allowlist: only the keys in
+    YAML_KEYS (no `activation`: Ultralytics eval()s it), layers [from, repeats, module, args] with int `from`
+    (or a list of ints) pointing at earlier layers, int `repeats`, a module from MODULES, args of numbers,
+    booleans, None, lists of numbers and the tokens in ARG_TOKENS; the last layer, and only it, a Detect head.
+    Returns `model_yaml`; the first problem -> ValueError naming `where` and the field."""
+    if not isinstance(model_yaml, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    unknown = sorted(str(key) for key in model_yaml if key not in YAML_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: field(s) {', '.join(map(repr, unknown))} not allowed (allowed: "
+                         f"{', '.join(sorted(YAML_KEYS))}; an 'activation' would be eval()ed by Ultralytics)")
+    nc = model_yaml.get("nc")
+    if not _is_int(nc) or not 0 < nc <= MAX_CLASSES:
+        raise ValueError(f"{where}: field 'nc' must be an integer in 1..{MAX_CLASSES}, got {nc!r}")
+    _check_scales(model_yaml, where)
+    for key in ("depth_multiple", "width_multiple"):
+        value = model_yaml.get(key, 1.0)
+        if not _is_number(value) or not 0 < value <= 2:
+            raise ValueError(f"{where}: field '{key}' must be a number in (0, 2], got {value!r}")
+    for key, check, expected in (("end2end", lambda v: isinstance(v, bool), "true or false"),
+                                 ("inplace", lambda v: isinstance(v, bool), "true or false"),
+                                 ("reg_max", lambda v: _is_int(v) and 0 < v <= 64, "an integer in 1..64"),
+                                 ("channels", lambda v: v == 3 and _is_int(v), "3"),
+                                 ("yaml_file", lambda v: isinstance(v, str) and re.fullmatch(r"[\w.-]{1,64}\.ya?ml", v),
+                                  "a plain file name like 'yolov8n.yaml'")):
+        if key in model_yaml and not check(model_yaml[key]):
+            raise ValueError(f"{where}: field '{key}' must be {expected}, got {model_yaml[key]!r}")
+    layers = []
+    for part in ("backbone", "head"):
+        rows = model_yaml.get(part)
+        if not isinstance(rows, list) or not rows:
+            raise ValueError(f"{where}: field '{part}' must be a non-empty list of [from, repeats, module, args] rows")
+        layers += [(f"{part}[{i}]", row) for i, row in enumerate(rows)]
+    if len(layers) > MAX_LAYERS:
+        raise ValueError(f"{where}: {len(layers)} layers; at most {MAX_LAYERS} allowed")
+    for index, (name, row) in enumerate(layers):
+        _check_layer(row, index, index == len(layers) - 1, f"{where}: {name}")
+    return model_yaml
+
+
+def _check_scales(model_yaml: dict, where: str) -> None:
+    scales, scale = model_yaml.get("scales"), model_yaml.get("scale")
+    if scales is None:
+        if scale is not None:
+            raise ValueError(f"{where}: field 'scale' given without 'scales'")
+        return
+    if not isinstance(scales, dict) or not scales:
+        raise ValueError(f"{where}: field 'scales' must be a mapping of scale letter -> [depth, width, max_channels]")
+    for letter, values in scales.items():
+        if letter not in SCALES:
+            raise ValueError(f"{where}: field 'scales': unknown scale {letter!r} (known: {', '.join(sorted(SCALES))})")
+        if (not isinstance(values, list) or len(values) != 3
+                or not all(_is_number(v) and 0 < v <= 2 for v in values[:2])
+                or not _is_int(values[2]) or not 0 < values[2] <= MAX_NUMBER):
+            raise ValueError(f"{where}: field 'scales.{letter}' must be [depth, width, max_channels] with depth and "
+                             f"width in (0, 2] and max_channels an integer in 1..{MAX_NUMBER}, got {values!r}")
+    if scale is not None and scale not in scales:
+        raise ValueError(f"{where}: field 'scale' must be one of {', '.join(scales)}, got {scale!r}")
+
+
+def _check_layer(row: object, index: int, last: bool, where: str) -> None:
+    if not isinstance(row, list) or len(row) != 4:
+        raise ValueError(f"{where}: expected a row [from, repeats, module, args], got {row!r}")
+    source, repeats, module, args = row
+    sources = source if isinstance(source, list) else [source]
+    if (not sources or not all(_is_int(s) and (s == -1 if index == 0 else -index <= s < index) for s in sources)):
+        raise ValueError(f"{where}: 'from' must be an integer (or list of integers) naming an earlier layer, "
+                         f"got {source!r}")
+    if not _is_int(repeats) or not 0 < repeats <= MAX_REPEATS:
+        raise ValueError(f"{where}: 'repeats' must be an integer in 1..{MAX_REPEATS}, got {repeats!r}")
+    if not isinstance(module, str) or module not in MODULES:
+        raise ValueError(f"{where}: module {module!r} is not an allowed Ultralytics layer "
+                         f"({', '.join(sorted(MODULES))})")
+    if (module in HEADS) != last:
+        raise ValueError(f"{where}: module {module!r}: the last layer, and only it, must be a Detect head")
+    if not isinstance(args, list) or not all(_is_arg(arg) for arg in args):
+        raise ValueError(f"{where}: args must be a list of numbers (|x| <= {MAX_NUMBER}), booleans, null, lists of "
+                         f"numbers or the strings {', '.join(sorted(ARG_TOKENS))}; got {args!r}")
+
+
+def _is_arg(value: object, nested: bool = False) -> bool:
+    if value is None or isinstance(value, bool):
+        return True
+    if _is_number(value):
+        return abs(value) <= MAX_NUMBER
+    if isinstance(value, str):
+        return value in ARG_TOKENS and not nested
+    if isinstance(value, list):
+        return not nested and len(value) <= 16 and all(_is_arg(v, nested=True) and v is not None for v in value)
+    return False
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _atomic_write(path: Path, write) -> None:

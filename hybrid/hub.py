@@ -9,7 +9,8 @@ Push the Gradio Space, pinned to the exact commits of the two model repos:
     >>> push_space("me/hybrid", classifier="me/gesture-classifier", detector="me/hand-detector")
 
 The Space gets `hybrid_space.json` = {"classifier": "me/gesture-classifier@<sha>", "detector": ...};
-`default_model(kind)` reads it (after $HYBRID_CLASSIFIER / $HYBRID_DETECTOR, before models/<kind>).
+`default_model(kind)` reads it (after $HYBRID_CLASSIFIER / $HYBRID_DETECTOR, before models/<kind>) and accepts
+only that schema: the two keys, each a Hub id 'org/name' with an optional '@revision', never a path.
 The token comes from HF_TOKEN or the saved login (`hf auth login`) and never reaches a message, log or card.
 """
 from __future__ import annotations
@@ -39,6 +40,9 @@ CARD_KEYS = ("library_name", "tags", "datasets", "license", "pipeline_tag")
 SPACE_LICENSE = "agpl-3.0"
 SPACE_SHORT_DESCRIPTION_MAX = 60
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+# A Space pin: 'org/name[@revision]' as push_space writes it; no '..', no leading '/' or '.', no backslash.
+_NAME = r"[A-Za-z0-9](?:[\w-]|\.(?!\.))*"
+PIN = re.compile(rf"{_NAME}/{_NAME}(?:@[A-Za-z0-9](?:[\w-]|[./](?![./]))*)?")
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|<img\s[^>]*src=[\"']([^\"']+)[\"']", re.I)
 
 
@@ -98,14 +102,29 @@ def default_model(kind: str, root: Optional[Path] = None) -> str:
     root = Path(root) if root is not None else ROOT
     config = root / SPACE_CONFIG
     if config.is_file():
-        try:
-            pinned = json.loads(config.read_text())[kind]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{config}: expected JSON {{\"{kind}\": \"org/name@sha\", ...}}: {error}") from error
-        if not isinstance(pinned, str) or not pinned:
-            raise ValueError(f"{config}: field {kind!r} must be a string 'org/name@sha'")
-        return pinned
+        pins = read_space_config(config)
+        if kind not in pins:
+            raise ValueError(f"{config}: field {kind!r} missing; expected {{\"{kind}\": \"org/name@sha\", ...}}")
+        return pins[kind]
     return str(root / "models" / kind)
+
+
+def read_space_config(path: Path) -> dict[str, str]:
+    """Read and check `hybrid_space.json`: {"classifier": pin, "detector": pin} (no other field), each pin a
+    Hub id 'org/name' with an optional '@revision' (matching PIN: no paths, no '..'). Bad -> one ValueError line."""
+    expected = '{"classifier": "org/name@sha", "detector": "org/name@sha"}'
+    try:
+        pins = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); expected {expected}") from None
+    if not isinstance(pins, dict) or not set(pins) <= set(KINDS):
+        keys = sorted(map(str, pins)) if isinstance(pins, dict) else type(pins).__name__
+        raise ValueError(f"{path}: expected only the fields {', '.join(KINDS)} ({expected}), got {keys}")
+    for kind in pins:
+        if not isinstance(pins[kind], str) or not PIN.fullmatch(pins[kind]):
+            raise ValueError(f"{path}: field {kind!r} must be a Hub repo id 'org/name' or 'org/name@revision' "
+                             f"(not a path), got {pins[kind]!r}")
+    return pins
 
 
 # --- cards ------------------------------------------------------------------------------------
@@ -340,7 +359,7 @@ def _gradio_pin(requirements: Path) -> str:
 def space_card(source_dir: Path, models: list[str]):
     """The Space README: the project README's front matter and text, with sdk_version = the pinned gradio
     and `models` = the two repos."""
-    from huggingface_hub import SpaceCard, SpaceCardData
+    from huggingface_hub import SpaceCard
 
     readme = source_dir / "README.md"
     card = SpaceCard.load(readme) if readme.is_file() else SpaceCard(
