@@ -22,11 +22,13 @@ import logging
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -352,26 +354,66 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def eval_command(args) -> int:
-    """`hybrid eval DATASET [--split test] [--limit N] [--gesture-detector M] [--output DIR] [--json]`."""
-    from hybrid.data import read_dataset
-    from hybrid.pipeline import HybridPipeline, model_source
+def select_split(records: Sequence, split: str, seed: int = 0) -> tuple[list, str]:
+    """The records of `split` ('all': every record) and a few words on where that split comes from."""
+    from hybrid.data import split_records
 
-    split = None if args.split in (None, "all") else args.split
-    records = read_dataset(args.dataset, format=args.format, split=split, merge_labels=True)
+    if split == "all":
+        return list(records), "every image"
+    chosen = split_records(records, seed=seed)[split]
+    if any(record.split == split for record in records):
+        return chosen, f"the dataset's own {split} split"
+    return chosen, (f"a seeded {split} split (the dataset has no {split} split of its own; see "
+                    "hybrid.data.split_records); --split all scores every image")
+
+
+def unknown_labels(records: Sequence, label_names: Sequence[str]) -> dict[str, int]:
+    """Ground-truth labels (canonical) that are not among the classifier's labels, with their hand counts:
+    those hands can never be named right, so they count as errors."""
+    known = {_canonical(name) for name in label_names}
+    counts = Counter(_canonical(box.label) for record in records for box in record.boxes)
+    return {label: count for label, count in sorted(counts.items()) if label not in known}
+
+
+def _notice(text: str) -> None:
+    """A line for the person at the terminal, on stderr so that --json output stays JSON."""
+    print(f"hybrid eval: {text}", file=sys.stderr, flush=True)
+
+
+def eval_command(args) -> int:
+    """`hybrid eval DATASET [--split test|train|val|all] [--limit N] [--gesture-detector M] [--output DIR] [--json]`.
+
+    Says first (on stderr) which split it scores, how many images, and where the split comes from; lists
+    ground-truth labels the classifier does not know."""
+    from hybrid.data import read_dataset
+    from hybrid.pipeline import HybridPipeline, check_output_folder, model_source
+
+    if args.output:
+        check_output_folder(Path(args.output), "--output")
+    every = read_dataset(args.dataset, format=args.format, merge_labels=True)
+    records, origin = select_split(every, args.split)
+    total = len(records)
     if args.limit:
         records = records[: args.limit]
     if not records:
-        raise ValueError(f"{args.dataset}: no images in split {args.split!r}")
+        raise ValueError(f"{args.dataset}: no images in split {args.split!r} ({origin})")
+    counted = f"the first {len(records)} of {total}" if len(records) < total else f"{total}"
+    _notice(f"scoring {counted} images of {args.dataset} (of {len(every)} in all): {origin}")
     pipeline = HybridPipeline.from_pretrained(detector=model_source(args.detector, "detector"),
                                               classifier=model_source(args.classifier, "classifier"))
+    unknown = unknown_labels(records, pipeline.classifier.label_names)
+    if unknown:
+        listed = ", ".join(f"{label!r} ({count} hands)" for label, count in unknown.items())
+        _notice(f"ground-truth labels the classifier does not know (they count as errors): {listed}")
     gesture_detector = None
     if args.gesture_detector:
         from hybrid.detector import HandDetector
 
         gesture_detector = HandDetector.from_pretrained(args.gesture_detector)
     metrics = evaluate(pipeline, records, gesture_detector)
-    metrics["dataset"] = {"name": str(args.dataset), "split": args.split, "images": len(records)}
+    metrics["dataset"] = {"name": str(args.dataset), "split": args.split, "split_from": origin,
+                          "images": len(records), "split_images": total, "dataset_images": len(every),
+                          "unknown_labels": unknown}
     if args.output:
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,21 @@
 """Turn whatever a user hands us (path, bytes, PIL image, numpy array) into one RGB PIL image.
 
-Every reader, the pipeline and the app go through `load_image`, so bad input gets the same clear
-error everywhere: `ImageError`, naming the file and the problem.
+Every reader, the pipeline and the app go through `load_image` (pixels) or `read_header` (size only), so
+bad input gets the same clear error everywhere: `ImageError`, naming the file and the problem. Every
+Pillow failure becomes an `ImageError`, decompression bombs included, and so does any image over
+`MAX_PIXELS`, refused from its header before a pixel is decoded.
 """
 from __future__ import annotations
 
 import io
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 MAX_PIXELS = 50_000_000  # larger images are refused: a 100-megapixel upload would eat the server's memory
 
@@ -31,6 +35,26 @@ def pil_open(fp) -> Image.Image:
     if module.startswith("ultralytics"):
         opener = getattr(sys.modules.get(module), "_image_open", opener)
     return opener(fp)
+
+
+def _open(source: Union[str, Path, bytes], name: str) -> Image.Image:
+    """`pil_open` with every failure as `ImageError`. Pillow's decompression-bomb guard raises
+    `DecompressionBombError` (neither OSError nor ValueError) over ~179 MP and only warns over ~89 MP;
+    both are refused here, the warning turned into an error so that nothing is printed."""
+    try:
+        # catch_warnings is process-wide: a thread racing it may print the warning, but the image is still
+        # refused (by _check_size, as MAX_PIXELS is below Pillow's warning threshold).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return pil_open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        bomb = (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageError(f"{name}: image is over {bomb:.0f} megapixels (a decompression bomb?); "
+                         f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, resize it first") from None
+    except Exception as error:  # Pillow's plugins raise many types (OSError, SyntaxError, struct.error...)
+        raise ImageError(f"{name}: not a readable image ({error})") from None
 
 
 def _describe(source: ImageInput) -> str:
@@ -98,28 +122,48 @@ def load_image(source: ImageInput) -> Image.Image:
         return to_rgb(Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array))
     if isinstance(source, Image.Image):
         _check_size(*source.size, name)
-        return to_rgb(source)
-    try:
-        opened = pil_open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except FileNotFoundError:
-        raise ImageError(f"{name}: file not found") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ImageError(f"{name}: not a readable image ({error})") from None
+        try:
+            return to_rgb(source)  # a lazily opened PIL image decodes here
+        except Exception as error:
+            raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+    opened = _open(source, name)
     with opened:
         _check_size(*opened.size, name)
         try:
             opened.load()
-        except (OSError, SyntaxError, ValueError) as error:
+            return to_rgb(opened)
+        except Exception as error:  # a bad stream or EXIF block fails here, with any of Pillow's error types
             raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
-        return to_rgb(opened)
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says: upright size (EXIF rotation applied), stored size, mode, orientation."""
+
+    width: int
+    height: int
+    stored: tuple[int, int]
+    mode: str
+    orientation: int
+
+
+def read_header(source: Union[str, Path, bytes], name: str = "") -> Header:
+    """The header of an image file or bytes, without decoding the pixels; raises `ImageError`
+    (unreadable, or over the decompression-bomb limit)."""
+    name = name or _describe(source)
+    with _open(source, name) as opened:
+        try:
+            stored, mode = opened.size, opened.mode
+            orientation = opened.getexif().get(0x0112, 1)
+        except Exception as error:  # a malformed EXIF block
+            raise ImageError(f"{name}: not a readable image ({error})") from None
+    _check_size(*stored, name)
+    orientation = orientation if isinstance(orientation, int) else 1
+    width, height = (stored[1], stored[0]) if orientation in (5, 6, 7, 8) else stored
+    return Header(width, height, stored, mode, orientation)
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header only, EXIF rotation applied; raises `ImageError`."""
-    try:
-        with pil_open(path) as opened:
-            width, height = opened.size
-            orientation = opened.getexif().get(0x0112, 1)
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-        raise ImageError(f"{path}: not a readable image ({error})") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    header = read_header(path)
+    return header.width, header.height

@@ -32,7 +32,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from hybrid.classifier import Prediction
 from hybrid.crops import square_crop
-from hybrid.images import ImageInput, load_image
+from hybrid.images import ImageError, ImageInput, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -279,15 +279,38 @@ def draw_hands(image: Union[ImageInput, Image.Image], hands: Sequence[Hand], nam
 
 # --- the command ---------------------------------------------------------------------------------
 
-def _save_atomic(image: Image.Image, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+def check_output_folder(folder: Path, flag: str) -> None:
+    """Refuse, before any work, an output folder (`flag` names the option) that is a file or cannot be
+    created or written; creates nothing."""
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {folder}: {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {folder}: {existing} is not writable")
+
+
+def save_unique(image: Image.Image, save_dir: Path, stem: str) -> Path:
+    """Save `image` as save_dir/STEM.jpg, or STEM-1.jpg, STEM-2.jpg, ... when taken; never replaces a file.
+    Written to a temporary file first, then hard-linked in place: the link is atomic and fails on an
+    existing name, so no file is half-written or overwritten, even by a concurrent run."""
+    from hybrid.files import umask
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=save_dir, prefix=f".{stem}.", suffix=".tmp.jpg")
     os.close(handle)
     try:
-        image.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        image.save(tmp, format="JPEG", quality=90)
+        os.chmod(tmp, 0o666 & ~umask())
+        number = 0
+        while True:
+            target = save_dir / (f"{stem}.jpg" if number == 0 else f"{stem}-{number}.jpg")
+            try:
+                os.link(tmp, target)
+                return target
+            except FileExistsError:
+                number += 1
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_source(given: Optional[str], kind: str) -> str:
@@ -302,27 +325,33 @@ def model_source(given: Optional[str], kind: str) -> str:
 def predict_command(args) -> int:
     """`hybrid predict IMG... [--json] [--save-dir DIR]`. With --json: one JSON object per image, one per
     line ({"image", "width", "height", "hands": [Hand.to_dict()...]}, plus "annotated" with --save-dir).
-    Unreadable images: an error line each, the others go on, exit status 1."""
-    pipe = HybridPipeline.from_pretrained(
-        detector=model_source(args.detector, "detector"), classifier=model_source(args.classifier, "classifier"),
-        **{k: v for k, v in (("min_confidence", args.min_confidence), ("detector_threshold", args.detector_threshold)) if v is not None},
-    )
+    An unreadable image (corrupt, missing, too large) gets an error line on stderr (with --json also its
+    JSON line {"image", "error"}) and the others go on; the exit status is then 1."""
+    for flag, value in (("--min-confidence", args.min_confidence), ("--detector-threshold", args.detector_threshold)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} must be between 0 and 1, got {value}")
     save_dir = Path(args.save_dir) if args.save_dir else None
     if save_dir:
-        save_dir.mkdir(parents=True, exist_ok=True)
+        check_output_folder(save_dir, "--save-dir")
+    pipe = HybridPipeline.from_pretrained(
+        detector=model_source(args.detector, "detector"), classifier=model_source(args.classifier, "classifier"),
+        **{k: v for k, v in (("min_confidence", args.min_confidence), ("detector_threshold", args.detector_threshold))
+           if v is not None},
+    )
     failed = 0
     for path in args.images:
         try:
             image = load_image(path)
-        except ValueError as error:  # ImageError: report it, go on with the other images
-            print(f"hybrid: error: {error}", file=sys.stderr)
+        except ImageError as error:  # report it, go on with the other images
+            print(f"hybrid: error: {error}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"image": str(path), "error": str(error)}, ensure_ascii=False), flush=True)
             failed += 1
             continue
         hands = pipe(image)[0]
         result = image_result(path, image, hands)
         if save_dir:
-            target = save_dir / f"{Path(path).stem}.jpg"
-            _save_atomic(draw_hands(image, hands, pipe.classifier.label_names), target)
+            target = save_unique(draw_hands(image, hands, pipe.classifier.label_names), save_dir, Path(path).stem)
             result["annotated"] = str(target)
         if args.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)

@@ -28,6 +28,7 @@ from hybrid.data import (
 from hybrid.data import registry
 from hybrid.data.records import HandBox
 from hybrid.data.writers import _safe_name
+from tests.test_images import bomb_png
 
 HANDS = "subhih-handsdataset"
 ROBOFLOW = "roboflow-hand-gesture-recognition-v6"
@@ -36,7 +37,9 @@ DIGITS = "sign-language-digits"
 
 def stats_cli(capsys, *args) -> dict:
     assert main(["data", "stats", *map(str, args), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+    stats = json.loads(capsys.readouterr().out)
+    assert stats.pop("bad_images") == []
+    return stats
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,26 @@ def test_stats_cli_bad_path_is_one_clear_line(capsys, tmp_path):
     assert main(["data", "stats", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "Traceback" not in err
+
+
+def test_stats_cli_reports_a_decompression_bomb_and_goes_on(capsys, tmp_path, data_root):
+    """Hostile: a 400-megapixel PNG of a few KB among real photos. Pillow raises DecompressionBombError
+    (neither OSError nor ValueError): `data stats` used to die with a traceback. Now it is listed as a
+    bad image, the other images are counted, and the exit status is 1."""
+    photos = sorted((data_root / HANDS / "images" / "test").glob("*.jpg"))[:2]
+    (tmp_path / "five").mkdir()
+    for photo in photos:
+        (tmp_path / "five" / photo.name).write_bytes(photo.read_bytes())
+    bomb_png(tmp_path / "five" / "bomb.png")
+    assert main(["data", "stats", str(tmp_path), "--json"]) == 1
+    captured = capsys.readouterr()
+    stats = json.loads(captured.out)
+    assert stats["images"] == 2 and stats["labels"] == {"five": 2}
+    assert len(stats["bad_images"]) == 1 and "bomb.png: image is over" in stats["bad_images"][0]
+    assert "Traceback" not in captured.err
+    assert main(["data", "stats", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "images: 2" in out and "bad images (skipped): 1" in out and "bomb.png" in out
 
 
 def test_upstream_splits_are_kept(hands, roboflow, data_root):

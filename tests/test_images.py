@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ import hybrid.images
 from hybrid.crops import FILL, square_crop
 from hybrid.data import DataError, build_crop_dataset, dataset_stats, read_dataset, write_yolo_dataset
 from hybrid.data.records import HandBox
-from hybrid.images import ImageError, image_size, load_image
+from hybrid.images import ImageError, image_size, load_image, read_header
 
 RED = (220, 20, 20)
 
@@ -49,6 +52,68 @@ def write_yolo(root: Path, names, labels: dict[str, str], split="train", size=(4
         (root / split / "images" / f"{stem}.jpg").write_bytes(jpeg_bytes(Image.new("RGB", size, "white")))
         if text is not None:
             (root / split / "labels" / f"{stem}.txt").write_text(text)
+
+
+def bomb_png(path: Path, side: int = 20000) -> Path:
+    """A valid 1-bit PNG of side x side pixels (20000: 400 megapixels) that is a few KB on disk: the
+    decompression bomb. Written chunk by chunk, so making it costs ~0.1 s and no memory."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (side + 7) // 8)  # filter byte + packed black pixels
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+# --- decompression bombs -------------------------------------------------------------------------
+
+def test_decompression_bomb_is_an_image_error_naming_the_file(tmp_path):
+    """Hostile: over ~179 MP Pillow raises DecompressionBombError, which is neither OSError nor ValueError;
+    every entry point (path, bytes, header-only) must turn it into ImageError, and readers into DataError."""
+    (tmp_path / "five").mkdir()
+    bomb = bomb_png(tmp_path / "five" / "bomb.png")
+    assert bomb.stat().st_size < 100_000
+    for call in (load_image, image_size, read_header):
+        with pytest.raises(ImageError, match=r"bomb\.png: image is over \d+ megapixels .*limit is 50 megapixels"):
+            call(bomb)
+    with pytest.raises(ImageError, match="image is over"):
+        load_image(bomb.read_bytes())
+    with pytest.raises(DataError, match=r"bomb\.png: image is over"):
+        read_dataset(tmp_path, format="imagefolder")
+    bad: list[str] = []
+    Image.new("RGB", (8, 8)).save(tmp_path / "five" / "fine.png")
+    records = read_dataset(tmp_path, format="imagefolder", bad_images=bad)
+    assert [r.name for r in records] == ["fine.png"] and len(bad) == 1 and "bomb.png" in bad[0]
+
+
+def test_bomb_warning_range_is_refused_without_a_warning(tmp_path):
+    """Hostile: between ~89 and ~179 MP Pillow only *warns* (DecompressionBombWarning, a RuntimeWarning);
+    under `python -W error` that warning is raised instead, and it is no ImageError. Both ways the image
+    must be refused with ImageError, and nothing printed."""
+    bomb = bomb_png(tmp_path / "warn.png", side=11000)  # 121 megapixels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        with pytest.raises(ImageError, match=r"warn\.png: .*megapixels"):
+            load_image(bomb)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in (load_image, image_size):
+            with pytest.raises(ImageError, match=r"warn\.png: .*megapixels"):
+                call(bomb)
+
+
+def test_lazily_opened_broken_pil_image_is_an_image_error(tmp_path):
+    """Hostile: a PIL image handed over unopened decodes inside load_image; its OSError must become ImageError."""
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    data = jpeg_bytes(Image.fromarray(noise))
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with Image.open(tmp_path / "cut.jpg") as lazy:
+        with pytest.raises(ImageError, match="corrupt or truncated"):
+            load_image(lazy)
 
 
 # --- corrupt and truncated images --------------------------------------------------------------

@@ -239,8 +239,9 @@ def test_predict_cli(trained_detector, trained_classifier, hands_photo, tmp_path
     assert code == 1  # one image failed; the others were still done
     assert "broken.jpg" in captured.err
     lines = [json.loads(line) for line in captured.out.strip().splitlines()]
-    assert [line["image"] for line in lines] == [str(hands_photo), str(ZIDANE)]
-    for line in lines:
+    assert [line["image"] for line in lines] == [str(hands_photo), str(broken), str(ZIDANE)]
+    assert set(lines[1]) == {"image", "error"} and "broken.jpg: not a readable image" in lines[1]["error"]
+    for line in (lines[0], lines[2]):
         assert line["hands"] and Image.open(line["annotated"]).size == (line["width"], line["height"])
     # Models from the environment when no flags are given; plain-text output.
     monkeypatch.setenv("HYBRID_DETECTOR", str(trained_detector))

@@ -52,21 +52,24 @@ def _resolve(path_or_name: Union[str, os.PathLike]) -> tuple[Union[Path, str], s
 
 
 def read_dataset(path_or_name: Union[str, os.PathLike], format: Optional[str] = None, split: Optional[str] = None,
-                 merge_labels: bool = False, seed: int = 0, **reader_options) -> list[ImageRecord]:
+                 merge_labels: bool = False, seed: int = 0, bad_images: Optional[list[str]] = None,
+                 **reader_options) -> list[ImageRecord]:
     """Read a dataset folder, registered name ('hands', 'roboflow', 'sign-digits') or Hub id into records.
 
     `format` is detected when None. Records carry the upstream split ('train'|'val'|'test'|None).
     `split` returns only that split of `split_records(records, seed)` (upstream splits kept, missing ones
     carved out seeded). `merge_labels` maps labels through `canonical_label` ('5-hand', 'five' -> '5').
     `reader_options` go to the format's reader, e.g. `images=` for HaGRID annotations kept apart from
-    their images. Raises `DataError` (a ValueError) naming the file for malformed annotations.
+    their images. Raises `DataError` (a ValueError) naming the file for malformed annotations and for
+    unreadable images (corrupt, or over `hybrid.images.MAX_PIXELS`), unless `bad_images` is a list: then
+    those images are skipped and one error line per image is appended to it.
     """
     location, source, prefix, subdirs, registered_format = _resolve(path_or_name)
     if format is not None and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     if format is None:
         format = registered_format or detect_format(Path(location))
-    cleaner = BoxCleaner()
+    cleaner = BoxCleaner(bad_images=bad_images)
     if format == "hf":
         from hybrid.data.hf import read_hf
 

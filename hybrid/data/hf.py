@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from hybrid.data.readers import SPLIT_NAMES, BoxCleaner, DataError, header_size
+from hybrid.data.readers import SPLIT_NAMES, BoxCleaner, DataError, checked_size
 from hybrid.data.records import HandBox, ImageRecord
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,10 @@ def read_hf(path_or_id: str, source: str, cleaner: BoxCleaner, label_prefix: str
             image = value.get("bytes") or (Path(value["path"]) if value.get("path") else None)
             if image is None:
                 raise DataError(f"{where}: image has neither bytes nor a path")
-            width, height, _ = header_size(image, where)
+            size = checked_size(image, cleaner, where)
+            if size is None:
+                continue
+            width, height, _ = size
             if detection:
                 boxes = []
                 for bbox, cat in _objects(row["objects"], where):

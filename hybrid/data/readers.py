@@ -13,7 +13,6 @@ annotations and labels the dataset does not define.
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -23,10 +22,9 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import yaml
-from PIL import UnidentifiedImageError
 
 from hybrid.data.records import HandBox, ImageRecord
-from hybrid.images import pil_open
+from hybrid.images import ImageError, read_header
 
 log = logging.getLogger(__name__)
 
@@ -61,27 +59,25 @@ def split_of(path: Path, root: Path) -> Optional[str]:
 
 
 def header_size(source: Union[Path, bytes], name: str = "") -> tuple[int, int, tuple[int, int]]:
-    """(upright width, upright height, stored (width, height)) from the header, EXIF orientation applied."""
+    """(upright width, upright height, stored (width, height)) from the header, EXIF orientation applied;
+    raises `DataError` for anything `hybrid.images.read_header` refuses (unreadable, too large)."""
     try:
-        with pil_open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
-            width, height = opened.size
-            orientation = opened.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise DataError(f"{name or source}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DataError(f"{name or source}: not a readable image ({error})") from None
-    if orientation in (5, 6, 7, 8):
-        return height, width, (width, height)
-    return width, height, (width, height)
+        header = read_header(source, name)
+    except ImageError as error:
+        raise DataError(str(error)) from None
+    return header.width, header.height, header.stored
 
 
 @dataclass
 class BoxCleaner:
-    """Clips boxes to their image and drops zero-area ones; `report()` logs one warning for a read."""
+    """Clips boxes to their image and drops zero-area ones; `report()` logs one warning for a read.
+    When `bad_images` is a list, unreadable images are skipped and their error lines collected there
+    (see `checked_size`); when None, they raise `DataError`."""
 
     dropped: int = 0
     clipped: int = 0
     examples: list[str] = field(default_factory=list)
+    bad_images: Optional[list[str]] = None
 
     def __call__(self, x0: float, y0: float, x1: float, y1: float, label: str,
                  width: int, height: int, where: str) -> Optional[HandBox]:
@@ -102,6 +98,21 @@ class BoxCleaner:
         if self.dropped:
             log.warning("%s: dropped %d zero-area box(es) (after clipping to the image), e.g. %s",
                         dataset, self.dropped, "; ".join(self.examples))
+        if self.bad_images:
+            log.warning("%s: skipped %d unreadable image(s), e.g. %s", dataset, len(self.bad_images),
+                        self.bad_images[0])
+
+
+def checked_size(image: Union[Path, bytes], cleaner: BoxCleaner,
+                 name: str = "") -> Optional[tuple[int, int, tuple[int, int]]]:
+    """`header_size`, or None for an unreadable image when `cleaner` collects bad images (it is recorded there)."""
+    try:
+        return header_size(image, name)
+    except DataError as error:
+        if cleaner.bad_images is None:
+            raise
+        cleaner.bad_images.append(str(error))
+        return None
 
 
 def _number(text: Optional[str], where: str, what: str) -> float:
@@ -148,7 +159,10 @@ def read_voc(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "
         if image_path is None:
             raise DataError(f"{xml_path}: no image for this annotation (looked for {xml_path.stem}.* next to it"
                             f"{' and ' + filename if filename else ''})")
-        width, height, stored = header_size(image_path)
+        size = checked_size(image_path, cleaner)
+        if size is None:
+            continue
+        width, height, stored = size
         size = annotation.find("size")
         if size is not None and stored != (width, height):  # only informative: images are sized from their header
             declared = (size.findtext("width") or "").strip(), (size.findtext("height") or "").strip()
@@ -297,7 +311,10 @@ def read_yolo(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = 
     records = []
     for split, images in split_dirs.items():
         for image_path in _yolo_images(images):
-            width, height, _ = header_size(image_path)
+            size = checked_size(image_path, cleaner)
+            if size is None:
+                continue
+            width, height, _ = size
             label_file = label_path_for(image_path)
             boxes = []
             if label_file.is_file():
@@ -346,7 +363,10 @@ def read_imagefolder(root: Path, source: str, cleaner: BoxCleaner, label_prefix:
     records = []
     for split, folder in folders:
         for image_path in sorted(p for p in folder.iterdir() if p.is_file() and is_image(p)):
-            width, height, _ = header_size(image_path)
+            size = checked_size(image_path, cleaner)
+            if size is None:
+                continue
+            width, height, _ = size
             box = HandBox(0.0, 0.0, float(width), float(height), label_prefix + folder.name)
             records.append(ImageRecord(image=image_path, boxes=[box], source=source, split=split, width=width,
                                        height=height, name=image_path.name, extra={"whole_image": True}))
@@ -417,7 +437,10 @@ def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str 
             if image_path is None:
                 missing += 1
                 continue
-            width, height, _ = header_size(image_path)
+            size = checked_size(image_path, cleaner)
+            if size is None:
+                continue
+            width, height, _ = size
 
             def to_box(value, label, where=where):
                 x, y, w, h = _hagrid_box(value, where)

@@ -20,9 +20,9 @@ import yaml
 from PIL import Image
 
 from hybrid.crops import CONTEXT, square_crop
-from hybrid.data.readers import header_size
+from hybrid.data.readers import DataError, header_size
 from hybrid.data.records import HandBox, ImageRecord
-from hybrid.images import pil_open
+from hybrid.images import ImageError, read_header
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,11 @@ def _needs_copy(record: ImageRecord) -> bool:
     """Symlink only plain files Ultralytics decodes as we do; write everything else out upright."""
     if not isinstance(record.image, Path) or record.image.suffix.lower() not in {".jpg", ".jpeg", ".png", ".bmp"}:
         return True
-    with pil_open(record.image) as opened:
-        orientation = opened.getexif().get(0x0112, 1)
-        return orientation != 1 or opened.mode not in ("RGB", "L")
+    try:
+        header = read_header(record.image)
+    except ImageError as error:
+        raise DataError(str(error)) from None
+    return header.orientation != 1 or header.mode not in ("RGB", "L")
 
 
 def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], out_dir: os.PathLike,

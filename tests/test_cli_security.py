@@ -1,0 +1,147 @@
+"""Hostile input to the `hybrid` command: decompression bombs in a batch, same-stem outputs, a file as
+--save-dir, abbreviated options, and an eval that must say what it scores. Each test fails on the code
+before issue 12 (see the docstrings). Model-backed tests use the tiny fixture models."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from hybrid.cli import main
+from tests.test_images import bomb_png
+
+HYBRID = Path(sys.executable).parent / "hybrid"
+
+
+@pytest.fixture(scope="module")
+def photos(data_root) -> list[Path]:
+    found = sorted((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))[:6]
+    assert len(found) == 6, "no Hands Dataset test photos"
+    return found
+
+
+# --- predict --------------------------------------------------------------------------------------
+
+def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier, photos, tmp_path):
+    """`hybrid predict a.jpg bomb.png b.jpg --json`: used to print a DecompressionBombError traceback and
+    lose b.jpg. Now every image gets its JSON line (the bomb's with "error"), stderr holds exactly one
+    line naming the bomb, and the exit status is 1. Run as the installed command, as a user would."""
+    a, b = shutil.copy(photos[0], tmp_path / "a.jpg"), shutil.copy(photos[1], tmp_path / "b.jpg")
+    bomb = bomb_png(tmp_path / "bomb.png")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([str(HYBRID), "predict", str(a), str(bomb), str(b), "--json",
+                           "--detector", str(trained_detector), "--classifier", str(trained_classifier)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["image"] for line in lines] == [str(a), str(bomb), str(b)]
+    assert "hands" in lines[0] and "hands" in lines[2] and "error" not in lines[2]
+    assert set(lines[1]) == {"image", "error"} and "megapixels" in lines[1]["error"]
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("INFO ")]
+    assert errors == [f"hybrid: error: {lines[1]['error']}"]
+
+
+def test_save_dir_same_stem_never_overwrites(trained_detector, trained_classifier, photos, tmp_path, capsys,
+                                             monkeypatch):
+    """a/x.jpg and b/x.jpg both used to be saved as DIR/x.jpg (the first one lost), and an earlier run's
+    x.jpg was replaced. Now each gets its own name and nothing already there is touched."""
+    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"
+    for source, target in ((photos[0], first), (photos[1], second)):
+        target.parent.mkdir()
+        shutil.copy(source, target)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.jpg").write_bytes(b"an earlier result")
+    code = main(["predict", str(first), str(second), "--json", "--save-dir", str(out),
+                 "--detector", str(trained_detector), "--classifier", str(trained_classifier)])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    saved = [Path(line["annotated"]) for line in lines]
+    assert saved == [out / "x-1.jpg", out / "x-2.jpg"]
+    assert (out / "x.jpg").read_bytes() == b"an earlier result"
+    for path, source in zip(saved, (first, second)):
+        assert Image.open(path).size == Image.open(source).size
+    assert sorted(p.name for p in out.iterdir()) == ["x-1.jpg", "x-2.jpg", "x.jpg"]  # no temporary files left
+
+
+def test_save_dir_that_is_a_file_is_refused_before_any_work(tmp_path, photos, capsys):
+    """`--save-dir FILE` used to end in a FileExistsError traceback after loading both models. Now one
+    line names the flag before any model is loaded (the missing model folders are never reached)."""
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    models = ["--detector", str(tmp_path / "no-detector"), "--classifier", str(tmp_path / "no-classifier")]
+    for save_dir in (existing, existing / "inside"):
+        assert main(["predict", str(photos[0]), "--save-dir", str(save_dir), *models]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"hybrid: error: --save-dir {save_dir}: {existing} is a file, expected a folder"
+    assert existing.read_text() == "keep me"
+    assert main(["predict", str(photos[0]), "--min-confidence", "1.5", *models]) == 2
+    assert capsys.readouterr().err.strip() == "hybrid: error: --min-confidence must be between 0 and 1, got 1.5"
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "a.jpg", "--min", "0.3"],          # used to mean --min-confidence
+    ["predict", "a.jpg", "--save", "out"],         # used to mean --save-dir
+    ["data", "stats", "hands", "--merge"],         # used to mean --merge-labels
+    ["eval", "hands", "--gesture", "m"],           # used to mean --gesture-detector
+])
+def test_abbreviated_options_are_refused(argv, capsys):
+    """argparse's prefix matching read a mistyped or half-typed option as another one; now it is an error."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    option = next(arg for arg in argv if arg.startswith("--"))
+    assert f"unrecognized arguments: {option}" in capsys.readouterr().err
+
+
+# --- eval -----------------------------------------------------------------------------------------
+
+def test_eval_help_documents_split_all(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{train,val,test,all}" in text and "'all' scores every image" in text
+
+
+def test_eval_says_what_it_scores_and_lists_unknown_labels(trained_detector, trained_classifier, photos, tmp_path,
+                                                          capsys, monkeypatch):
+    """A folder without splits (6 images: 3 of a known label '5', 3 of 'thumbs_up' the classifier lacks).
+    `hybrid eval` used to score the seeded test split (1 image) without saying so and count the unknown
+    label silently. Now it says which split, how many of how many images, and names the unknown label."""
+    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    for label, chosen in (("5", photos[:3]), ("thumbs_up", photos[3:])):
+        (tmp_path / "set" / label).mkdir(parents=True)
+        for photo in chosen:
+            shutil.copy(photo, tmp_path / "set" / label / photo.name)
+    models = ["--detector", str(trained_detector), "--classifier", str(trained_classifier)]
+    assert main(["eval", str(tmp_path / "set"), "--json", *models]) == 0
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out)
+    test_images = metrics["dataset"]["images"]
+    assert 0 < test_images < 6 and metrics["dataset"]["dataset_images"] == 6
+    assert f"scoring {test_images} images of {tmp_path / 'set'} (of 6 in all): a seeded test split" in captured.err
+    assert "--split all scores every image" in captured.err
+
+    assert main(["eval", str(tmp_path / "set"), "--split", "all", "--json", *models]) == 0
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out)
+    assert metrics["images"] == 6 and metrics["dataset"]["unknown_labels"] == {"thumbs_up": 3}
+    assert "scoring 6 images" in captured.err and "every image" in captured.err
+    assert "labels the classifier does not know (they count as errors): 'thumbs_up' (3 hands)" in captured.err
+
+
+def test_eval_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    """`--output FILE` used to end in a traceback after scoring; now one line, before the models (missing here) are loaded."""
+    existing = tmp_path / "metrics"
+    existing.write_text("keep me")
+    assert main(["eval", "hands", "--output", str(existing), "--detector", str(tmp_path / "none")]) == 2
+    expected = f"hybrid: error: --output {existing}: {existing} is a file, expected a folder"
+    assert capsys.readouterr().err.strip() == expected
+    assert existing.read_text() == "keep me"
