@@ -27,12 +27,13 @@ except ImportError:
         return fn
 
 import gradio as gr  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hybrid import explain  # noqa: E402
 from hybrid.data.registry import REGISTRY, data_root  # noqa: E402
 from hybrid.hub import default_model, snapshot, split_revision  # noqa: E402
-from hybrid.images import MAX_PIXELS, ImageError, load_image  # noqa: E402
+from hybrid.images import MAX_PIXELS, ImageError, load_image, pil_open  # noqa: E402
 from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
 
 logger = logging.getLogger("hybrid.app")
@@ -40,7 +41,9 @@ logger = logging.getLogger("hybrid.app")
 REPO = Path(__file__).resolve().parent
 MAX_FPS = 4.0  # live webcam: frames sent to the server per second at most (CPU inference is the limit)
 LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
-MAX_UPLOAD = "60mb"
+MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
+MAX_QUEUE = 16  # requests waiting for the model at most; more are refused at once ("Queue is full")
+MAX_SESSIONS = 200  # sessions whose page state Gradio keeps in memory (its default, 10000, grows RSS ~0.5 MB each)
 MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored): a low threshold can find hundreds
 HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
 
@@ -54,6 +57,11 @@ class ModelSource:
     name: str  # as configured: Hub id[@revision] or folder
     path: Path  # the local folder loaded
     revision: str  # what the page shows: Hub commit, or "local folder"
+
+    @property
+    def shown_name(self) -> str:
+        """The Hub id, or only the folder's own name: the page never shows a server path."""
+        return Path(self.name).name if self.revision == "local folder" else self.name
 
 
 def resolve_model(kind: str) -> ModelSource:
@@ -71,7 +79,9 @@ def resolve_model(kind: str) -> ModelSource:
         return ModelSource(kind, name, path.resolve(), "local folder")
     revision = split_revision(name)[1]
     commit = path.name if path.parent.name == "snapshots" else "?"
-    shown = f"commit {commit[:10]}" if not revision or commit.startswith(revision) else f"{revision}, commit {commit[:10]}"
+    shown = f"commit {commit[:10]}"
+    if revision and not commit.startswith(revision):
+        shown = f"{revision}, {shown}"
     return ModelSource(kind, name, path, shown)
 
 
@@ -85,53 +95,86 @@ def load_pipeline() -> tuple[HybridPipeline, list[ModelSource]]:
 
 
 # --- input handling ------------------------------------------------------------------------------
+# The app reads only what the user sent: a file Gradio received through its upload route (so it lies in
+# Gradio's upload cache) or an inline data: URL. Any other {"path": ...} in a payload, whatever endpoint it
+# reaches, gets NOT_AN_UPLOAD: the same words for a missing file, a directory or a real server file, so the
+# errors tell nothing about the server's disk. Gradio alone does not enforce this: it checks a payload's path
+# only when the payload carries {"meta": {"_type": "gradio.FileData"}}, with or without preprocessing.
 
-def _source(payload: Any) -> tuple[Any, str]:
-    """The raw upload Gradio hands us (preprocessing off, so nothing has decoded it yet) ->
-    (something `load_image` reads, the name to show the user)."""
+NOT_AN_UPLOAD = "This is not an uploaded image. Please upload a photo (JPEG, PNG or WebP) and try again."
+GRAYSCALE, TRANSPARENT = ("L", "I", "I;16", "F", "1"), ("RGBA", "LA", "PA")
+
+
+def _name(payload: dict) -> str:
+    """The name to show the user: the upload's own file name (never a server path)."""
+    name = Path(str(payload.get("orig_name") or "")).name[:200]
+    return name or "the upload"
+
+
+def uploaded_file(path: Any) -> str:
+    """`path` resolved, if it is a regular file inside Gradio's upload cache; else gr.Error(NOT_AN_UPLOAD)."""
+    try:
+        cache = Path(get_upload_folder()).resolve()
+        resolved = Path(path).resolve()
+        ok = resolved.is_relative_to(cache) and resolved.is_file()
+    except (TypeError, ValueError, OSError, RuntimeError):  # not a string, NUL byte, symlink loop
+        ok = False
+    if not ok:
+        raise gr.Error(NOT_AN_UPLOAD)
+    return str(resolved)
+
+
+def _source(payload: Any) -> tuple[str | bytes, str]:
+    """The upload Gradio hands us (preprocessing off, so nothing has decoded it yet) ->
+    (a file in the upload cache or the bytes of a data: URL, the name to show the user)."""
     if payload is None:
         raise gr.Error("Please upload an image (or take a webcam shot) first.")
-    if isinstance(payload, dict):
-        name = payload.get("orig_name") or "the upload"
-        url = payload.get("url") or ""
-        if payload.get("path"):
-            return payload["path"], name
-        if url.startswith("data:"):
-            try:
-                return base64.b64decode(url.split(",", 1)[1]), name
-            except (ValueError, IndexError):
-                raise gr.Error(f"{name}: the image data could not be decoded.") from None
-    if isinstance(payload, (str, Path)):
-        return str(payload), Path(payload).name
-    return payload, "the webcam frame"
+    if not isinstance(payload, dict):
+        raise gr.Error(NOT_AN_UPLOAD)
+    name, url = _name(payload), payload.get("url")
+    if payload.get("path") is not None:
+        return uploaded_file(payload["path"]), name
+    if isinstance(url, str) and url.startswith("data:"):
+        if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 100:
+            raise gr.Error(f"{name} is too large: at most {MAX_UPLOAD} per image.")
+        try:
+            return base64.b64decode(url.split(",", 1)[1]), name
+        except (ValueError, IndexError):
+            raise gr.Error(f"{name}: the image data could not be decoded.") from None
+    raise gr.Error(NOT_AN_UPLOAD)
 
 
-def _original_mode(source: Any) -> Optional[str]:
-    """The upload's own pixel mode, read from its header only (to tell the user about conversions)."""
-    if not isinstance(source, (str, bytes)):
-        return None
+def _header_mode(source: str | bytes, name: str) -> Optional[str]:
+    """The upload's pixel mode, read from its header only; an image over the pixel budget is refused here,
+    at once, before anything decodes it. None when the header is unreadable (`load_image` says why)."""
     try:
-        with Image.open(source if isinstance(source, str) else io.BytesIO(source)) as header:
-            return header.mode
-    except Exception:  # not an image at all: load_image says so with a clear message
+        with pil_open(source if isinstance(source, str) else io.BytesIO(source)) as header:
+            pixels, mode = header.width * header.height, header.mode
+    except Image.DecompressionBombError:  # Pillow's own limit (~179 MP), far above ours
+        pixels, mode = MAX_PIXELS + 1, None
+    except Exception:  # noqa: BLE001 - not an image at all: load_image says so with a clear message
         return None
+    if pixels > MAX_PIXELS:
+        raise gr.Error(f"This file can't be analysed: {name} is too large (more than {MAX_PIXELS / 1e6:.0f} "
+                       "megapixels). Please resize the photo first.")
+    return mode
 
 
-def read_image(payload: Any) -> Image.Image:
+def read_image(payload: Any, notify: bool = True) -> Image.Image:
     """Load an upload as RGB, or raise a gr.Error that says plainly what is wrong with it."""
     source, name = _source(payload)
+    mode = _header_mode(source, name)
     try:
         image = load_image(source)
     except ImageError as error:
-        message = str(error).replace(str(source), name) if isinstance(source, str) else str(error)
+        message = str(error).replace(source, name) if isinstance(source, str) else str(error)
         raise gr.Error(
             f"This file can't be analysed: {message}. Please upload a photo (JPEG, PNG or WebP) "
             f"of at most {MAX_PIXELS / 1e6:.0f} megapixels."
         ) from None
-    mode = _original_mode(source)
-    if mode in ("L", "I", "I;16", "F", "1"):
+    if notify and mode in GRAYSCALE:
         gr.Info("Grayscale image: analysed as RGB.")
-    elif mode in ("RGBA", "LA", "PA"):
+    elif notify and mode in TRANSPARENT:
         gr.Info("Transparent image: analysed on a white background.")
     return image
 
@@ -146,11 +189,9 @@ def friendly(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except Exception as error:  # noqa: BLE001 - the page must never show a traceback
-            logger.exception("request failed")
-            raise gr.Error(
-                f"Sorry, analysing this image failed ({type(error).__name__}: {error}). "
-                "The app is still running; please try another image."
-            ) from None
+            logger.exception("request failed")  # the details stay in the server log: they may name server paths
+            raise gr.Error(f"Sorry, analysing this image failed ({type(error).__name__}). "
+                           "The app is still running; please try another image.") from None
 
     return wrapper
 
@@ -207,12 +248,12 @@ class App:
         """One webcam frame -> the frame with boxes and gestures drawn (no Grad-CAM: too slow per frame)."""
         if frame is None:
             return None
-        image = load_image(frame)
+        image = read_image(frame, notify=False)
         return draw_hands(image, self.hands(image, detector_threshold, min_confidence), self.names)
 
     @staticmethod
     def to_json(payload, image: Image.Image, hands: list) -> dict:
-        return image_result(_source(payload)[1], image, hands)
+        return image_result(_name(payload), image, hands)
 
 
 def table_rows(hands: list) -> list[list]:
@@ -227,7 +268,7 @@ def table_rows(hands: list) -> list[list]:
 # --- the page --------------------------------------------------------------------------------------
 
 def model_markdown(sources: list[ModelSource]) -> str:
-    lines = [f"- **{s.kind}**: `{s.name}` ({s.revision})" for s in sources]
+    lines = [f"- **{s.kind}**: `{s.shown_name}` ({s.revision})" for s in sources]
     return "**Models running**\n" + "\n".join(lines)
 
 
@@ -291,14 +332,15 @@ def build(app: App) -> gr.Blocks:
         outputs = [annotated, status, table, overlay, gallery, eigen, as_json]
         settings = [det, conf, eigencam]
         # One model, one request at a time (concurrency_id): Grad-CAM hooks must not see another request.
-        # preprocess=False: our loader sees the raw upload, so a corrupt file or a 100-megapixel bomb gets
-        # a clear message before anything decodes it.
+        # preprocess=False everywhere, private events included (anyone can call those over HTTP too):
+        # `read_image` accepts only uploads (see NOT_AN_UPLOAD) and refuses a pixel bomb from its header,
+        # before anything decodes it.
         run.click(gpu(friendly(app.analyse)), [image, *settings], outputs, api_name="analyse", preprocess=False,
                   concurrency_id="model")
         gr.on([image.change, det.release, conf.release, eigencam.input], gpu(friendly(app.changed)),
               [image, *settings], outputs, preprocess=False, api_visibility="private", concurrency_id="model")
         camera.stream(gpu(friendly(app.live)), [camera, det, conf], live, stream_every=1 / MAX_FPS,
-                      time_limit=LIVE_SECONDS, concurrency_id="model", api_visibility="private")
+                      time_limit=LIVE_SECONDS, concurrency_id="model", api_visibility="private", preprocess=False)
         api = gr.JSON(visible=False)
         gr.Button(visible=False).click(gpu(friendly(app.predict)), [image, det, conf], api,
                                        api_name="predict", preprocess=False,
@@ -316,11 +358,11 @@ def main() -> None:
         print(f"hybrid app: cannot start: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     page = build(App(pipeline, sources))
-    examples, _ = example_images()
     print(f"hybrid app: http://{host}:{port}", flush=True)
-    page.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, max_file_size=MAX_UPLOAD, allowed_paths=examples,
-        show_error=False,
+    # No allowed_paths: gr.Examples copies the example photos into Gradio's cache, which is all the page serves.
+    page.queue(default_concurrency_limit=1, max_size=MAX_QUEUE).launch(
+        server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=False,
+        state_session_capacity=MAX_SESSIONS,
     )
 
 
