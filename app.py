@@ -5,6 +5,7 @@ $HYBRID_DETECTOR / $HYBRID_CLASSIFIER (Hub id[@revision] or a local folder), els
 Space is pinned to, else models/detector and models/classifier (what `make demo` trains). They are
 loaded once, at start-up. Host and port: $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT (127.0.0.1:7860).
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,15 +24,18 @@ try:  # ZeroGPU Spaces lend a GPU per call through `spaces` (imported before tor
 
     gpu: Callable = spaces.GPU
 except ImportError:
+
     def gpu(fn: Callable) -> Callable:
         return fn
+
 
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hybrid import explain  # noqa: E402
-from hybrid.data.registry import REGISTRY, data_root  # noqa: E402
+from hybrid.constants import data_root  # noqa: E402
+from hybrid.data.registry import REGISTRY  # noqa: E402
 from hybrid.hub import default_model, snapshot, split_revision  # noqa: E402
 from hybrid.images import MAX_PIXELS, ImageError, load_image, pil_open  # noqa: E402
 from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
@@ -48,6 +52,7 @@ MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored): a l
 HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
 
 # --- models ------------------------------------------------------------------------------------
+
 
 @dataclass
 class ModelSource:
@@ -89,8 +94,14 @@ def load_pipeline() -> tuple[HybridPipeline, list[ModelSource]]:
     detector, classifier = resolve_model("detector"), resolve_model("classifier")
     started = time.perf_counter()
     pipeline = HybridPipeline.from_pretrained(detector=str(detector.path), classifier=str(classifier.path))
-    logger.info("models loaded in %.1f s: detector %s (%s), classifier %s (%s)", time.perf_counter() - started,
-                detector.name, detector.revision, classifier.name, classifier.revision)
+    logger.info(
+        "models loaded in %.1f s: detector %s (%s), classifier %s (%s)",
+        time.perf_counter() - started,
+        detector.name,
+        detector.revision,
+        classifier.name,
+        classifier.revision,
+    )
     return pipeline, [detector, classifier]
 
 
@@ -155,8 +166,10 @@ def _header_mode(source: str | bytes, name: str) -> Optional[str]:
     except Exception:  # noqa: BLE001 - not an image at all: load_image says so with a clear message
         return None
     if pixels > MAX_PIXELS:
-        raise gr.Error(f"This file can't be analysed: {name} is too large (more than {MAX_PIXELS / 1e6:.0f} "
-                       "megapixels). Please resize the photo first.")
+        raise gr.Error(
+            f"This file can't be analysed: {name} is too large (more than {MAX_PIXELS / 1e6:.0f} "
+            "megapixels). Please resize the photo first."
+        )
     return mode
 
 
@@ -190,13 +203,16 @@ def friendly(fn: Callable) -> Callable:
             raise
         except Exception as error:  # noqa: BLE001 - the page must never show a traceback
             logger.exception("request failed")  # the details stay in the server log: they may name server paths
-            raise gr.Error(f"Sorry, analysing this image failed ({type(error).__name__}). "
-                           "The app is still running; please try another image.") from None
+            raise gr.Error(
+                f"Sorry, analysing this image failed ({type(error).__name__}). "
+                "The app is still running; please try another image."
+            ) from None
 
     return wrapper
 
 
 # --- the work: thin calls into the library --------------------------------------------------------
+
 
 class App:
     """The loaded pipeline plus the handlers the page calls."""
@@ -217,15 +233,18 @@ class App:
         annotated = draw_hands(image, hands, self.names)
         result = self.to_json(payload, image, hands)
         if not hands:
-            gr.Warning("No hands found in this image. Try a photo where the hands are clearly visible, "
-                       "or lower the detector threshold.")
+            gr.Warning(
+                "No hands found in this image. Try a photo where the hands are clearly visible, "
+                "or lower the detector threshold."
+            )
             overlay, gallery = None, []
         else:
             best = sorted(range(len(hands)), key=lambda i: hands[i].score, reverse=True)[:MAX_EXPLAINED]
             explained = [hands[i] for i in best]
             overlay, crops = explain.gradcam_explain(self.pipeline, image, explained)
-            gallery = [(crop, f"hand {i + 1}: {hands[i].label} {hands[i].probability:.0%}")
-                       for i, crop in zip(best, crops)]
+            gallery = [
+                (crop, f"hand {i + 1}: {hands[i].label} {hands[i].probability:.0%}") for i, crop in zip(best, crops)
+            ]
         eigen = explain.eigencam_image(self.pipeline, image) if eigencam else None
         seconds = time.perf_counter() - started
         status = f"**{len(hands)} hand{'s' if len(hands) != 1 else ''}** found in {seconds:.2f} s"
@@ -267,6 +286,7 @@ def table_rows(hands: list) -> list[list]:
 
 # --- the page --------------------------------------------------------------------------------------
 
+
 def model_markdown(sources: list[ModelSource]) -> str:
     lines = [f"- **{s.kind}**: `{s.shown_name}` ({s.revision})" for s in sources]
     return "**Models running**\n" + "\n".join(lines)
@@ -274,7 +294,10 @@ def model_markdown(sources: list[ModelSource]) -> str:
 
 def example_images() -> tuple[list[str], str]:
     """A few real photos from the data root (only where the data is present) and their attribution."""
-    root = data_root()
+    try:
+        root = data_root()
+    except FileNotFoundError:  # a Space without the datasets: no examples
+        return [], ""
     picks, used = [], []
     for name, folder, step in (("hands", "images/test", 40), ("roboflow", "test/images", 20)):
         found = sorted((root / REGISTRY[name].folder / folder).glob("*.jpg"))[::step][: 4 if name == "hands" else 2]
@@ -289,15 +312,21 @@ def build(app: App) -> gr.Blocks:
     confidence = float(getattr(app.pipeline, "min_confidence", 0.5))
     examples, attribution = example_images()
     with gr.Blocks(title="hybrid hand gestures") as page:
-        gr.Markdown("# hybrid: hand-gesture recognition\nA **YOLOv8** detector finds every hand, a "
-                    "**ResNet-50** names its gesture (number of extended fingers), and **Grad-CAM** shows "
-                    "which pixels drove each decision.")
+        gr.Markdown(
+            "# hybrid: hand-gesture recognition\nA **YOLOv8** detector finds every hand, a "
+            "**ResNet-50** names its gesture (number of extended fingers), and **Grad-CAM** shows "
+            "which pixels drove each decision."
+        )
         gr.Markdown(model_markdown(app.sources), elem_id="models")
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Tab("Photo"):
-                    image = gr.Image(label="Photo (upload, webcam shot or paste)", type="filepath",
-                                     sources=["upload", "webcam", "clipboard"], elem_id="input-image")
+                    image = gr.Image(
+                        label="Photo (upload, webcam shot or paste)",
+                        type="filepath",
+                        sources=["upload", "webcam", "clipboard"],
+                        elem_id="input-image",
+                    )
                     run = gr.Button("Find hands", variant="primary")
                     if examples:
                         gr.Examples(examples, inputs=image, label="Examples (real photos)")
@@ -305,27 +334,46 @@ def build(app: App) -> gr.Blocks:
                 with gr.Tab("Live webcam"):
                     camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
                     live = gr.Image(label=f"Live (at most {MAX_FPS:g} frames per second)", elem_id="live")
-                det = gr.Slider(0.01, 0.95, value=threshold, step=0.01, label="Detector threshold",
-                                info="minimum detector score for a hand")
-                conf = gr.Slider(0.0, 1.0, value=confidence, step=0.01, label="Classifier threshold",
-                                 info="below this gesture probability a hand is 'unknown'")
+                det = gr.Slider(
+                    0.01,
+                    0.95,
+                    value=threshold,
+                    step=0.01,
+                    label="Detector threshold",
+                    info="minimum detector score for a hand",
+                )
+                conf = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=confidence,
+                    step=0.01,
+                    label="Classifier threshold",
+                    info="below this gesture probability a hand is 'unknown'",
+                )
                 eigencam = gr.Checkbox(label="EigenCAM for the detector", value=False)
             with gr.Column(scale=2):
                 status = gr.Markdown(HINT, elem_id="status")
                 # no label badge: it would cover the gesture tag of a hand at the image's top-left corner
-                annotated = gr.Image(label="Hands found", show_label=False, elem_id="annotated", interactive=False,
-                                     format="png")
-                table = gr.Dataframe(headers=["hand", "gesture", "probability", "detector score",
-                                              "box (x0, y0, x1, y1)", "top 3"],
-                                     label="Hands", elem_id="hands-table", interactive=False)
+                annotated = gr.Image(
+                    label="Hands found", show_label=False, elem_id="annotated", interactive=False, format="png"
+                )
+                table = gr.Dataframe(
+                    headers=["hand", "gesture", "probability", "detector score", "box (x0, y0, x1, y1)", "top 3"],
+                    label="Hands",
+                    elem_id="hands-table",
+                    interactive=False,
+                )
                 with gr.Tab("Grad-CAM"):
-                    overlay = gr.Image(label="Grad-CAM (classifier), whole image", elem_id="gradcam",
-                                       interactive=False)
-                    gallery = gr.Gallery(label="Grad-CAM per hand", elem_id="hand-gallery", columns=4,
-                                         height=320, object_fit="contain")
+                    overlay = gr.Image(label="Grad-CAM (classifier), whole image", elem_id="gradcam", interactive=False)
+                    gallery = gr.Gallery(
+                        label="Grad-CAM per hand", elem_id="hand-gallery", columns=4, height=320, object_fit="contain"
+                    )
                 with gr.Tab("EigenCAM (detector)"):
-                    eigen = gr.Image(label="EigenCAM: what the detector looks at (tick the box to compute)",
-                                     elem_id="eigencam", interactive=False)
+                    eigen = gr.Image(
+                        label="EigenCAM: what the detector looks at (tick the box to compute)",
+                        elem_id="eigencam",
+                        interactive=False,
+                    )
                 with gr.Tab("JSON"):
                     as_json = gr.JSON(label="Same as `hybrid predict --json`", elem_id="json")
 
@@ -335,16 +383,42 @@ def build(app: App) -> gr.Blocks:
         # preprocess=False everywhere, private events included (anyone can call those over HTTP too):
         # `read_image` accepts only uploads (see NOT_AN_UPLOAD) and refuses a pixel bomb from its header,
         # before anything decodes it.
-        run.click(gpu(friendly(app.analyse)), [image, *settings], outputs, api_name="analyse", preprocess=False,
-                  concurrency_id="model")
-        gr.on([image.change, det.release, conf.release, eigencam.input], gpu(friendly(app.changed)),
-              [image, *settings], outputs, preprocess=False, api_visibility="private", concurrency_id="model")
-        camera.stream(gpu(friendly(app.live)), [camera, det, conf], live, stream_every=1 / MAX_FPS,
-                      time_limit=LIVE_SECONDS, concurrency_id="model", api_visibility="private", preprocess=False)
+        run.click(
+            gpu(friendly(app.analyse)),
+            [image, *settings],
+            outputs,
+            api_name="analyse",
+            preprocess=False,
+            concurrency_id="model",
+        )
+        gr.on(
+            [image.change, det.release, conf.release, eigencam.input],
+            gpu(friendly(app.changed)),
+            [image, *settings],
+            outputs,
+            preprocess=False,
+            api_visibility="private",
+            concurrency_id="model",
+        )
+        camera.stream(
+            gpu(friendly(app.live)),
+            [camera, det, conf],
+            live,
+            stream_every=1 / MAX_FPS,
+            time_limit=LIVE_SECONDS,
+            concurrency_id="model",
+            api_visibility="private",
+            preprocess=False,
+        )
         api = gr.JSON(visible=False)
-        gr.Button(visible=False).click(gpu(friendly(app.predict)), [image, det, conf], api,
-                                       api_name="predict", preprocess=False,
-                                       concurrency_id="model")
+        gr.Button(visible=False).click(
+            gpu(friendly(app.predict)),
+            [image, det, conf],
+            api,
+            api_name="predict",
+            preprocess=False,
+            concurrency_id="model",
+        )
     return page
 
 
@@ -361,7 +435,10 @@ def main() -> None:
     print(f"hybrid app: http://{host}:{port}", flush=True)
     # No allowed_paths: gr.Examples copies the example photos into Gradio's cache, which is all the page serves.
     page.queue(default_concurrency_limit=1, max_size=MAX_QUEUE).launch(
-        server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=False,
+        server_name=host,
+        server_port=port,
+        max_file_size=MAX_UPLOAD,
+        show_error=False,
         state_session_capacity=MAX_SESSIONS,
     )
 

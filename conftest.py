@@ -1,4 +1,5 @@
 """Shared pytest fixtures. Model fixtures live in tests/fixtures_*.py, one file per owner."""
+
 from __future__ import annotations
 
 import os

@@ -4,7 +4,8 @@
     python bench/detector.py --train ...       # first train both with train/configs/detector{,-gestures}.yaml
 
 Accuracy is recomputed here from `HandDetector.predict` on the held-out test split of the training data
-(same readers, same seeded `split_records`), with `hybrid.evaluate`'s matching (IoU >= 0.5):
+(the split.json of the model folders, via `hybrid.data.splits.held_out`), with `hybrid.evaluate`'s matching
+(IoU >= 0.5):
 - recall@conf: ground-truth hands matched by a detection scoring >= the model's stored threshold;
 - max recall: the same at conf 0.001 (the top of the precision-recall curve);
 - AP50: all-point AP at IoU 0.5 (hands-only: class agnostic; gestures: mean over gesture classes, plus the
@@ -12,8 +13,10 @@ Accuracy is recomputed here from `HandDetector.predict` on the held-out test spl
 Targets (issue 4): hands-only recall >= 0.99 at IoU 0.5 and mAP50 >= 0.95. For scale, MediaPipe's palm
 detector finds about 94% of hands of this kind at IoU 0.5.
 Latency: one image per call (an 800x600 photo), median of --repeats after warm-up, per input size, on
-PyTorch (and OpenVINO via hybrid.runtime.OpenVinoDetector, the pipeline's fast path, when --openvino). Prints the machine, thread count and load average with the table.
+PyTorch (and OpenVINO via HandDetector.compile("openvino"), the pipeline's fast path, when --openvino).
+Prints the machine, thread count and load average with the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +30,6 @@ from pathlib import Path
 from machine_info import machine
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 LOW_CONF = 0.001
 THRESHOLDS = (0.01, 0.05, 0.1, 0.15, 0.25, 0.4)
@@ -40,12 +41,16 @@ def _detection_precision(metrics: dict) -> float:
     return found / metrics["predictions"] if metrics["predictions"] else 0.0
 
 
-def test_split(data: list[str], seed: int, limit: int | None) -> list:
-    from hybrid.data import read_dataset, split_records
+def test_split(data: list[str], folders: list[Path], seed: int, limit: int | None) -> list:
+    """The held-out test records of `data` as the models' split.json files list them (`held_out`: refuses
+    records a model trained on; models without split.json: the seeded `split_records` convention)."""
+    from hybrid.data import read_dataset
+    from hybrid.data.splits import held_out
 
+    existing = [folder for folder in folders if folder.is_dir()]
     records = []
     for name in data:
-        records.extend(split_records(read_dataset(name, merge_labels=True), seed=seed)["test"])
+        records.extend(held_out(read_dataset(name, merge_labels=True), existing, "test", seed=seed))
     return records[:limit] if limit else records
 
 
@@ -84,14 +89,17 @@ def accuracy(folder: Path, records: list, gestures: bool) -> dict:
         result["gesture_accuracy@conf"] = metrics["hybrid_accuracy"]  # right gesture at IoU 0.5 / all hands
     ultralytics = folder / "metrics.json"
     if ultralytics.is_file():
-        result["ultralytics"] = {k: v for k, v in json.loads(ultralytics.read_text()).items()
-                                 if k in ("split", "precision", "recall", "mAP50", "mAP50-95")}
+        result["ultralytics"] = {
+            k: v
+            for k, v in json.loads(ultralytics.read_text()).items()
+            if k in ("split", "precision", "recall", "mAP50", "mAP50-95")
+        }
     return result
 
 
-def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, openvino: bool,
-            threads: int | None = None) -> dict:
-    import numpy as np
+def latency(
+    folder: Path, sizes: list[int], repeats: int, image_path: Path, openvino: bool, threads: int | None = None
+) -> dict:
 
     from hybrid.detector import HandDetector
     from hybrid.images import load_image
@@ -108,49 +116,68 @@ def latency(folder: Path, sizes: list[int], repeats: int, image_path: Path, open
             detector.predict(image, image_size=size)
             times.append((time.perf_counter() - started) * 1000)
         rows[f"torch@{size}"] = statistics.median(times)
-    if openvino:  # the pipeline's fast path: hybrid.runtime.OpenVinoDetector (same letterbox and NMS as PyTorch)
-        from hybrid.runtime import OpenVinoDetector
-
-        runner = OpenVinoDetector(detector, threads=threads)
-        array = np.asarray(image)
+    if openvino:  # the pipeline's fast path: the same predict() with the network compiled by OpenVINO
+        runner = detector.compile("openvino", threads=threads)
         for size in sizes:
             for _ in range(3):
-                runner.predict([array], detector.conf, detector.iou, size)
+                runner.predict(image, image_size=size)
             times = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                runner.predict([array], detector.conf, detector.iou, size)
+                runner.predict(image, image_size=size)
                 times.append((time.perf_counter() - started) * 1000)
             rows[f"openvino@{size}"] = statistics.median(times)
     return rows
 
 
 def train(recipe: str, output: Path, extra: list[str]) -> None:
-    command = [sys.executable, str(REPO / "train" / "detector.py"), "--config", str(REPO / "train" / "configs" / recipe),
-               "--output", str(output), *extra]
+    command = [
+        sys.executable,
+        str(REPO / "train" / "detector.py"),
+        "--config",
+        str(REPO / "train" / "configs" / recipe),
+        "--output",
+        str(output),
+        *extra,
+    ]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--hands", type=Path, default=REPO / "outputs/bench/detector-hands", help="hands-only folder")
-    parser.add_argument("--gestures", type=Path, default=REPO / "outputs/bench/detector-gestures",
-                        help="one-stage gesture detector folder")
+    parser.add_argument(
+        "--gestures",
+        type=Path,
+        default=REPO / "outputs/bench/detector-gestures",
+        help="one-stage gesture detector folder",
+    )
     parser.add_argument("--train", action="store_true", help="train both first (train/configs/detector*.yaml)")
-    parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                        help="extra flags for train/detector.py, e.g. --train-args --epochs 100 --device 0")
+    parser.add_argument(
+        "--train-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="extra flags for train/detector.py, e.g. --train-args --epochs 100 --device 0",
+    )
     parser.add_argument("--data", nargs="+", default=["hands", "roboflow"])
-    parser.add_argument("--seed", type=int, default=0, help="the split seed the models were trained with")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the split seed of models trained before split.json was written"
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 416, 640])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch / OpenVINO intra-op threads (default: torch's default, all cores); on a "
-                             "busy machine use 1: spinning threads that wait for each other make 2 far slower")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch / OpenVINO intra-op threads (default: torch's default, all cores); on a "
+        "busy machine use 1: spinning threads that wait for each other make 2 far slower",
+    )
     parser.add_argument("--no-latency", action="store_true", help="accuracy only")
-    parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (hybrid.runtime.OpenVinoDetector)")
+    parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (HandDetector.compile('openvino'))")
     parser.add_argument("--json", type=Path, default=REPO / "bench/results/detector.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -161,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train:
         train("detector.yaml", args.hands, args.train_args)
         train("detector-gestures.yaml", args.gestures, args.train_args)
-    records = test_split(args.data, args.seed, args.limit)
+    records = test_split(args.data, [args.hands, args.gestures], args.seed, args.limit)
     results = {"machine": machine(), "data": args.data, "test_images": len(records)}
     for key, folder, gestures in (("hands", args.hands, False), ("gestures", args.gestures, True)):
         if (folder / "model.safetensors").is_file():
@@ -175,24 +202,32 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{results['machine']}")
     print(f"held-out test split of {' + '.join(args.data)}: {len(records)} images\n")
-    print(f"| model | image size | recall@conf (conf) | max recall | hand AP50 | gesture mAP50 | gesture acc@conf "
-          f"| Ultralytics P / R / mAP50 / mAP50-95 |")
+    print(
+        "| model | image size | recall@conf (conf) | max recall | hand AP50 | gesture mAP50 | gesture acc@conf "
+        "| Ultralytics P / R / mAP50 / mAP50-95 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for key in ("hands", "gestures"):
         if key not in results:
             continue
         r = results[key]
         u = r.get("ultralytics", {})
-        print(f"| {key} | {r['image_size']} | {r['recall@conf']:.3f} ({r['conf']}) | {r['max_recall']:.3f} "
-              f"| {r['hand_AP50']:.3f} | {r.get('gesture_mAP50', float('nan')):.3f} "
-              f"| {r.get('gesture_accuracy@conf', float('nan')):.3f} "
-              f"| {u.get('precision', '?')} / {u.get('recall', '?')} / {u.get('mAP50', '?')} / {u.get('mAP50-95', '?')} |")
+        print(
+            f"| {key} | {r['image_size']} | {r['recall@conf']:.3f} ({r['conf']}) | {r['max_recall']:.3f} "
+            f"| {r['hand_AP50']:.3f} | {r.get('gesture_mAP50', float('nan')):.3f} "
+            f"| {r.get('gesture_accuracy@conf', float('nan')):.3f} "
+            f"| {u.get('precision', '?')} / {u.get('recall', '?')} / {u.get('mAP50', '?')} / {u.get('mAP50-95', '?')} |"
+        )
     print("\n| model | " + " | ".join(f"conf {t}: recall / precision" for t in THRESHOLDS) + " |")
     print("|---|" + "---|" * len(THRESHOLDS))
     for key in ("hands", "gestures"):
         if key in results:
             points = results[key]["recall_precision_at"]
-            print(f"| {key} | " + " | ".join(f"{points[str(t)][0]:.3f} / {points[str(t)][1]:.3f}" for t in THRESHOLDS) + " |")
+            print(
+                f"| {key} | "
+                + " | ".join(f"{points[str(t)][0]:.3f} / {points[str(t)][1]:.3f}" for t in THRESHOLDS)
+                + " |"
+            )
     print("\ntargets (hands-only): recall >= 0.99 at IoU 0.5, mAP50 >= 0.95; MediaPipe palm detector ~0.94 recall\n")
     if "latency_ms" in results:
         print("| backend@input size | ms / image (median, batch 1, incl. pre/post-processing) |")

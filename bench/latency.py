@@ -16,6 +16,7 @@ letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO: detect
 letterbox, classifier bf16 where the CPU has native bf16, else fp32). `--torch-bf16` adds
 the best PyTorch-only path (same sizes, classifier in bf16 where native): what runs without openvino.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hybrid.detector import Detection  # noqa: E402
-from hybrid.images import load_image  # noqa: E402
-from hybrid.pipeline import HybridPipeline  # noqa: E402
+from hybrid.detector import Detection
+from hybrid.images import load_image
+from hybrid.pipeline import HybridPipeline
 
 
 def architecture_models(classifier_size: int = 224, detector_size: int = 640):
@@ -52,7 +51,9 @@ def architecture_models(classifier_size: int = 224, detector_size: int = 640):
 def photos(limit: int):
     from hybrid.data import read_dataset
 
-    records = [r for r in read_dataset("hands", split="test") if (r.width, r.height) == (800, 600) and 1 <= len(r.boxes) <= 2]
+    records = [
+        r for r in read_dataset("hands", split="test") if (r.width, r.height) == (800, 600) and 1 <= len(r.boxes) <= 2
+    ]
     step = max(1, len(records) // limit)
     return records[::step][:limit]
 
@@ -84,10 +85,13 @@ def summarise(times: list[float]) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--detector", default=None, help="trained detector folder/Hub id (default: architecture only)")
-    parser.add_argument("--classifier", default=None, help="trained classifier folder/Hub id (default: architecture only)")
+    parser.add_argument(
+        "--classifier", default=None, help="trained classifier folder/Hub id (default: architecture only)"
+    )
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--torch-bf16", action="store_true", help="also time the PyTorch-only fast path")
@@ -97,7 +101,10 @@ def main(argv=None) -> int:
         from hybrid.classifier import GestureClassifier
         from hybrid.detector import HandDetector
 
-        detector, classifier = HandDetector.from_pretrained(args.detector), GestureClassifier.from_pretrained(args.classifier)
+        detector, classifier = (
+            HandDetector.from_pretrained(args.detector),
+            GestureClassifier.from_pretrained(args.classifier),
+        )
         use_truth = False
     else:
         detector, classifier = architecture_models()
@@ -122,18 +129,27 @@ def main(argv=None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     capability = torch.backends.cpu.get_cpu_capability()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"CPU capability {capability}, load average {os.getloadavg()[0]:.1f} (shared machine)")
-    print(f"models: {'trained folders' if not use_truth else 'YOLOv8n + ResNet-50 architectures, random weights'}; "
-          f"{len(records)} Hands test photos 800x600, {sum(len(r.boxes) for r in records)} hands, one image per call")
-    print(f"{'path':<36} {'backend':<9} {'det px':>6} {'classifier':>10} {'median ms':>10} {'p95 ms':>8} "
-          f"{'CPU ms':>7} {'speed-up':>8}")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"CPU capability {capability}, load average {os.getloadavg()[0]:.1f} (shared machine)"
+    )
+    print(
+        f"models: {'trained folders' if not use_truth else 'YOLOv8n + ResNet-50 architectures, random weights'}; "
+        f"{len(records)} Hands test photos 800x600, {sum(len(r.boxes) for r in records)} hands, one image per call"
+    )
+    print(
+        f"{'path':<36} {'backend':<9} {'det px':>6} {'classifier':>10} {'median ms':>10} {'p95 ms':>8} "
+        f"{'CPU ms':>7} {'speed-up':>8}"
+    )
     baseline = None
     for name, pipe in paths.items():
         median, p95 = summarise(times[name])
         baseline = baseline or median
-        print(f"{name:<36} {pipe.backend:<9} {pipe.detector_size:>6} {pipe.precision + ' ' + str(classifier.image_size):>10} "
-              f"{median:>10.1f} {p95:>8.1f} {statistics.median(cpu[name]) * 1000:>7.1f} {baseline / median:>7.2f}x")
+        print(
+            f"{name:<36} {pipe.backend:<9} {pipe.detector_size:>6} "
+            f"{pipe.precision + ' ' + str(classifier.image_size):>10} "
+            f"{median:>10.1f} {p95:>8.1f} {statistics.median(cpu[name]) * 1000:>7.1f} {baseline / median:>7.2f}x"
+        )
     print("CPU ms: median process CPU time per photo over all threads (less sensitive to other load than wall time)")
     print(f"peak memory (RSS, whole process, both paths loaded): {peak_mb:.0f} MB")
     return 0

@@ -12,13 +12,13 @@ must be answered and every hostile input refused; the table says so per kind, wi
 RSS at the start (after one warm-up request), after each round and at its peak. Exit status 1 when any request
 went wrong.
 """
+
 from __future__ import annotations
 
 import argparse
 import itertools
 import os
 import statistics
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +29,8 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 
-
 from bench.machine_info import machine
+from hybrid.constants import data_root
 from tests.fixtures_app import bomb_png, call_api, running_app, upload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,19 +133,25 @@ def load(url: str, data: Path, model_png: Path, requests: int, clients: int, rou
 
 
 def report(outcomes: list[Outcome], wall: float, clients: int, rss_start: int, rss_peak: int, rss: list[int]):
-    print(f"\n{len(outcomes)} requests from {clients} concurrent clients in {wall:.1f} s "
-          f"({len(outcomes) / wall:.1f} requests/s)\n")
+    print(
+        f"\n{len(outcomes)} requests from {clients} concurrent clients in {wall:.1f} s "
+        f"({len(outcomes) / wall:.1f} requests/s)\n"
+    )
     print(f"| {'input':28} | requests | {'expected':>9} | as expected | median s |  max s |")
     print(f"|{'-' * 30}|{'-' * 10}|{'-' * 11}|{'-' * 13}|{'-' * 10}|{'-' * 8}|")
     for kind in dict.fromkeys(o.kind for o in outcomes):
         group = [o for o in outcomes if o.kind == kind]
         seconds = [o.seconds for o in group]
         expected = "answered" if kind.startswith("photo") else "refused"
-        print(f"| {kind:28} | {len(group):>8} | {expected:>9} | {sum(o.ok for o in group):>11} | "
-              f"{statistics.median(seconds):>8.2f} | {max(seconds):>6.2f} |")
+        print(
+            f"| {kind:28} | {len(group):>8} | {expected:>9} | {sum(o.ok for o in group):>11} | "
+            f"{statistics.median(seconds):>8.2f} | {max(seconds):>6.2f} |"
+        )
     rounds = ", ".join(f"{value / 2**20:.0f}" for value in rss)
-    print(f"\nserver RSS: start {rss_start / 2**20:.0f} MiB, after each round {rounds} MiB, "
-          f"peak {rss_peak / 2**20:.0f} MiB, end - start {(rss[-1] - rss_start) / 2**20:+.0f} MiB")
+    print(
+        f"\nserver RSS: start {rss_start / 2**20:.0f} MiB, after each round {rounds} MiB, "
+        f"peak {rss_peak / 2**20:.0f} MiB, end - start {(rss[-1] - rss_start) / 2**20:+.0f} MiB"
+    )
     for outcome in [o for o in outcomes if not o.ok][:10]:
         print(f"NOT AS EXPECTED: {outcome.kind}: {outcome.note}")
 
@@ -155,11 +161,12 @@ def main() -> None:
     parser.add_argument("--url", help="an app already running on this machine (default: start app.py)")
     parser.add_argument("--detector", default=str(REPO / "models" / "detector"))
     parser.add_argument("--classifier", default=str(REPO / "models" / "classifier"))
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HYBRID_DATA", REPO.parent / "shared/data")))
+    parser.add_argument("--data", type=Path, default=None, help="data root (default: hybrid.constants.data_root())")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="send the requests this many times (RSS after each)")
     args = parser.parse_args()
+    args.data = args.data or data_root()
     if min(args.requests, args.clients, args.rounds) < 1:
         parser.error("--requests, --clients and --rounds must be at least 1")
     model_png = Path(args.classifier) / "confusion_matrix.png"  # a real server image the app must not read

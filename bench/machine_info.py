@@ -1,4 +1,5 @@
 """The one line every benchmark table starts with: what machine, threads and load produced it."""
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,16 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"machine: {cpu}, {os.cpu_count()} cores, GPU {gpu}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; load average {load}")
+    return (
+        f"machine: {cpu}, {os.cpu_count()} cores, GPU {gpu}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; load average {load}"
+    )

@@ -9,6 +9,7 @@ as they are. File names and folders stay, so the seeded train/val/test splits ar
 on the full data. A classifier trained at 224 px loses little: a Hands hand crop is ~400 px wide at full
 size, ~280 px at 0.7. Score the result on the full data afterwards (`bench/classifier.py score DIR`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,11 +20,13 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hybrid.data.registry import data_root  # noqa: E402
+from hybrid.constants import data_root
 
-FOLDERS = {"hands": "subhih-handsdataset", "roboflow": "roboflow-hand-gesture-recognition-v6",
-           "sign-digits": "sign-language-digits"}
+FOLDERS = {
+    "hands": "subhih-handsdataset",
+    "roboflow": "roboflow-hand-gesture-recognition-v6",
+    "sign-digits": "sign-language-digits",
+}
 JPEG = {".jpg", ".jpeg", ".JPG", ".JPEG"}
 
 
@@ -72,8 +75,9 @@ def shrink(out: Path, scale: float, quality: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--scale", type=float, default=0.7)
     parser.add_argument("--quality", type=int, default=85)

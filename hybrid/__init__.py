@@ -1,4 +1,5 @@
 """hybrid: a YOLOv8 hand detector + a ResNet-50 gesture classifier, explained and on the Hub."""
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -14,22 +14,25 @@ Loading a folder or repo never runs code from it: only `*.json`, `*.safetensors`
 limited to a few numeric/identifier arguments, no `auto_map`/`trust_remote_code`-style keys; one ValueError line
 naming the field otherwise), and the weights come from `model.safetensors` only; nothing is unpickled.
 
+Inference runs through `network` (hybrid.runtime): PyTorch by default, in `precision`; `compile()` gives a
+copy of the classifier whose `predict` runs a compiled network (e.g. OpenVINO), with the same preprocessing.
+
 Example:
     >>> clf = GestureClassifier.from_pretrained("models/classifier")
     >>> clf.predict("hand.jpg", top_k=3)
     [Prediction(label='5', score=0.97), Prediction(label='4', score=0.02), ...]
+    >>> fast = clf.compile(backend="openvino", precision="auto")   # bf16 where the CPU computes it natively
 """
+
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
-import os
 import re
 import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -37,15 +40,29 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hybrid.files import atomic_file, write_text
 from hybrid.images import load_image
+from hybrid.runtime import Network, TorchNetwork, compile_network, resolve_precision
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Fields timm copies from the ImageNet source weights that would mis-describe our weights.
-_SOURCE_FIELDS = ("tag", "hf_hub_id", "url", "file", "source", "license", "origin_url", "paper_ids",
-                  "paper_name", "notes", "test_input_size", "test_crop_pct")
+_SOURCE_FIELDS = (
+    "tag",
+    "hf_hub_id",
+    "url",
+    "file",
+    "source",
+    "license",
+    "origin_url",
+    "paper_ids",
+    "paper_name",
+    "notes",
+    "test_input_size",
+    "test_crop_pct",
+)
 
 # model_args that timm passes to the model constructor: only these, with these value checks.
 _MODEL_ARGS = {
@@ -69,27 +86,6 @@ class Prediction:
 
     label: str
     score: float
-
-
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AMX or AVX512-BF16); emulated bf16 is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' where the device runs bf16 natively (CUDA with bf16, AMX/AVX512-BF16 CPU), else 'fp32'."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -120,12 +116,14 @@ def export_config(model: nn.Module, label_names: Sequence[str], pretrained_cfg: 
     `model_args` must not repeat `num_classes`. Source-weight fields (ImageNet tag, licence, URLs) go."""
     from timm.models._hub import save_config_for_hf
 
-    data_config = {k: pretrained_cfg[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct",
-                                                   "crop_mode") if k in pretrained_cfg}
+    data_config = {
+        k: pretrained_cfg[k]
+        for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        if k in pretrained_cfg
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CONFIG_NAME
-        save_config_for_hf(model, str(path), model_config={"label_names": list(label_names)},
-                           data_config=data_config)
+        save_config_for_hf(model, str(path), model_config={"label_names": list(label_names)}, data_config=data_config)
         config = json.loads(path.read_text())
     model_args = {k: v for k, v in config.pop("model_args", {}).items() if k != "num_classes"}
     if model_args:
@@ -136,21 +134,19 @@ def export_config(model: nn.Module, label_names: Sequence[str], pretrained_cfg: 
     return config
 
 
-def save_model(model: nn.Module, label_names: Sequence[str], pretrained_cfg: dict,
-               save_directory: Union[str, Path]) -> Path:
+def save_model(
+    model: nn.Module, label_names: Sequence[str], pretrained_cfg: dict, save_directory: Union[str, Path]
+) -> Path:
     """Write `model.safetensors` + `config.json` for `model` into `save_directory` (created; other files
-    kept). Each file is written under a temporary name, then renamed into place."""
+    kept). Each file is written atomically (hybrid.files)."""
     from safetensors.torch import save_file
 
     out = Path(save_directory)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = export_config(model, label_names, pretrained_cfg)
-    tmp_weights, tmp_config = out / f".{WEIGHTS_NAME}.tmp", out / f".{CONFIG_NAME}.tmp"
-    save_file(state, str(tmp_weights), metadata={"format": "pt"})
-    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp_weights, out / WEIGHTS_NAME)
-    os.replace(tmp_config, out / CONFIG_NAME)
+    with atomic_file(out / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return out
 
 
@@ -168,10 +164,14 @@ def check_config(config: object, where: str) -> dict:
         if key in config or pretrained_cfg.get(key, False) is not False:  # timm writes custom_load: false
             raise ValueError(f"{where}: field {key!r} not allowed (a model repo is data, never code)")
     architecture = config.get("architecture")
-    if (not isinstance(architecture, str) or not _ARCHITECTURE.fullmatch(architecture)
-            or not timm.is_model(architecture)):
-        raise ValueError(f"{where}: field 'architecture' must be the name of a timm model (e.g. 'resnet50'), "
-                         f"got {architecture!r}")
+    if (
+        not isinstance(architecture, str)
+        or not _ARCHITECTURE.fullmatch(architecture)
+        or not timm.is_model(architecture)
+    ):
+        raise ValueError(
+            f"{where}: field 'architecture' must be the name of a timm model (e.g. 'resnet50'), got {architecture!r}"
+        )
     _check_pretrained_cfg(pretrained_cfg, where)
     num_classes = config.get("num_classes", pretrained_cfg.get("num_classes"))
     if num_classes is not None and (not _is_int(num_classes) or not 0 < num_classes <= _MAX_CLASSES):
@@ -182,16 +182,22 @@ def check_config(config: object, where: str) -> dict:
         raise ValueError(f"{where}: field 'model_args' must be a mapping")
     for key, value in model_args.items():
         if key not in _MODEL_ARGS or not _MODEL_ARGS[key](value):
-            raise ValueError(f"{where}: field 'model_args.{key}' = {value!r} not allowed (allowed: "
-                             f"{', '.join(sorted(_MODEL_ARGS))} with plain values)")
+            raise ValueError(
+                f"{where}: field 'model_args.{key}' = {value!r} not allowed (allowed: "
+                f"{', '.join(sorted(_MODEL_ARGS))} with plain values)"
+            )
     return config
 
 
 def _check_pretrained_cfg(cfg: dict, where: str) -> None:
     """The preprocessing fields timm's transforms read must have the types timm expects."""
     size = cfg.get("input_size", [3, 224, 224])
-    if (not isinstance(size, list) or len(size) != 3 or size[0] != 3
-            or not all(_is_int(v) and 0 < v <= _MAX_IMAGE_SIZE for v in size)):
+    if (
+        not isinstance(size, list)
+        or len(size) != 3
+        or size[0] != 3
+        or not all(_is_int(v) and 0 < v <= _MAX_IMAGE_SIZE for v in size)
+    ):
         raise ValueError(f"{where}: field 'pretrained_cfg.input_size' must be [3, height, width], got {size!r}")
     for key in ("mean", "std"):
         value = cfg.get(key, [0.5, 0.5, 0.5])
@@ -200,19 +206,25 @@ def _check_pretrained_cfg(cfg: dict, where: str) -> None:
     crop_pct = cfg.get("crop_pct", 1.0)
     if crop_pct is not None and (not _is_number(crop_pct) or not 0 < crop_pct <= 2):
         raise ValueError(f"{where}: field 'pretrained_cfg.crop_pct' must be a number in (0, 2], got {crop_pct!r}")
-    for key, allowed in (("interpolation", ("bilinear", "bicubic", "nearest", "random", "lanczos", "box", "hamming")),
-                         ("crop_mode", ("center", "squash", "border"))):
+    for key, allowed in (
+        ("interpolation", ("bilinear", "bicubic", "nearest", "random", "lanczos", "box", "hamming")),
+        ("crop_mode", ("center", "squash", "border")),
+    ):
         if key in cfg and cfg[key] not in allowed:
-            raise ValueError(f"{where}: field 'pretrained_cfg.{key}' must be one of {', '.join(allowed)}, "
-                             f"got {cfg[key]!r}")
+            raise ValueError(
+                f"{where}: field 'pretrained_cfg.{key}' must be one of {', '.join(allowed)}, got {cfg[key]!r}"
+            )
 
 
 def _check_label_names(label_names: object, num_classes: Optional[int], where: str) -> None:
     if label_names is None:
         return
     names = list(label_names.values()) if isinstance(label_names, dict) else label_names
-    if (not isinstance(names, list) or not all(isinstance(name, str) for name in names)
-            or (isinstance(label_names, dict) and not all(str(k).isdigit() for k in label_names))):
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(name, str) for name in names)
+        or (isinstance(label_names, dict) and not all(str(k).isdigit() for k in label_names))
+    ):
         raise ValueError(f"{where}: field 'label_names' must be a list of strings")
     if num_classes is not None and names and len(names) != num_classes:
         raise ValueError(f"{where}: field 'label_names' has {len(names)} names but num_classes is {num_classes}")
@@ -239,7 +251,8 @@ def _last_stage(model: nn.Module) -> nn.Module:
 
 class GestureClassifier:
     """A timm classifier with its label names and preprocessing. `predict` is batched and returns
-    probability-sorted `Prediction`s; `target_layer` is the last stage for Grad-CAM."""
+    probability-sorted `Prediction`s; `target_layer` is the last stage for Grad-CAM. `network` runs the
+    forward pass (PyTorch in `precision` here; see `compile`), `model` stays the PyTorch module."""
 
     def __init__(
         self,
@@ -261,7 +274,7 @@ class GestureClassifier:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.label_names = label_names
         self.pretrained_cfg = dict(pretrained_cfg)
-        self.precision = resolve_precision(precision, self.device)
+        self.network: Network = TorchNetwork(self.model, resolve_precision(precision, self.device))
         # Exactly what transformers' TimmWrapperImageProcessor does, so all loaders agree.
         self.data_config = timm.data.resolve_data_config(self.pretrained_cfg, model=None, verbose=False)
         self.transform = timm.data.create_transform(**self.data_config, is_training=False)
@@ -293,22 +306,39 @@ class GestureClassifier:
             weights = source / WEIGHTS_NAME if source.is_dir() else source
             if not weights.is_file():
                 raise FileNotFoundError(f"pretrained weights not found: {weights}")
-            model = timm.create_model(architecture, pretrained=True, num_classes=num_classes,
-                                      pretrained_cfg_overlay={"file": str(weights)}, **model_kwargs)
+            model = timm.create_model(
+                architecture,
+                pretrained=True,
+                num_classes=num_classes,
+                pretrained_cfg_overlay={"file": str(weights)},
+                **model_kwargs,
+            )
         elif pretrained and not hub_reachable():
-            logger.warning("ImageNet weights for %s: the Hub is unreachable (or HF_HUB_OFFLINE=1); training from "
-                           "scratch", architecture)
+            logger.warning(
+                "ImageNet weights for %s: the Hub is unreachable (or HF_HUB_OFFLINE=1); training from scratch",
+                architecture,
+            )
         elif pretrained:
             try:
                 model = timm.create_model(architecture, pretrained=True, num_classes=num_classes, **model_kwargs)
             except Exception as exc:  # offline / Hub unreachable: any download error
-                logger.warning("ImageNet weights for %s unavailable (%s: %s); training from scratch",
-                               architecture, type(exc).__name__, str(exc).splitlines()[0][:120] if str(exc) else "")
+                logger.warning(
+                    "ImageNet weights for %s unavailable (%s: %s); training from scratch",
+                    architecture,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:120] if str(exc) else "",
+                )
         if model is None:
             model = timm.create_model(architecture, pretrained=False, num_classes=num_classes, **model_kwargs)
         cfg = {k: v for k, v in model.pretrained_cfg.items() if k not in _SOURCE_FIELDS}
-        cfg.update(input_size=(3, image_size, image_size), crop_pct=crop_pct, crop_mode="center",
-                   interpolation=interpolation, num_classes=num_classes, pool_size=None)
+        cfg.update(
+            input_size=(3, image_size, image_size),
+            crop_pct=crop_pct,
+            crop_mode="center",
+            interpolation=interpolation,
+            num_classes=num_classes,
+            pool_size=None,
+        )
         return cls(model, label_names, cfg, device=device, precision=precision)
 
     @classmethod
@@ -362,11 +392,32 @@ class GestureClassifier:
     def image_size(self) -> int:
         return int(self.data_config["input_size"][-1])
 
-    def autocast(self):
-        """The autocast context `predict` runs in (bf16 when `precision` resolved to bf16)."""
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+    @property
+    def precision(self) -> str:
+        """What the network computes in: 'fp32' | 'bf16'."""
+        return self.network.precision
+
+    def compile(
+        self,
+        backend: str = "auto",
+        precision: Optional[str] = None,
+        cache_dir: Union[str, Path, None] = None,
+        threads: Optional[int] = None,
+    ) -> "GestureClassifier":
+        """A copy of this classifier (sharing `model`) whose network runs on `backend` ('auto' | 'torch' |
+        'openvino', see hybrid.runtime) in `precision` ('auto' | 'fp32' | 'bf16'; default: this one's)."""
+        compiled = copy.copy(self)
+        compiled.network = compile_network(
+            self.model,
+            "classifier",
+            self.image_size,
+            self.device,
+            backend,
+            precision or self.precision,
+            cache_dir,
+            threads,
+        )
+        return compiled
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Images (paths, bytes, PIL, arrays) -> a normalised batch (N, 3, H, W) on `self.device`."""
@@ -379,9 +430,7 @@ class GestureClassifier:
         """Class probabilities (N, num_classes), fp32 on CPU, from one batched forward pass."""
         if not images:
             return torch.empty(0, len(self.label_names))
-        batch = self.preprocess(images)
-        with self.autocast():
-            logits = self.model(batch)
+        logits = self.network(self.preprocess(images))
         return logits.float().softmax(dim=-1).cpu()
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5):
@@ -391,11 +440,15 @@ class GestureClassifier:
         probs = self.probabilities(batch)
         k = max(1, min(int(top_k), len(self.label_names)))
         scores, indices = probs.topk(k, dim=-1)
-        results = [[Prediction(self.label_names[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
-                   for row_s, row_i in zip(scores, indices)]
+        results = [
+            [Prediction(self.label_names[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
+            for row_s, row_i in zip(scores, indices)
+        ]
         return results[0] if single else results
 
     def __repr__(self) -> str:
         arch = self.pretrained_cfg.get("architecture") or type(self.model).__name__
-        return (f"GestureClassifier({arch}, {len(self.label_names)} classes, image_size={self.image_size}, "
-                f"device={self.device}, precision={self.precision})")
+        return (
+            f"GestureClassifier({arch}, {len(self.label_names)} classes, image_size={self.image_size}, "
+            f"device={self.device}, precision={self.precision})"
+        )

@@ -4,6 +4,7 @@ Training (crop datasets) and inference (the pipeline) both call `square_crop`, s
 sees at serve time exactly what it saw in training. Only the jitter differs: training may randomly
 scale and shift the square; inference never does.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ from typing import Optional, Sequence
 
 from PIL import Image
 
-CONTEXT = 0.15   # the square's side is the box's longer side times (1 + 2 * CONTEXT)
+CONTEXT = 0.15  # the square's side is the box's longer side times (1 + 2 * CONTEXT)
 FILL = (114, 114, 114)  # the grey Ultralytics pads with; used where the square leaves the image
 
 

@@ -10,30 +10,35 @@ runs code from it and never unpickles. Anything outside the allowlist is refused
 naming the file and field. The folder also carries Ultralytics' `best.pt` for `YOLO("best.pt")` users; this
 class only unpickles a `.pt` (which can run code) when the caller passes `allow_pickle=True`.
 
+`predict` runs the network through `network` (hybrid.runtime): PyTorch fp32 by default; `compile()` gives a
+copy of the detector whose network is compiled (e.g. OpenVINO), with the same letterbox, NMS and box scaling.
+
 Example:
     >>> from hybrid import HandDetector
     >>> detector = HandDetector.from_pretrained("models/detector")  # or "org/hand-detector", revision="v1"
     >>> detector.predict("photo.jpg")
     [Detection(box=(412.0, 120.5, 530.2, 301.9), score=0.91, label='hand')]
+    >>> fast = detector.compile(backend="openvino")
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from hybrid.files import atomic_file, write_text
 from hybrid.images import ImageInput, load_image
+from hybrid.runtime import Network, Precision, TorchNetwork, compile_network
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +54,58 @@ PAD_VALUE = 114  # Ultralytics' letterbox grey
 # The model yaml allowlist. Ultralytics' parse_model eval()s `activation`, resolves each layer's module name with
 # getattr(torch.nn / torchvision.ops) or globals() (any function in ultralytics.nn.tasks, called with the row's
 # args) and turns string args into locals()[name] or ast.literal_eval: every string below is checked here.
-MODULES = frozenset({  # every module of Ultralytics' own detection yamls (v3, v5, v6, v8, v9, v10, 11, 12, 26)
-    "Conv", "Concat", "Detect", "v10Detect", "C2f", "C3k2", "C3Ghost", "GhostConv", "Bottleneck", "SPPF", "SPP",
-    "C2fCIB", "C3", "C2", "SCDown", "AConv", "ADown", "PSA", "A2C2f", "SPPELAN", "RepNCSPELAN4", "ELAN1", "CBLinear",
-    "CBFuse", "C2PSA", "nn.Upsample", "nn.MaxPool2d", "nn.ConvTranspose2d", "nn.ZeroPad2d", "nn.Identity",
-})
+MODULES = frozenset(
+    {  # every module of Ultralytics' own detection yamls (v3, v5, v6, v8, v9, v10, 11, 12, 26)
+        "Conv",
+        "Concat",
+        "Detect",
+        "v10Detect",
+        "C2f",
+        "C3k2",
+        "C3Ghost",
+        "GhostConv",
+        "Bottleneck",
+        "SPPF",
+        "SPP",
+        "C2fCIB",
+        "C3",
+        "C2",
+        "SCDown",
+        "AConv",
+        "ADown",
+        "PSA",
+        "A2C2f",
+        "SPPELAN",
+        "RepNCSPELAN4",
+        "ELAN1",
+        "CBLinear",
+        "CBFuse",
+        "C2PSA",
+        "nn.Upsample",
+        "nn.MaxPool2d",
+        "nn.ConvTranspose2d",
+        "nn.ZeroPad2d",
+        "nn.Identity",
+    }
+)
 HEADS = frozenset({"Detect", "v10Detect"})
 ARG_TOKENS = frozenset({"nc", "None", "nearest"})  # the only strings parse_model may see: locals()['nc'] and literals
-YAML_KEYS = frozenset({"nc", "scales", "scale", "backbone", "head", "depth_multiple", "width_multiple", "end2end",
-                       "reg_max", "channels", "yaml_file", "inplace"})
+YAML_KEYS = frozenset(
+    {
+        "nc",
+        "scales",
+        "scale",
+        "backbone",
+        "head",
+        "depth_multiple",
+        "width_multiple",
+        "end2end",
+        "reg_max",
+        "channels",
+        "yaml_file",
+        "inplace",
+    }
+)
 SCALES = frozenset("nsmlxbtce")  # the scale letters Ultralytics' yamls use
 MAX_LAYERS, MAX_REPEATS, MAX_NUMBER, MAX_CLASSES, MAX_IMAGE_SIZE = 64, 32, 2048, 1000, 8192
 
@@ -78,7 +126,8 @@ class HandDetector:
     """A YOLOv8 detection network plus what is needed to use it: class names, image size, thresholds.
 
     `model` is the plain `DetectionModel` (an `nn.Module`, in eval mode) so that EigenCAM/Grad-CAM can hook
-    its layers; `names` are the class names by id; `image_size` is the square input side in pixels.
+    its layers; `names` are the class names by id; `image_size` is the square input side in pixels;
+    `network` runs the forward pass in `predict` (the model in PyTorch fp32 here; see `compile`).
     """
 
     def __init__(
@@ -99,6 +148,7 @@ class HandDetector:
         if not self.model_yaml:
             raise ValueError("HandDetector needs the Ultralytics model yaml (model.yaml or model_yaml=...)")
         self.stride = int(max(getattr(model, "stride", torch.tensor([32.0])).tolist()))
+        self.network: Network = TorchNetwork(self.model, Precision.FP32)
 
     # --- loading and saving -------------------------------------------------------------------------
 
@@ -140,19 +190,28 @@ class HandDetector:
         try:  # the yaml passed check_model_yaml; a layer whose args do not fit its module still fails here
             model = DetectionModel(copy.deepcopy(config["model_yaml"]), nc=len(names), verbose=False)
         except Exception as error:  # TypeError/IndexError/RuntimeError... from inside Ultralytics and torch
-            raise ValueError(f"{folder / CONFIG_NAME}: field 'model_yaml' does not build a YOLO network "
-                             f"({type(error).__name__}: {error})") from None
+            raise ValueError(
+                f"{folder / CONFIG_NAME}: field 'model_yaml' does not build a YOLO network "
+                f"({type(error).__name__}: {error})"
+            ) from None
         if config.get("fused"):
             model.fuse(verbose=False)
         try:
             state = load_file(str(folder / WEIGHTS_NAME))
             model.load_state_dict(state, strict=True)
         except (RuntimeError, OSError) as error:  # safetensors header/shape errors are RuntimeError/OSError
-            raise ValueError(f"{folder / WEIGHTS_NAME}: weights do not match the model in {CONFIG_NAME}: "
-                             f"{error}") from None
+            raise ValueError(
+                f"{folder / WEIGHTS_NAME}: weights do not match the model in {CONFIG_NAME}: {error}"
+            ) from None
         model.names = dict(enumerate(names))
-        detector = cls(model, names, config.get("image_size", DEFAULT_IMAGE_SIZE),
-                       config.get("conf", DEFAULT_CONF), config.get("iou", DEFAULT_IOU), config["model_yaml"])
+        detector = cls(
+            model,
+            names,
+            config.get("image_size", DEFAULT_IMAGE_SIZE),
+            config.get("conf", DEFAULT_CONF),
+            config.get("iou", DEFAULT_IOU),
+            config["model_yaml"],
+        )
         return detector.to(device)
 
     @classmethod
@@ -208,12 +267,22 @@ class HandDetector:
         from safetensors.torch import save_file
 
         folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
-        _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-        text = json.dumps(self.config, indent=2)
-        _atomic_write(folder / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        with atomic_file(folder / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        write_text(folder / CONFIG_NAME, json.dumps(self.config, indent=2))
         return folder
+
+    def compile(
+        self, backend: str = "auto", cache_dir: Union[str, Path, None] = None, threads: Optional[int] = None
+    ) -> "HandDetector":
+        """A copy of this detector (sharing `model`) whose network runs on `backend` ('auto' | 'torch' |
+        'openvino', see hybrid.runtime), always in fp32: its outputs are pixel coordinates."""
+        compiled = copy.copy(self)
+        compiled.network = compile_network(
+            self.model, "detector", self.image_size, self.device, backend, Precision.FP32, cache_dir, threads
+        )
+        return compiled
 
     def to(self, device: Optional[Union[str, torch.device]]) -> "HandDetector":
         if device is not None:
@@ -244,14 +313,12 @@ class HandDetector:
         iou: Optional[float] = None,
         image_size: Optional[int] = None,
         max_det: int = 300,
-        network: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> Union[list[Detection], list[list[Detection]]]:
         """Detect objects in one image (-> list of Detection) or a list of images (-> one list per image).
 
         Images are anything `hybrid.images.load_image` takes: a path, bytes, an RGB PIL image, or an RGB
-        numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image. `network`
-        replaces `self.model` (the same network compiled elsewhere, e.g. OpenVINO): pre- and
-        post-processing stay these, so both give the same boxes.
+        numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image. The batch
+        goes through `self.network`; pre- and post-processing are these on every backend.
         """
         from ultralytics.utils.nms import non_max_suppression
         from ultralytics.utils.ops import scale_boxes
@@ -263,15 +330,17 @@ class HandDetector:
         size = self._check_size(image_size or self.image_size)
         results: list[list[Detection]] = []
         for start in range(0, len(sources), BATCH_SIZE):
-            arrays = [np.asarray(load_image(source)) for source in sources[start:start + BATCH_SIZE]]
+            arrays = [np.asarray(load_image(source)) for source in sources[start : start + BATCH_SIZE]]
             batch = self.preprocess(arrays, size)
-            outputs = non_max_suppression((network or self.model)(batch), conf, iou, max_det=max_det)
+            outputs = non_max_suppression(self.network(batch), conf, iou, max_det=max_det)
             for array, output in zip(arrays, outputs):
                 boxes = scale_boxes((size, size), output[:, :4].clone(), array.shape[:2]).cpu().tolist()
-                results.append([
-                    Detection(box=tuple(round(v, 2) for v in box), score=float(score), label=self.names[int(cls)])
-                    for box, score, cls in zip(boxes, output[:, 4].tolist(), output[:, 5].tolist())
-                ])
+                results.append(
+                    [
+                        Detection(box=tuple(round(v, 2) for v in box), score=float(score), label=self.names[int(cls)])
+                        for box, score, cls in zip(boxes, output[:, 4].tolist(), output[:, 5].tolist())
+                    ]
+                )
         return results[0] if single else results
 
     __call__ = predict
@@ -287,8 +356,10 @@ class HandDetector:
         return size
 
     def __repr__(self) -> str:
-        return (f"HandDetector({self.config['architecture']}, names={self.names}, image_size={self.image_size}, "
-                f"conf={self.conf}, iou={self.iou})")
+        return (
+            f"HandDetector({self.config['architecture']}, names={self.names}, image_size={self.image_size}, "
+            f"conf={self.conf}, iou={self.iou})"
+        )
 
 
 def read_config(path: Path) -> dict:
@@ -296,8 +367,9 @@ def read_config(path: Path) -> dict:
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found (a detector folder needs {CONFIG_NAME} and "
-                                f"{WEIGHTS_NAME})") from None
+        raise FileNotFoundError(
+            f"{path}: not found (a detector folder needs {CONFIG_NAME} and {WEIGHTS_NAME})"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     return check_config(config, str(path))
@@ -338,8 +410,10 @@ def check_model_yaml(model_yaml: dict, where: str = "model_yaml") -> dict:
         raise ValueError(f"{where}: expected a mapping")
     unknown = sorted(str(key) for key in model_yaml if key not in YAML_KEYS)
     if unknown:
-        raise ValueError(f"{where}: field(s) {', '.join(map(repr, unknown))} not allowed (allowed: "
-                         f"{', '.join(sorted(YAML_KEYS))}; an 'activation' would be eval()ed by Ultralytics)")
+        raise ValueError(
+            f"{where}: field(s) {', '.join(map(repr, unknown))} not allowed (allowed: "
+            f"{', '.join(sorted(YAML_KEYS))}; an 'activation' would be eval()ed by Ultralytics)"
+        )
     nc = model_yaml.get("nc")
     if not _is_int(nc) or not 0 < nc <= MAX_CLASSES:
         raise ValueError(f"{where}: field 'nc' must be an integer in 1..{MAX_CLASSES}, got {nc!r}")
@@ -348,12 +422,17 @@ def check_model_yaml(model_yaml: dict, where: str = "model_yaml") -> dict:
         value = model_yaml.get(key, 1.0)
         if not _is_number(value) or not 0 < value <= 2:
             raise ValueError(f"{where}: field '{key}' must be a number in (0, 2], got {value!r}")
-    for key, check, expected in (("end2end", lambda v: isinstance(v, bool), "true or false"),
-                                 ("inplace", lambda v: isinstance(v, bool), "true or false"),
-                                 ("reg_max", lambda v: _is_int(v) and 0 < v <= 64, "an integer in 1..64"),
-                                 ("channels", lambda v: v == 3 and _is_int(v), "3"),
-                                 ("yaml_file", lambda v: isinstance(v, str) and re.fullmatch(r"[\w.-]{1,64}\.ya?ml", v),
-                                  "a plain file name like 'yolov8n.yaml'")):
+    for key, check, expected in (
+        ("end2end", lambda v: isinstance(v, bool), "true or false"),
+        ("inplace", lambda v: isinstance(v, bool), "true or false"),
+        ("reg_max", lambda v: _is_int(v) and 0 < v <= 64, "an integer in 1..64"),
+        ("channels", lambda v: v == 3 and _is_int(v), "3"),
+        (
+            "yaml_file",
+            lambda v: isinstance(v, str) and re.fullmatch(r"[\w.-]{1,64}\.ya?ml", v),
+            "a plain file name like 'yolov8n.yaml'",
+        ),
+    ):
         if key in model_yaml and not check(model_yaml[key]):
             raise ValueError(f"{where}: field '{key}' must be {expected}, got {model_yaml[key]!r}")
     layers = []
@@ -380,11 +459,17 @@ def _check_scales(model_yaml: dict, where: str) -> None:
     for letter, values in scales.items():
         if letter not in SCALES:
             raise ValueError(f"{where}: field 'scales': unknown scale {letter!r} (known: {', '.join(sorted(SCALES))})")
-        if (not isinstance(values, list) or len(values) != 3
-                or not all(_is_number(v) and 0 < v <= 2 for v in values[:2])
-                or not _is_int(values[2]) or not 0 < values[2] <= MAX_NUMBER):
-            raise ValueError(f"{where}: field 'scales.{letter}' must be [depth, width, max_channels] with depth and "
-                             f"width in (0, 2] and max_channels an integer in 1..{MAX_NUMBER}, got {values!r}")
+        if (
+            not isinstance(values, list)
+            or len(values) != 3
+            or not all(_is_number(v) and 0 < v <= 2 for v in values[:2])
+            or not _is_int(values[2])
+            or not 0 < values[2] <= MAX_NUMBER
+        ):
+            raise ValueError(
+                f"{where}: field 'scales.{letter}' must be [depth, width, max_channels] with depth and "
+                f"width in (0, 2] and max_channels an integer in 1..{MAX_NUMBER}, got {values!r}"
+            )
     if scale is not None and scale not in scales:
         raise ValueError(f"{where}: field 'scale' must be one of {', '.join(scales)}, got {scale!r}")
 
@@ -394,19 +479,23 @@ def _check_layer(row: object, index: int, last: bool, where: str) -> None:
         raise ValueError(f"{where}: expected a row [from, repeats, module, args], got {row!r}")
     source, repeats, module, args = row
     sources = source if isinstance(source, list) else [source]
-    if (not sources or not all(_is_int(s) and (s == -1 if index == 0 else -index <= s < index) for s in sources)):
-        raise ValueError(f"{where}: 'from' must be an integer (or list of integers) naming an earlier layer, "
-                         f"got {source!r}")
+    if not sources or not all(_is_int(s) and (s == -1 if index == 0 else -index <= s < index) for s in sources):
+        raise ValueError(
+            f"{where}: 'from' must be an integer (or list of integers) naming an earlier layer, got {source!r}"
+        )
     if not _is_int(repeats) or not 0 < repeats <= MAX_REPEATS:
         raise ValueError(f"{where}: 'repeats' must be an integer in 1..{MAX_REPEATS}, got {repeats!r}")
     if not isinstance(module, str) or module not in MODULES:
-        raise ValueError(f"{where}: module {module!r} is not an allowed Ultralytics layer "
-                         f"({', '.join(sorted(MODULES))})")
+        raise ValueError(
+            f"{where}: module {module!r} is not an allowed Ultralytics layer ({', '.join(sorted(MODULES))})"
+        )
     if (module in HEADS) != last:
         raise ValueError(f"{where}: module {module!r}: the last layer, and only it, must be a Detect head")
     if not isinstance(args, list) or not all(_is_arg(arg) for arg in args):
-        raise ValueError(f"{where}: args must be a list of numbers (|x| <= {MAX_NUMBER}), booleans, null, lists of "
-                         f"numbers or the strings {', '.join(sorted(ARG_TOKENS))}; got {args!r}")
+        raise ValueError(
+            f"{where}: args must be a list of numbers (|x| <= {MAX_NUMBER}), booleans, null, lists of "
+            f"numbers or the strings {', '.join(sorted(ARG_TOKENS))}; got {args!r}"
+        )
 
 
 def _is_arg(value: object, nested: bool = False) -> bool:
@@ -427,22 +516,3 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp file next to `path`, then rename it over `path`."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,7 +1,7 @@
 """End-to-end metrics for the hybrid pipeline (and a one-stage gesture detector) on a labelled set.
 
 The arithmetic (`match`, `hand_metrics`, `average_precision`) works on plain boxes and labels, so
-it is tested on hand-made cases with known answers; `evaluate` and `eval_command` run the models.
+it is tested on hand-made cases with known answers; `evaluate` runs the models (`hybrid eval` is in hybrid/cli).
 
 Definitions (IoU threshold 0.5 throughout):
 - matching: per image, predictions in descending score order each take the unmatched ground-truth
@@ -15,15 +15,12 @@ Definitions (IoU threshold 0.5 throughout):
 - mAP50: all-point interpolated average precision (area under the precision envelope). Class
   agnostic ("hand") for the detector; class-aware and averaged over ground-truth classes for gestures.
 """
+
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import statistics
-import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +28,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from hybrid.files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,9 @@ def iou_matrix(boxes_a: Sequence[Sequence[float]], boxes_b: Sequence[Sequence[fl
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def match(truths: Sequence[Truth], guesses: Sequence[Guess], iou_threshold: float = IOU_THRESHOLD) -> list[Optional[int]]:
+def match(
+    truths: Sequence[Truth], guesses: Sequence[Guess], iou_threshold: float = IOU_THRESHOLD
+) -> list[Optional[int]]:
     """For each guess (in input order), the index of the truth it matches, or None."""
     matched: list[Optional[int]] = [None] * len(guesses)
     if not truths or not guesses:
@@ -211,7 +212,7 @@ def gesture_average_precision(
 # --- running the models -----------------------------------------------------------------------------
 
 AP_CONFIDENCE = 0.001  # detections this confident or more enter the AP curves (the operating threshold is higher)
-AP_MAX_HANDS = 10      # per image, the most confident detections classified for the hybrid's gesture AP
+AP_MAX_HANDS = 10  # per image, the most confident detections classified for the hybrid's gesture AP
 
 
 def _canonical(label: str) -> str:
@@ -234,8 +235,8 @@ def evaluate(pipeline, records: Sequence, gesture_detector=None, latency_images:
     The hybrid is scored as shipped except `min_confidence` (0 here: every hand gets its top gesture, so
     accuracy measures the models, not the 'unknown' cut-off). Labels go through canonical_label."""
     truths: list[list[Truth]] = []
-    hybrid: list[list[Guess]] = []        # at the operating detector threshold, scored by the detector
-    detections: list[list[Guess]] = []    # every detection >= AP_CONFIDENCE, for the detector's AP
+    hybrid: list[list[Guess]] = []  # at the operating detector threshold, scored by the detector
+    detections: list[list[Guess]] = []  # every detection >= AP_CONFIDENCE, for the detector's AP
     gesture_scored: list[list[Guess]] = []  # top detections, scored detector x classifier, for gesture AP
     crop_right = crop_total = 0
     one_stage: list[list[Guess]] = []
@@ -251,7 +252,9 @@ def evaluate(pipeline, records: Sequence, gesture_detector=None, latency_images:
         top = found[:AP_MAX_HANDS]
         hands = pipeline.hands([image], [top], min_confidence=0.0)[0]
         gesture_scored.append([Guess(h.box, h.score * h.probability, _canonical(h.label)) for h in hands])
-        hybrid.append([Guess(h.box, h.score, _canonical(h.label)) for h in hands if h.score >= pipeline.detector_threshold])
+        hybrid.append(
+            [Guess(h.box, h.score, _canonical(h.label)) for h in hands if h.score >= pipeline.detector_threshold]
+        )
         if record.boxes:  # the classifier alone, on ground-truth crops
             probabilities = pipeline.classify(pipeline.crops(image, [box.xyxy for box in record.boxes]))
             names = pipeline.classifier.label_names
@@ -277,17 +280,28 @@ def evaluate(pipeline, records: Sequence, gesture_detector=None, latency_images:
         gesture_ap50=gesture_ap,
         classifier_accuracy=_ratio(crop_right, crop_total),
         latency=_latency(times),
-        settings={"detector_threshold": pipeline.detector_threshold, "detector_size": pipeline.detector_size,
-                  "backend": pipeline.backend, "precision": pipeline.precision, "min_confidence": 0.0},
+        settings={
+            "detector_threshold": pipeline.detector_threshold,
+            "detector_size": pipeline.detector_size,
+            "backend": pipeline.backend,
+            "precision": pipeline.precision,
+            "min_confidence": 0.0,
+        },
     )
     if gesture_detector is not None:
         one = hand_metrics(truths, one_stage)
         one_ap = gesture_average_precision(truths, one_stage_ap)
         metrics["gesture_detector"] = {
-            key: one[key] for key in ("hybrid_accuracy", "precision", "f1", "detection_recall", "per_class", "macro_f1", "confusion")
-        } | {"map50": average_precision(truths, [[Guess(g.box, g.score, "hand") for g in image] for image in one_stage_ap]),
-             "gesture_map50": float(np.mean(list(one_ap.values()))) if one_ap else 0.0,
-             "gesture_ap50": one_ap, "conf": gesture_detector.conf}
+            key: one[key]
+            for key in ("hybrid_accuracy", "precision", "f1", "detection_recall", "per_class", "macro_f1", "confusion")
+        } | {
+            "map50": average_precision(
+                truths, [[Guess(g.box, g.score, "hand") for g in image] for image in one_stage_ap]
+            ),
+            "gesture_map50": float(np.mean(list(one_ap.values()))) if one_ap else 0.0,
+            "gesture_ap50": one_ap,
+            "conf": gesture_detector.conf,
+        }
     return metrics
 
 
@@ -310,61 +324,78 @@ def save_confusion_png(confusion: dict, path: Path, title: str = "hybrid: ground
     limit = matrix.max() / 2 if matrix.size else 0
     for (row, column), value in np.ndenumerate(matrix):
         if value:
-            axes.text(column, row, str(value), ha="center", va="center", color="white" if value > limit else "black", fontsize=8)
+            axes.text(
+                column,
+                row,
+                str(value),
+                ha="center",
+                va="center",
+                color="white" if value > limit else "black",
+                fontsize=8,
+            )
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
     try:
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(path) as tmp:
+            figure.savefig(tmp, dpi=120)
     finally:
         plt.close(figure)
     return path
 
 
-def _write_json(data: dict, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=2)
-    os.replace(tmp, path)
-
-
 def summary_table(metrics: dict) -> str:
     """A few lines for the terminal."""
-    rows = [("hybrid accuracy", metrics["hybrid_accuracy"]), ("precision", metrics["precision"]),
-            ("detection recall", metrics["detection_recall"]), ("detector mAP50", metrics["map50"]),
-            ("gesture mAP50", metrics["gesture_map50"]), ("classifier accuracy (GT crops)", metrics["classifier_accuracy"])]
+    rows = [
+        ("hybrid accuracy", metrics["hybrid_accuracy"]),
+        ("precision", metrics["precision"]),
+        ("detection recall", metrics["detection_recall"]),
+        ("detector mAP50", metrics["map50"]),
+        ("gesture mAP50", metrics["gesture_map50"]),
+        ("classifier accuracy (GT crops)", metrics["classifier_accuracy"]),
+    ]
     lines = [f"{metrics['images']} images, {metrics['hands']} hands, {metrics['predictions']} predicted"]
     lines += [f"  {name:<32} {value:.3f}" for name, value in rows]
     if "gesture_detector" in metrics:
         one = metrics["gesture_detector"]
-        lines += ["one-stage gesture detector:"] + [f"  {name:<32} {one[key]:.3f}" for name, key in (
-            ("hybrid-style accuracy", "hybrid_accuracy"), ("precision", "precision"),
-            ("detection recall", "detection_recall"), ("gesture mAP50", "gesture_map50"))]
+        lines += ["one-stage gesture detector:"] + [
+            f"  {name:<32} {one[key]:.3f}"
+            for name, key in (
+                ("hybrid-style accuracy", "hybrid_accuracy"),
+                ("precision", "precision"),
+                ("detection recall", "detection_recall"),
+                ("gesture mAP50", "gesture_map50"),
+            )
+        ]
     latency = metrics.get("latency", {})
     if latency.get("images"):
-        lines.append(f"  latency: median {latency['median_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms "
-                     f"({latency['images']} images, one at a time)")
+        lines.append(
+            f"  latency: median {latency['median_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms "
+            f"({latency['images']} images, one at a time)"
+        )
     lines.append("per class (P / R / F1 / n):")
-    lines += [f"  {name:<10} {c['precision']:.3f} {c['recall']:.3f} {c['f1']:.3f} {c['support']}" for name, c in metrics["per_class"].items()]
+    lines += [
+        f"  {name:<10} {c['precision']:.3f} {c['recall']:.3f} {c['f1']:.3f} {c['support']}"
+        for name, c in metrics["per_class"].items()
+    ]
     return "\n".join(lines)
 
 
-def select_split(records: Sequence, split: str, seed: int = 0) -> tuple[list, str]:
-    """The records of `split` ('all': every record) and a few words on where that split comes from."""
-    from hybrid.data import split_records
+def select_split(records: Sequence, split: str, model_folders: Sequence = (), seed: int = 0) -> tuple[list, str]:
+    """The records of `split` ('all': every record) as the models in `model_folders` were trained (their
+    split.json; `hybrid.data.splits.held_out`), and a few words on where that split comes from.
+    Raises ValueError when a chosen record is one the models trained on."""
+    from hybrid.data.splits import held_out, load_split
 
+    chosen = held_out(records, model_folders, split, seed=seed)
     if split == "all":
-        return list(records), "every image"
-    chosen = split_records(records, seed=seed)[split]
+        return chosen, "every image"
+    if any(load_split(folder) is not None for folder in model_folders if folder is not None):
+        return chosen, f"the {split} split recorded with the models (split.json), seeded split for other images"
     if any(record.split == split for record in records):
         return chosen, f"the dataset's own {split} split"
-    return chosen, (f"a seeded {split} split (the dataset has no {split} split of its own; see "
-                    "hybrid.data.split_records); --split all scores every image")
+    return chosen, (
+        f"a seeded {split} split (the dataset has no {split} split of its own; see "
+        "hybrid.data.split_records); --split all scores every image"
+    )
 
 
 def unknown_labels(records: Sequence, label_names: Sequence[str]) -> dict[str, int]:
@@ -373,58 +404,3 @@ def unknown_labels(records: Sequence, label_names: Sequence[str]) -> dict[str, i
     known = {_canonical(name) for name in label_names}
     counts = Counter(_canonical(box.label) for record in records for box in record.boxes)
     return {label: count for label, count in sorted(counts.items()) if label not in known}
-
-
-def _notice(text: str) -> None:
-    """A line for the person at the terminal, on stderr so that --json output stays JSON."""
-    print(f"hybrid eval: {text}", file=sys.stderr, flush=True)
-
-
-def eval_command(args) -> int:
-    """`hybrid eval DATASET [--split test|train|val|all] [--limit N] [--gesture-detector M] [--output DIR] [--json]`.
-
-    Says first (on stderr) which split it scores, how many images, and where the split comes from; lists
-    ground-truth labels the classifier does not know."""
-    from hybrid.data import read_dataset
-    from hybrid.pipeline import HybridPipeline, check_output_folder, model_source
-
-    if args.output:
-        check_output_folder(Path(args.output), "--output")
-    every = read_dataset(args.dataset, format=args.format, merge_labels=True)
-    records, origin = select_split(every, args.split)
-    total = len(records)
-    if args.limit:
-        records = records[: args.limit]
-    if not records:
-        raise ValueError(f"{args.dataset}: no images in split {args.split!r} ({origin})")
-    counted = f"the first {len(records)} of {total}" if len(records) < total else f"{total}"
-    _notice(f"scoring {counted} images of {args.dataset} (of {len(every)} in all): {origin}")
-    pipeline = HybridPipeline.from_pretrained(detector=model_source(args.detector, "detector"),
-                                              classifier=model_source(args.classifier, "classifier"))
-    unknown = unknown_labels(records, pipeline.classifier.label_names)
-    if unknown:
-        listed = ", ".join(f"{label!r} ({count} hands)" for label, count in unknown.items())
-        _notice(f"ground-truth labels the classifier does not know (they count as errors): {listed}")
-    gesture_detector = None
-    if args.gesture_detector:
-        from hybrid.detector import HandDetector
-
-        gesture_detector = HandDetector.from_pretrained(args.gesture_detector)
-    metrics = evaluate(pipeline, records, gesture_detector)
-    metrics["dataset"] = {"name": str(args.dataset), "split": args.split, "split_from": origin,
-                          "images": len(records), "split_images": total, "dataset_images": len(every),
-                          "unknown_labels": unknown}
-    if args.output:
-        output = Path(args.output)
-        output.mkdir(parents=True, exist_ok=True)
-        metrics["confusion_png"] = str(save_confusion_png(metrics["confusion"], output / "confusion_matrix.png"))
-        if gesture_detector is not None:
-            metrics["gesture_detector"]["confusion_png"] = str(save_confusion_png(
-                metrics["gesture_detector"]["confusion"], output / "confusion_matrix_gesture_detector.png",
-                title="one-stage gesture detector"))
-        _write_json(metrics, output / "metrics.json")
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print(summary_table(metrics))
-    return 0

@@ -17,6 +17,7 @@ Example:
     >>> explain.gradcam_hands(pipe, image, hands)      # [PIL]: each hand's crop with its own overlay
     >>> explain.eigencam_image(pipe, image)            # PIL: what the detector looks at
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,6 +44,7 @@ _BACKWARD_LOCK = threading.Lock()
 
 
 # --- thread-local hooks ------------------------------------------------------------------------------
+
 
 class _ThisThreadOnly(ActivationsAndGradients):
     """pytorch-grad-cam's hooks, recording only forward passes run by the thread that made them."""
@@ -115,6 +117,7 @@ class _FirstOutput(nn.Module):
 
 # --- geometry ------------------------------------------------------------------------------------------
 
+
 def _shown_fraction(classifier) -> float:
     """The fraction of a square crop's side that the input tensor shows: 1, less when timm's eval
     transform centre-crops (crop_pct < 1)."""
@@ -146,7 +149,7 @@ def paste(heat: np.ndarray, region: Sequence[float], width: int, height: int) ->
     full = np.zeros((height, width), dtype=np.float32)
     ix0, iy0, ix1, iy1 = max(left, 0), max(top, 0), min(left + w, width), min(top + h, height)
     if ix1 > ix0 and iy1 > iy0:
-        full[iy0:iy1, ix0:ix1] = resized[iy0 - top:iy1 - top, ix0 - left:ix1 - left]
+        full[iy0:iy1, ix0:ix1] = resized[iy0 - top : iy1 - top, ix0 - left : ix1 - left]
     return full
 
 
@@ -157,6 +160,7 @@ def overlay(image: Image.Image, heat: np.ndarray, image_weight: float = IMAGE_WE
 
 
 # --- Grad-CAM (classifier) ---------------------------------------------------------------------------
+
 
 def _classifier_of(obj):
     return getattr(obj, "classifier", obj)
@@ -215,7 +219,7 @@ def _whole_image_overlay(classifier, image: Image.Image, hands: Sequence, heats:
     inside = np.zeros((image.height, image.width), dtype=bool)
     for hand in hands:
         x0, y0, x1, y1 = input_region(classifier, hand.box)
-        inside[max(round(y0), 0):max(round(y1), 0), max(round(x0), 0):max(round(x1), 0)] = True
+        inside[max(round(y0), 0) : max(round(y1), 0), max(round(x0), 0) : max(round(x1), 0)] = True
     return Image.fromarray(np.where(inside[..., None], np.asarray(blended), np.asarray(image)))
 
 
@@ -246,7 +250,9 @@ def gradcam_hands(pipeline_or_classifier, image: ImageInput, hands: Sequence) ->
     return gradcam_explain(pipeline_or_classifier, image, hands)[1]
 
 
-def gradcam_explain(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> tuple[Image.Image, list[Image.Image]]:
+def gradcam_explain(
+    pipeline_or_classifier, image: ImageInput, hands: Sequence
+) -> tuple[Image.Image, list[Image.Image]]:
     """Both views from one Grad-CAM pass: (whole-photo overlay, [per-hand crop overlays])."""
     classifier = _classifier_of(pipeline_or_classifier)
     image = load_image(image)
@@ -255,6 +261,7 @@ def gradcam_explain(pipeline_or_classifier, image: ImageInput, hands: Sequence) 
 
 
 # --- EigenCAM (detector) -------------------------------------------------------------------------------
+
 
 def _detector_of(obj):
     return getattr(obj, "detector", obj)
@@ -279,7 +286,7 @@ def eigencam(pipeline_or_detector, image: ImageInput, image_size: Optional[int] 
     gain = min(heat.shape[0] / height, heat.shape[1] / width)
     inner_w, inner_h = round(width * gain), round(height * gain)
     left, top = round((heat.shape[1] - inner_w) / 2 - 0.1), round((heat.shape[0] - inner_h) / 2 - 0.1)
-    inner = heat[top:top + inner_h, left:left + inner_w]
+    inner = heat[top : top + inner_h, left : left + inner_w]
     return np.clip(cv2.resize(inner, (width, height), interpolation=cv2.INTER_LINEAR), 0, 1).astype(np.float32)
 
 

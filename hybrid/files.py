@@ -9,6 +9,7 @@ Example:
     ...     tmp.write_text("{}")
     >>> write_text(Path("out/README.md"), "# card")
 """
+
 from __future__ import annotations
 
 import os
@@ -63,8 +64,10 @@ def atomic_dir(target: Path | str, markers: Sequence[str] = ()) -> Iterator[Path
     if target.exists() and not target.is_dir():
         raise FileExistsError(f"{target} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not any((target / m).exists() for m in markers):
-        raise FileExistsError(f"{target} exists and is not a folder this writer made (no {' or '.join(markers)}); "
-                              "choose an empty or new folder")
+        raise FileExistsError(
+            f"{target} exists and is not a folder this writer made (no {' or '.join(markers)}); "
+            "choose an empty or new folder"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -5,6 +5,7 @@ bad input gets the same clear error everywhere: `ImageError`, naming the file an
 Pillow failure becomes an `ImageError`, decompression bombs included, and so does any image over
 `MAX_PIXELS`, refused from its header before a pixel is decoded.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,10 @@ def _open(source: Union[str, Path, bytes], name: str) -> Image.Image:
         raise ImageError(f"{name}: file not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         bomb = (Image.MAX_IMAGE_PIXELS or 0) / 1e6
-        raise ImageError(f"{name}: image is over {bomb:.0f} megapixels (a decompression bomb?); "
-                         f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, resize it first") from None
+        raise ImageError(
+            f"{name}: image is over {bomb:.0f} megapixels (a decompression bomb?); "
+            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, resize it first"
+        ) from None
     except Exception as error:  # Pillow's plugins raise many types (OSError, SyntaxError, struct.error...)
         raise ImageError(f"{name}: not a readable image ({error})") from None
 

@@ -14,14 +14,10 @@ run in PyTorch, the classifier in bf16 where native. `HybridPipeline(..., fast=F
 path: fp32 eager PyTorch, detector at its trained size. bench/latency.py measures both, and
 bench/evaluate.py --paths shipped naive checks that the fast path keeps the accuracy.
 """
+
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sys
-import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -32,15 +28,15 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from hybrid.classifier import Prediction
 from hybrid.crops import square_crop
-from hybrid.images import ImageError, ImageInput, load_image
+from hybrid.images import ImageInput, load_image
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN = "unknown"        # the label of a hand whose best gesture probability is below min_confidence
+UNKNOWN = "unknown"  # the label of a hand whose best gesture probability is below min_confidence
 NO_GESTURE = "no_gesture"  # a classifier class meaning "a hand, but no gesture": kept as is, not a gesture
 MIN_CONFIDENCE = 0.5
 TOP_K = 3
-FAST_DETECTOR_SIZE = 320   # hands in 800x600 photos stay >= ~40 px at 320; see bench/latency.py
+FAST_DETECTOR_SIZE = 320  # hands in 800x600 photos stay >= ~40 px at 320; see bench/latency.py
 
 
 @dataclass
@@ -72,8 +68,12 @@ class Hand:
 
 def image_result(name: str, image: Image.Image, hands: Sequence[Hand]) -> dict:
     """The JSON of one image, as `hybrid predict --json` prints it."""
-    return {"image": str(name), "width": image.width, "height": image.height,
-            "hands": [hand.to_dict() for hand in hands]}
+    return {
+        "image": str(name),
+        "width": image.width,
+        "height": image.height,
+        "hands": [hand.to_dict() for hand in hands],
+    }
 
 
 class HybridPipeline:
@@ -84,6 +84,8 @@ class HybridPipeline:
     `fast`: the shipped speed path (see module doc); `backend` 'openvino' | 'torch' | 'auto' for both networks;
     `detector_size`: detector input side (default 320 when fast, else the detector's trained size);
     `precision` of the classifier: 'auto' (bf16 where native, when fast) | 'bf16' | 'fp32'.
+    `detector` and `classifier` hold the networks compiled for this pipeline (copies sharing the given
+    models' weights; hybrid.runtime), so the pipeline only wires detect -> crop -> classify -> merge.
     """
 
     def __init__(
@@ -99,49 +101,31 @@ class HybridPipeline:
         precision: Optional[str] = None,
         onnx_cache_dir: Optional[Union[str, Path]] = None,
     ) -> None:
-        from hybrid.classifier import resolve_precision
+        from hybrid.runtime import Backend, parse_backend, parse_precision
 
-        if backend not in ("auto", "openvino", "torch"):
-            raise ValueError(f"backend must be 'auto', 'openvino' or 'torch', got {backend!r}")
-        self.detector = detector
-        self.classifier = classifier
+        backend = parse_backend(backend)
+        if backend is Backend.AUTO and not fast:
+            backend = Backend.TORCH  # the naive path: eager PyTorch
+        precision = parse_precision(precision or ("auto" if fast else "fp32"))
         self.min_confidence = float(min_confidence)
         self.detector_threshold = float(detector.conf if detector_threshold is None else detector_threshold)
         self.top_k = int(top_k)
         self.fast = bool(fast)
-        self.detector_size = int(detector_size or (min(FAST_DETECTOR_SIZE, detector.image_size) if fast else detector.image_size))
-        self.precision = resolve_precision(precision or ("auto" if fast else "fp32"), classifier.device)
-        self.fast_detector = self.fast_classifier = None  # OpenVINO runners, when used
-        if backend == "openvino" or (backend == "auto" and fast):
-            from hybrid.runtime import OpenVinoClassifier, OpenVinoDetector
+        fast_size = min(FAST_DETECTOR_SIZE, detector.image_size)
+        self.detector_size = int(detector_size or (fast_size if fast else detector.image_size))
+        self.detector = detector.compile(backend, cache_dir=onnx_cache_dir)
+        self.classifier = classifier.compile(backend, precision, cache_dir=onnx_cache_dir)
 
-            required = backend == "openvino"
-            self.fast_detector = self._compiled(OpenVinoDetector, detector, "detector", onnx_cache_dir, required)
-            self.fast_classifier = self._compiled(OpenVinoClassifier, classifier, "classifier", onnx_cache_dir, required,
-                                                  precision=self.precision)
-        if self.fast_classifier is not None:
-            self.precision = self.fast_classifier.precision
-        self.backend = {2: "openvino", 1: "mixed", 0: "torch"}[(self.fast_detector is not None) + (self.fast_classifier is not None)]
+    @property
+    def precision(self) -> str:
+        """What the classifier computes in: 'fp32' | 'bf16' (the detector always runs fp32)."""
+        return self.classifier.precision
 
-    @staticmethod
-    def _compiled(runner, model, kind: str, cache_dir, required: bool, **options):
-        """An OpenVINO runner for `model`, or None (PyTorch runs it) when that cannot or should not be."""
-        from hybrid.runtime import openvino_available
-
-        if torch.device(model.device).type != "cpu" and not required:
-            return None  # on a GPU, PyTorch is the fast path
-        if not openvino_available():
-            if required:
-                raise RuntimeError("backend='openvino' needs the onnx and openvino packages")
-            logger.info("onnx/openvino not installed: the %s runs in PyTorch", kind)
-            return None
-        try:
-            return runner(model, cache_dir=cache_dir, **options)
-        except Exception as error:  # an export failure must not stop inference: PyTorch still works
-            if required:
-                raise
-            logger.warning("OpenVINO could not take the %s (%s: %s); it runs in PyTorch", kind, type(error).__name__, error)
-            return None
+    @property
+    def backend(self) -> str:
+        """Where the two networks run: their backend when they share it, else 'mixed'."""
+        backends = {str(self.detector.network.backend), str(self.classifier.network.backend)}
+        return backends.pop() if len(backends) == 1 else "mixed"
 
     @classmethod
     def from_pretrained(
@@ -160,8 +144,11 @@ class HybridPipeline:
         def rev(name):  # an explicit '@rev' in the id is that model's revision
             return None if split_revision(str(name))[1] else revision
 
-        return cls(HandDetector.from_pretrained(detector, revision=rev(detector)),
-                   GestureClassifier.from_pretrained(classifier, revision=rev(classifier)), **kwargs)
+        return cls(
+            HandDetector.from_pretrained(detector, revision=rev(detector)),
+            GestureClassifier.from_pretrained(classifier, revision=rev(classifier)),
+            **kwargs,
+        )
 
     # --- the steps ---------------------------------------------------------------------------------
 
@@ -170,49 +157,24 @@ class HybridPipeline:
         conf = self.detector_threshold if threshold is None else float(threshold)
         if not 0.0 <= conf <= 1.0:
             raise ValueError(f"detector_threshold must be between 0 and 1, got {conf}")
-        if self.fast_detector is not None:
-            return self.fast_detector.predict([np.asarray(image) for image in images], conf, self.detector.iou, self.detector_size)
-        return self.detector.predict(list(images), conf=conf, image_size=self.detector_size)
-
-    def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.classifier.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return self.detector.predict([np.asarray(image) for image in images], conf=conf, image_size=self.detector_size)
 
     def classify(self, crops: Sequence[Image.Image]) -> torch.Tensor:
-        """Class probabilities (N, classes), fp32, of all crops in ONE forward pass."""
-        if not crops:
-            return torch.empty(0, len(self.classifier.label_names))
-        batch = self.classifier.preprocess(list(crops))
-        if self.fast_classifier is not None:
-            return self.fast_classifier.logits(batch).softmax(dim=-1)
-        with torch.inference_mode(), self.autocast():
-            logits = self.classifier.model(batch)
-        return logits.float().softmax(dim=-1).cpu()
+        """Class probabilities (N, classes), fp32, of all crops in ONE forward pass (the classifier's)."""
+        return self.classifier.probabilities(list(crops))
 
     def crops(self, image: Image.Image, boxes: Sequence[Sequence[float]]) -> list[Image.Image]:
         """THE inference crops (hybrid.crops.square_crop, no jitter) of `boxes` in `image`."""
         return [square_crop(image, box) for box in boxes]
 
-    def hands(self, images: Sequence[Image.Image], detections: Sequence[Sequence], min_confidence: Optional[float] = None) -> list[list[Hand]]:
+    def hands(
+        self, images: Sequence[Image.Image], detections: Sequence[Sequence], min_confidence: Optional[float] = None
+    ) -> list[list[Hand]]:
         """Classify every detection of every image in one batch and merge into Hands."""
         min_confidence = self.min_confidence if min_confidence is None else float(min_confidence)
         crops = [crop for image, found in zip(images, detections) for crop in self.crops(image, [d.box for d in found])]
-        probabilities = self.classify(crops)
-        k = max(1, min(self.top_k, len(self.classifier.label_names)))
-        scores, indices = probabilities.topk(k, dim=-1) if len(crops) else (torch.empty(0, k), torch.empty(0, k))
-        names = self.classifier.label_names
-        results, row = [], 0
-        for found in detections:
-            image_hands = []
-            for detection in found:
-                top = [Prediction(names[int(i)], float(s)) for s, i in zip(scores[row].tolist(), indices[row].tolist())]
-                row += 1
-                best = top[0]
-                label = best.label if best.score >= min_confidence else UNKNOWN
-                image_hands.append(Hand(tuple(float(v) for v in detection.box), float(detection.score), label, best.score, top))
-            results.append(image_hands)
-        return results
+        predictions = iter(self.classifier.predict(crops, top_k=self.top_k))
+        return [[merge(detection, next(predictions), min_confidence) for detection in found] for found in detections]
 
     def __call__(
         self,
@@ -227,9 +189,18 @@ class HybridPipeline:
         return self.hands(loaded, self.detect(loaded, detector_threshold), min_confidence)
 
     def __repr__(self) -> str:
-        return (f"HybridPipeline(detector={self.detector!r}, classifier={self.classifier!r}, backend={self.backend}, "
-                f"detector_size={self.detector_size}, precision={self.precision}, min_confidence={self.min_confidence}, "
-                f"detector_threshold={self.detector_threshold})")
+        return (
+            f"HybridPipeline(detector={self.detector!r}, classifier={self.classifier!r}, backend={self.backend}, "
+            f"detector_size={self.detector_size}, precision={self.precision}, "
+            f"min_confidence={self.min_confidence}, detector_threshold={self.detector_threshold})"
+        )
+
+
+def merge(detection, top: Sequence[Prediction], min_confidence: float) -> Hand:
+    """One Hand from a detection and its crop's top-k predictions ('unknown' below `min_confidence`)."""
+    best = top[0]
+    label = best.label if best.score >= min_confidence else UNKNOWN
+    return Hand(tuple(float(v) for v in detection.box), float(detection.score), label, best.score, list(top))
 
 
 # --- drawing -----------------------------------------------------------------------------------------
@@ -253,7 +224,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw_hands(image: Union[ImageInput, Image.Image], hands: Sequence[Hand], names: Optional[Sequence[str]] = None) -> Image.Image:
+def draw_hands(
+    image: Union[ImageInput, Image.Image], hands: Sequence[Hand], names: Optional[Sequence[str]] = None
+) -> Image.Image:
     """A copy of `image` with each hand's box and 'label prob' drawn (text on a filled tag, readable
     on any photo; line width and text size scale with the image)."""
     canvas = load_image(image).copy()
@@ -275,87 +248,3 @@ def draw_hands(image: Union[ImageInput, Image.Image], hands: Sequence[Hand], nam
         ink = "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
         draw.text((tx + width - left, ty + width - top), text, fill=ink, font=font)
     return canvas
-
-
-# --- the command ---------------------------------------------------------------------------------
-
-def check_output_folder(folder: Path, flag: str) -> None:
-    """Refuse, before any work, an output folder (`flag` names the option) that is a file or cannot be
-    created or written; creates nothing."""
-    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{flag} {folder}: {existing} is a file, expected a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {folder}: {existing} is not writable")
-
-
-def save_unique(image: Image.Image, save_dir: Path, stem: str) -> Path:
-    """Save `image` as save_dir/STEM.jpg, or STEM-1.jpg, STEM-2.jpg, ... when taken; never replaces a file.
-    Written to a temporary file first, then hard-linked in place: the link is atomic and fails on an
-    existing name, so no file is half-written or overwritten, even by a concurrent run."""
-    from hybrid.files import umask
-
-    save_dir.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=save_dir, prefix=f".{stem}.", suffix=".tmp.jpg")
-    os.close(handle)
-    try:
-        image.save(tmp, format="JPEG", quality=90)
-        os.chmod(tmp, 0o666 & ~umask())
-        number = 0
-        while True:
-            target = save_dir / (f"{stem}.jpg" if number == 0 else f"{stem}-{number}.jpg")
-            try:
-                os.link(tmp, target)
-                return target
-            except FileExistsError:
-                number += 1
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def model_source(given: Optional[str], kind: str) -> str:
-    """--detector/--classifier, else $HYBRID_<KIND>, else the Space pin, else models/<kind>."""
-    if given:
-        return given
-    from hybrid.hub import default_model
-
-    return default_model(kind)
-
-
-def predict_command(args) -> int:
-    """`hybrid predict IMG... [--json] [--save-dir DIR]`. With --json: one JSON object per image, one per
-    line ({"image", "width", "height", "hands": [Hand.to_dict()...]}, plus "annotated" with --save-dir).
-    An unreadable image (corrupt, missing, too large) gets an error line on stderr (with --json also its
-    JSON line {"image", "error"}) and the others go on; the exit status is then 1."""
-    for flag, value in (("--min-confidence", args.min_confidence), ("--detector-threshold", args.detector_threshold)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{flag} must be between 0 and 1, got {value}")
-    save_dir = Path(args.save_dir) if args.save_dir else None
-    if save_dir:
-        check_output_folder(save_dir, "--save-dir")
-    pipe = HybridPipeline.from_pretrained(
-        detector=model_source(args.detector, "detector"), classifier=model_source(args.classifier, "classifier"),
-        **{k: v for k, v in (("min_confidence", args.min_confidence), ("detector_threshold", args.detector_threshold))
-           if v is not None},
-    )
-    failed = 0
-    for path in args.images:
-        try:
-            image = load_image(path)
-        except ImageError as error:  # report it, go on with the other images
-            print(f"hybrid: error: {error}", file=sys.stderr, flush=True)
-            if args.json:
-                print(json.dumps({"image": str(path), "error": str(error)}, ensure_ascii=False), flush=True)
-            failed += 1
-            continue
-        hands = pipe(image)[0]
-        result = image_result(path, image, hands)
-        if save_dir:
-            target = save_unique(draw_hands(image, hands, pipe.classifier.label_names), save_dir, Path(path).stem)
-            result["annotated"] = str(target)
-        if args.json:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
-        else:
-            found = ", ".join(f"{h.label} {h.probability:.0%}" for h in hands) or "no hands"
-            print(f"{path}: {found}", flush=True)
-    return 1 if failed else 0

@@ -1,30 +1,50 @@
-"""Fast CPU inference: the detector's and the classifier's networks exported to ONNX, run by OpenVINO.
+"""Compiled networks: the one module that knows inference backends and precision.
 
-Each export is cached on disk under a name that contains a fingerprint of the weights, so a changed
-model gets a new export (a stale file is never used) and the same model is exported once.
+A `Network` is what a `GestureClassifier` or `HandDetector` runs its preprocessed batch through:
+`network(batch) -> output tensor`, with the `backend` it runs on and the `precision` it really computes in.
+`compile_network` picks the backend, resolves the precision and builds one; the models' own `compile()`
+methods call it, and their pre- and post-processing stay theirs, so every backend gives the same answers.
+Adding a backend: a `Network` subclass and a `Backend` member, both here.
 
-Precision: the detector always runs in fp32 (its outputs are pixel coordinates; bf16 moved boxes by
-~2 px at 256). The classifier runs in OpenVINO's best precision for the CPU unless told otherwise:
-bf16 where the CPU computes it natively (AVX512-BF16 or AMX), fp32 elsewhere, so machines without
-them fall back by themselves. On this project's 2-core CPU, ResNet-50 on one 112 px crop takes 7.8 ms
-in OpenVINO bf16, 13.7 ms in OpenVINO fp32 and 14.7 ms in ONNX Runtime fp32; bf16 logits differ from
-fp32 by ~0.03, and bench/evaluate.py --paths shipped naive checks that accuracy does not move.
+Backends: 'torch' (eager PyTorch, bf16 through autocast), 'openvino' (the network exported to ONNX, then
+compiled by OpenVINO for the CPU) and 'auto' (OpenVINO for a model on the CPU when onnx and openvino are
+installed and the export works, else PyTorch with one log line). Each export is cached on disk under a
+name that contains a fingerprint of the weights, so a changed model gets a new export (a stale file is
+never used) and the same model is exported once. A compiled network is a snapshot of the weights.
+
+Precision: 'auto' is bf16 where the device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or
+AMX), fp32 elsewhere, so machines without it fall back by themselves. The detector always runs in fp32 (its
+outputs are pixel coordinates; bf16 moved boxes by ~2 px at 256). On this project's 2-core CPU, ResNet-50
+on one 112 px crop takes 7.8 ms in OpenVINO bf16, 13.7 ms in OpenVINO fp32 and 14.7 ms in ONNX Runtime
+fp32; bf16 logits differ from fp32 by ~0.03, and bench/evaluate.py --paths shipped naive checks that
+accuracy does not move.
 
 OpenVINO infer requests are not thread-safe: each thread gets its own (the app serves several users).
+
+Example:
+    >>> network = compile_network(model, "classifier", 224, torch.device("cpu"), backend="auto", precision="auto")
+    >>> network.backend, network.precision
+    (<Backend.OPENVINO: 'openvino'>, <Precision.BF16: 'bf16'>)
+    >>> logits = network(batch)
 """
+
 from __future__ import annotations
 
 import copy
 import hashlib
 import logging
-import os
-import tempfile
 import threading
+from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Union
 
 import numpy as np
 import torch
+from torch import nn
+
+from hybrid import constants
+from hybrid.files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +52,187 @@ OPSET = 17
 _EXPORT_LOCK = threading.Lock()
 
 
-def openvino_available() -> bool:
+class Backend(StrEnum):
+    AUTO = "auto"  # OpenVINO for a model on the CPU when it can, else PyTorch
+    TORCH = "torch"
+    OPENVINO = "openvino"
+
+
+class Precision(StrEnum):
+    AUTO = "auto"  # bf16 where the device computes it natively, else fp32
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+def parse_backend(value: Union[str, Backend]) -> Backend:
+    """'auto' | 'torch' | 'openvino' -> Backend; anything else -> one ValueError line."""
+    return _parse(Backend, value, "backend")
+
+
+def parse_precision(value: Union[str, Precision]) -> Precision:
+    """'auto' | 'fp32' | 'bf16' -> Precision; anything else -> one ValueError line."""
+    return _parse(Precision, value, "precision")
+
+
+def _parse(kind, value, name: str):
     try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-        import openvino  # noqa: F401
-    except ImportError:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be one of {', '.join(repr(str(m)) for m in kind)}, got {value!r}") from None
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX or AVX512-BF16); emulated bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
         return False
-    return True
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def fingerprint(model: torch.nn.Module) -> str:
+def resolve_precision(precision: Union[str, Precision], device: torch.device) -> Precision:
+    """'auto' -> bf16 where `device` runs bf16 natively (CUDA with bf16, AMX/AVX512-BF16 CPU), else fp32."""
+    precision = parse_precision(precision)
+    if precision is not Precision.AUTO:
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP32
+    return Precision.BF16 if device.type == "cpu" and cpu_has_native_bf16() else Precision.FP32
+
+
+# --- networks -----------------------------------------------------------------------------------------
+
+
+class Network:
+    """A model's forward pass on one backend: `network(batch) -> output`. `precision` is what it computes in."""
+
+    backend: ClassVar[Backend]
+    precision: Precision
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(precision={self.precision})"
+
+
+class TorchNetwork(Network):
+    """The PyTorch module itself; bf16 runs it under autocast (weights stay fp32)."""
+
+    backend = Backend.TORCH
+
+    def __init__(self, model: nn.Module, precision: Precision = Precision.FP32) -> None:
+        self.model = model
+        self.precision = Precision(precision)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.precision is Precision.BF16:
+            with torch.autocast(batch.device.type, dtype=torch.bfloat16):
+                return self.model(batch)
+        return self.model(batch)
+
+
+class OpenVinoNetwork(Network):
+    """An ONNX file compiled by OpenVINO for the CPU; fp32 tensors in and out, one infer request per thread."""
+
+    backend = Backend.OPENVINO
+
+    def __init__(self, path: Path, precision: Precision, threads: Optional[int] = None) -> None:
+        import openvino as ov
+
+        config = {
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if precision is Precision.BF16 else "f32",
+        }
+        self.path = Path(path)
+        self.model = ov.Core().compile_model(str(path), "CPU", config)
+        computed = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'bf16' | 'f32' | ...
+        self.precision = Precision.FP32 if computed == "f32" else Precision(computed)
+        self._local = threading.local()
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it)
+            import openvino  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        kind: str,
+        image_size: int,
+        precision: Precision,
+        cache_dir: Optional[Path] = None,
+        threads: Optional[int] = None,
+    ) -> "OpenVinoNetwork":
+        return cls(cached_onnx(model, kind, image_size, cache_dir), precision, threads)
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.model.create_infer_request()
+        return np.array(request.infer({0: array})[0])  # a copy: the request reuses its output buffer
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run(np.ascontiguousarray(batch.detach().cpu().float().numpy())))
+
+    def __deepcopy__(self, memo: dict) -> "OpenVinoNetwork":
+        return self  # compiled and read-only; a deep copy of its model (e.g. a copied detector) shares it
+
+    def __repr__(self) -> str:
+        return f"OpenVinoNetwork({self.path.name}, precision={self.precision})"
+
+
+_COMPILED = {Backend.OPENVINO: OpenVinoNetwork}  # the backends that run an exported copy of the network
+_AUTO = Backend.OPENVINO  # what 'auto' tries for a model on the CPU
+
+
+def compile_network(
+    model: nn.Module,
+    kind: str,
+    image_size: int,
+    device: torch.device,
+    backend: Union[str, Backend] = Backend.AUTO,
+    precision: Union[str, Precision] = Precision.AUTO,
+    cache_dir: Optional[Union[str, Path]] = None,
+    threads: Optional[int] = None,
+) -> Network:
+    """A `Network` running `model` (`kind`: 'classifier' | 'detector', which sets how it is exported) on
+    `backend` in `precision` (resolved for `device`). A backend asked for by name must work (a missing package or a
+    failed export is raised); 'auto' falls back to PyTorch with one log line."""
+    backend, precision = parse_backend(backend), resolve_precision(precision, device)
+    if kind not in _EXPORTS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, _EXPORTS))}, got {kind!r}")
+    if backend is Backend.TORCH or (backend is Backend.AUTO and torch.device(device).type != "cpu"):
+        return TorchNetwork(model, precision)  # on a GPU, PyTorch is the fast path
+    runner = _COMPILED[_AUTO if backend is Backend.AUTO else backend]
+    if not runner.available():
+        if backend is not Backend.AUTO:
+            raise RuntimeError(f"backend={str(backend)!r} needs the onnx and openvino packages")
+        logger.info("onnx/openvino not installed: the %s runs in PyTorch", kind)
+        return TorchNetwork(model, precision)
+    try:
+        return runner.build(model, kind, image_size, precision, None if cache_dir is None else Path(cache_dir), threads)
+    except Exception as error:  # an export failure must not stop inference under 'auto': PyTorch still works
+        if backend is not Backend.AUTO:
+            raise
+        logger.warning(
+            "%s could not take the %s (%s: %s); it runs in PyTorch", runner.backend, kind, type(error).__name__, error
+        )
+        return TorchNetwork(model, precision)
+
+
+# --- ONNX export --------------------------------------------------------------------------------------
+
+
+def fingerprint(model: nn.Module) -> str:
     """A short hash of the weights and buffers (changes whenever the model does)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
@@ -50,112 +241,57 @@ def fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HYBRID_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hybrid"))
-
-
-def _export_atomic(model: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
-                   dynamic_axes: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(model, example, tmp, dynamo=False, opset_version=OPSET, input_names=[input_name],
-                              output_names=[output_name], dynamic_axes=dynamic_axes)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _export(
+    model: nn.Module, image_size: int, path: Path, input_name: str, output_name: str, dynamic_axes: dict
+) -> Path:
+    with atomic_file(path) as tmp, torch.no_grad():
+        torch.onnx.export(
+            model,
+            torch.zeros(1, 3, image_size, image_size),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes=dynamic_axes,
+        )
     return path
 
 
-def export_detector_onnx(model: torch.nn.Module, path: Path, image_size: int = 640) -> Path:
+def export_detector_onnx(model: nn.Module, path: Path, image_size: int = 640) -> Path:
     """Export an Ultralytics DetectionModel to ONNX (dynamic batch/height/width), atomically."""
     model = copy.deepcopy(model).cpu().float().eval()  # YOLOv8n is ~3M parameters; the original stays untouched
     if hasattr(model, "fuse") and not (callable(getattr(model, "is_fused", None)) and model.is_fused()):
         model.fuse(verbose=False)
     head = model.model[-1]
     head.export, head.format, head.dynamic = True, "onnx", True  # return the decoded boxes tensor only
-    return _export_atomic(model, torch.zeros(1, 3, image_size, image_size), path, "images", "output0",
-                          {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}})
+    return _export(
+        model,
+        image_size,
+        path,
+        "images",
+        "output0",
+        {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}},
+    )
 
 
-def export_classifier_onnx(model: torch.nn.Module, path: Path, image_size: int) -> Path:
+def export_classifier_onnx(model: nn.Module, path: Path, image_size: int) -> Path:
     """Export a timm classifier to ONNX (dynamic batch; logits out), atomically."""
     model = copy.deepcopy(model).cpu().float().eval().to(memory_format=torch.contiguous_format)
-    return _export_atomic(model, torch.zeros(1, 3, image_size, image_size), path, "pixel_values", "logits",
-                          {"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    return _export(
+        model, image_size, path, "pixel_values", "logits", {"pixel_values": {0: "batch"}, "logits": {0: "batch"}}
+    )
 
 
-def _cached_export(kind: str, model: torch.nn.Module, cache_dir: Optional[Path], export) -> Path:
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
+_EXPORTS = {"classifier": export_classifier_onnx, "detector": export_detector_onnx}
+
+
+def cached_onnx(model: nn.Module, kind: str, image_size: int, cache_dir: Optional[Path] = None) -> Path:
+    """`model` exported to ONNX once per set of weights: `cache_dir/KIND-FINGERPRINT.onnx`."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else constants.cache_dir() / "onnx"
     path = cache_dir / f"{kind}-{fingerprint(model)}.onnx"
     with _EXPORT_LOCK:
         if not path.is_file():
             logger.info("exporting the %s to ONNX: %s", kind, path)
-            export(path)
+            _EXPORTS[kind](model, path, image_size)
     return path
-
-
-PRECISION_HINTS = {"auto": None, "fp32": "f32", "bf16": "bf16"}
-
-
-class _Compiled:
-    """An ONNX file compiled by OpenVINO for the CPU; `run(array)` -> first output, one request per thread."""
-
-    def __init__(self, path: Path, threads: Optional[int], precision: str = "auto") -> None:
-        import openvino as ov
-
-        if precision not in PRECISION_HINTS:
-            raise ValueError(f"precision must be one of {sorted(PRECISION_HINTS)}, got {precision!r}")
-        config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
-        if PRECISION_HINTS[precision]:
-            config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[precision]
-        self.model = ov.Core().compile_model(str(path), "CPU", config)
-        computed = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'bf16' | 'f32' | ...
-        self.precision = "fp32" if computed == "f32" else computed
-        self._local = threading.local()
-
-    def run(self, array: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.model.create_infer_request()
-        return np.array(request.infer({0: array})[0])  # a copy: the request reuses its output buffer
-
-
-class OpenVinoDetector:
-    """Runs a `HandDetector`'s network in OpenVINO (fp32) inside the detector's own `predict` (same
-    letterbox, NMS and box scaling, so the boxes match PyTorch's); `predict(arrays, conf, iou, image_size)`
-    -> list of lists of `Detection`."""
-
-    def __init__(self, detector, cache_dir: Optional[Path] = None, threads: Optional[int] = None) -> None:
-        self.detector = detector
-        self.path = _cached_export("detector", detector.model, cache_dir,
-                                   lambda path: export_detector_onnx(detector.model, path, detector.image_size))
-        self.compiled = _Compiled(self.path, threads, "fp32")
-
-    def network(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.compiled.run(np.ascontiguousarray(batch.detach().cpu().numpy())))
-
-    def predict(self, arrays: Sequence[np.ndarray], conf: float, iou: float, image_size: int, max_det: int = 300):
-        return self.detector.predict(list(arrays), conf=conf, iou=iou, image_size=image_size, max_det=max_det,
-                                     network=self.network)
-
-
-class OpenVinoClassifier:
-    """Runs a `GestureClassifier`'s network in OpenVINO: `logits(batch)` takes the batch that
-    `GestureClassifier.preprocess` makes and returns the PyTorch model's logits (to ~1e-5 in fp32,
-    ~0.03 in bf16). `precision`: 'auto' (bf16 where native, else fp32) | 'fp32' | 'bf16'."""
-
-    def __init__(self, classifier, cache_dir: Optional[Path] = None, threads: Optional[int] = None,
-                 precision: str = "auto") -> None:
-        self.classifier = classifier
-        self.path = _cached_export("classifier", classifier.model, cache_dir,
-                                   lambda path: export_classifier_onnx(classifier.model, path, classifier.image_size))
-        self.compiled = _Compiled(self.path, threads, precision)
-        self.precision = self.compiled.precision
-
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        pixels = np.ascontiguousarray(batch.detach().cpu().float().numpy())
-        return torch.from_numpy(self.compiled.run(pixels)).float()

@@ -1,6 +1,7 @@
 """Session fixture: one real app server (app.py on 127.0.0.1, a free port) on the tiny trained
 models, shared by the app tests; `running_app` starts others. `call_api` and `upload` talk to it as a bare
 HTTP client does, `bomb_png` makes a 400-megapixel PNG (also used by bench/load_test.py)."""
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,19 @@ def running_app(detector: str, classifier: str, log_path: Path, env: dict | None
     Fails the test with the app's log when it does not come up."""
     port = free_port()
     env = dict(os.environ if env is None else env)
-    env.update(HYBRID_DETECTOR=detector, HYBRID_CLASSIFIER=classifier, GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    env.update(
+        HYBRID_DETECTOR=detector,
+        HYBRID_CLASSIFIER=classifier,
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONUNBUFFERED="1",
+    )
     env.setdefault("HF_HUB_OFFLINE", "1")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, stdout=log,
-                                   stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py")], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -98,6 +106,7 @@ def upload(url: str, name: str, data: bytes) -> dict:
 
 def bomb_png(side: int = 20_000) -> bytes:
     """A valid 1-bit grayscale PNG of side x side pixels (400 MP by default) that is ~50 kB on disk."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -2,8 +2,8 @@
 
 `trained_classifier` is filled in by the classifier work, `trained_detector` by the detector work.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import os
 import subprocess
@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 
 _REPO = Path(__file__).resolve().parent.parent
+
+
+def _failed(what: str, done: subprocess.CompletedProcess) -> RuntimeError:
+    return RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +29,23 @@ def trained_detector(tmp_path_factory, data_root) -> Path:
     conf=0.01 and `predict` returns a few boxes per image for plumbing tests; do not assert accuracy."""
     output = tmp_path_factory.mktemp("detector") / "detector"
     env = {**os.environ, "HYBRID_DATA": str(data_root), "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1"}
-    command = [sys.executable, str(_REPO / "train" / "detector.py"), "--config",
-               str(_REPO / "train" / "configs" / "detector-tiny.yaml"), "--output", str(output)]
+    command = [
+        sys.executable,
+        str(_REPO / "train" / "detector.py"),
+        "--config",
+        str(_REPO / "train" / "configs" / "detector-tiny.yaml"),
+        "--output",
+        str(output),
+    ]
     done = subprocess.run(command, env=env, cwd=output.parent, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise _failed(" ".join(command), done)
     return output
 
 
-def train_classifier(output: Path, *args: str, data_root: Path | None = None, launcher: list[str] | None = None,
-                     timeout: float = 600) -> subprocess.CompletedProcess:
+def train_classifier(
+    output: Path, *args: str, data_root: Path | None = None, launcher: list[str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run `train/classifier.py` (optionally under a launcher, e.g. accelerate) in a subprocess, offline."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if data_root is not None:
@@ -51,10 +62,11 @@ def trained_classifier(tmp_path_factory, data_root) -> Path:
     (labels '0'..'5'), resnet50 at 32 px, 1 epoch. Loads with GestureClassifier.from_pretrained, timm and
     transformers. One epoch learns little: do not assert accuracy."""
     output = tmp_path_factory.mktemp("classifier") / "classifier"
-    done = train_classifier(output, "--config", str(_REPO / "train" / "configs" / "classifier-tiny.yaml"),
-                            data_root=data_root)
+    done = train_classifier(
+        output, "--config", str(_REPO / "train" / "configs" / "classifier-tiny.yaml"), data_root=data_root
+    )
     if done.returncode != 0 or not (output / "metrics.json").is_file():
-        raise RuntimeError(f"train/classifier.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise _failed("train/classifier.py", done)
     return output
 
 
@@ -77,10 +89,13 @@ def hand_or_background_crops(folder: Path, photos: int = 300, seed: int = 0) -> 
         side = x1 - x0
         for _ in range(20):
             left, top = rng.uniform(0, image.width - side), rng.uniform(0, image.height - side)
-            if all(left + side < b.xyxy[0] or left > b.xyxy[2] or top + side < b.xyxy[1] or top > b.xyxy[3]
-                   for b in record.boxes):
+            if all(
+                left + side < b.xyxy[0] or left > b.xyxy[2] or top + side < b.xyxy[1] or top > b.xyxy[3]
+                for b in record.boxes
+            ):
                 image.crop((round(left), round(top), round(left + side), round(top + side))).save(
-                    folder / "background" / f"{number}.jpg")
+                    folder / "background" / f"{number}.jpg"
+                )
                 break
     return folder
 
@@ -93,9 +108,24 @@ def hand_classifier(tmp_path_factory, data_root) -> Path:
     root = tmp_path_factory.mktemp("hand-or-background")
     crops = hand_or_background_crops(root / "crops")
     output = root / "classifier"
-    done = train_classifier(output, "--config", str(_REPO / "train" / "configs" / "classifier.yaml"), "--data", str(crops),
-                            "--model", "resnet18", "--image-size", "160", "--epochs", "4", "--scheduler", "cosine",
-                            "--crop-scale", "0.5,1", data_root=data_root)
+    done = train_classifier(
+        output,
+        "--config",
+        str(_REPO / "train" / "configs" / "classifier.yaml"),
+        "--data",
+        str(crops),
+        "--model",
+        "resnet18",
+        "--image-size",
+        "160",
+        "--epochs",
+        "4",
+        "--scheduler",
+        "cosine",
+        "--crop-scale",
+        "0.5,1",
+        data_root=data_root,
+    )
     if done.returncode != 0 or not (output / "metrics.json").is_file():
-        raise RuntimeError(f"train/classifier.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise _failed("train/classifier.py", done)
     return output

@@ -12,6 +12,7 @@ answers 404 to every route it does not know, so a client upgrade that needs a ne
 
 By hand: `python -m tests.hubserver --root /tmp/hub` prints the endpoint and token, Ctrl-C stops.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,16 +51,57 @@ LFS_POINTER_RE = re.compile(r"^version https://git-lfs\.github\.com/spec/v1\noid
 LFS_THRESHOLD = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.safetensors", "*.onnx", "*.h5", "*.pkl", "*.npy",
-                    "*.npz", "*.zip", "*.gz", "*.tar", "*.tflite", "*.msgpack", "*.parquet", "*.arrow",
-                    "*tfevents*"]
+    for pattern in [
+        "*.bin",
+        "*.pt",
+        "*.pth",
+        "*.ckpt",
+        "*.safetensors",
+        "*.onnx",
+        "*.h5",
+        "*.pkl",
+        "*.npy",
+        "*.npz",
+        "*.zip",
+        "*.gz",
+        "*.tar",
+        "*.tflite",
+        "*.msgpack",
+        "*.parquet",
+        "*.arrow",
+        "*tfevents*",
+    ]
 )
 
 # What the Hub's validate-yaml checks, reduced to what our cards and Space READMEs use.
-LICENSES = {"apache-2.0", "mit", "agpl-3.0", "gpl-3.0", "lgpl-3.0", "bsd-2-clause", "bsd-3-clause", "cc-by-4.0",
-            "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc0-1.0", "openrail", "mpl-2.0", "other", "unknown"}
-PIPELINE_TAGS = {"image-classification", "object-detection", "image-segmentation", "zero-shot-image-classification",
-                 "image-feature-extraction", "keypoint-detection", "text-classification", "other"}
+LICENSES = {
+    "apache-2.0",
+    "mit",
+    "agpl-3.0",
+    "gpl-3.0",
+    "lgpl-3.0",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0",
+    "cc0-1.0",
+    "openrail",
+    "mpl-2.0",
+    "other",
+    "unknown",
+}
+PIPELINE_TAGS = {
+    "image-classification",
+    "object-detection",
+    "image-segmentation",
+    "zero-shot-image-classification",
+    "image-feature-extraction",
+    "keypoint-detection",
+    "text-classification",
+    "other",
+}
 SDKS = {"gradio", "streamlit", "docker", "static"}
 COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 
@@ -174,16 +216,29 @@ class GitStore:
     def meta(self, repo_type: str, repo_id: str) -> dict:
         return json.loads((self.path(repo_type, repo_id) / ".git" / "hub.json").read_text())
 
-    def git(self, repo: Path, *args: str, data: Optional[bytes] = None, env: Optional[dict] = None,
-            check: bool = True) -> subprocess.CompletedProcess:
-        base = {"GIT_AUTHOR_NAME": "hub", "GIT_AUTHOR_EMAIL": "hub@127.0.0.1", "GIT_COMMITTER_NAME": "hub",
-                "GIT_COMMITTER_EMAIL": "hub@127.0.0.1", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}
-        return subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, check=check,
-                              env={**os.environ, **base, **(env or {})})
+    def git(
+        self, repo: Path, *args: str, data: Optional[bytes] = None, env: Optional[dict] = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        base = {
+            "GIT_AUTHOR_NAME": "hub",
+            "GIT_AUTHOR_EMAIL": "hub@127.0.0.1",
+            "GIT_COMMITTER_NAME": "hub",
+            "GIT_COMMITTER_EMAIL": "hub@127.0.0.1",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": str(repo),
+        }
+        return subprocess.run(
+            ["git", "-C", str(repo), *args],
+            input=data,
+            capture_output=True,
+            check=check,
+            env={**os.environ, **base, **(env or {})},
+        )
 
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> Optional[str]:
-        result = self.git(self.path(repo_type, repo_id), "rev-parse", "--verify", "--quiet",
-                          f"{revision}^{{commit}}", check=False)
+        result = self.git(
+            self.path(repo_type, repo_id), "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", check=False
+        )
         return result.stdout.decode().strip() if result.returncode == 0 else None
 
     def entry(self, repo_type: str, repo_id: str, commit: str, path: str) -> Optional[tuple[str, bytes]]:
@@ -200,13 +255,22 @@ class GitStore:
         repo.mkdir(parents=True)
         self.git(repo, "init", "-q", "-b", "main")
         (repo / ".git" / "hub.json").write_text(json.dumps(meta))
-        self.commit(repo_type, repo_id, "main", "initial commit", "", [("file", ".gitattributes", GITATTRIBUTES.encode())])
+        self.commit(
+            repo_type, repo_id, "main", "initial commit", "", [("file", ".gitattributes", GITATTRIBUTES.encode())]
+        )
 
     def lfs_object(self, repo_type: str, repo_id: str, oid: str) -> Path:
         return self.path(repo_type, repo_id) / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
 
-    def commit(self, repo_type: str, repo_id: str, branch: str, summary: str, description: str,
-               operations: list[tuple[str, str, object]]) -> str:
+    def commit(
+        self,
+        repo_type: str,
+        repo_id: str,
+        branch: str,
+        summary: str,
+        description: str,
+        operations: list[tuple[str, str, object]],
+    ) -> str:
         """Apply ('file', path, bytes) / ('lfsFile', path, (oid, size)) / ('deletedFile'|'deletedFolder', path,
         None) on top of `branch` in one commit; returns the commit sha. Raises LookupError for a missing path."""
         repo = self.path(repo_type, repo_id)
@@ -275,7 +339,10 @@ class HubServer:
         with open(self.root / "logs" / "olah.log", "ab") as log:
             self._olah = subprocess.Popen(
                 [sys.executable, "-m", "olah.server", "--config", str(config), "--log-path", str(self.root / "logs")],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.root,
             )
         handler = type("Handler", (_Handler,), {"hub": self})
         self._front = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -322,8 +389,13 @@ class HubServer:
     def client_env(self, hf_home: Path, token: Optional[str] = "__server__", **extra: str) -> dict:
         """Environment for a client subprocess: endpoint, its own HF_HOME, no Xet, the token (or none)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-        env.update(HF_ENDPOINT=self.endpoint, HF_HOME=str(hf_home), HF_HUB_DISABLE_XET="1",
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+        env.update(
+            HF_ENDPOINT=self.endpoint,
+            HF_HOME=str(hf_home),
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+        )
         if token == "__server__":
             token = self.token
         if token is not None:
@@ -454,7 +526,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo(self, repo_type: str, repo_id: str) -> None:
         store = self.hub.store
-        if not store.exists(repo_type, repo_id) or (store.meta(repo_type, repo_id)["private"] and not self.authenticated):
+        if not store.exists(repo_type, repo_id) or (
+            store.meta(repo_type, repo_id)["private"] and not self.authenticated
+        ):
             raise HubError(404, "Repository not found", "RepoNotFound")
 
     def _revision(self, repo_type: str, repo_id: str, revision: str) -> str:
@@ -473,21 +547,33 @@ class _Handler(BaseHTTPRequestHandler):
         response = connection.getresponse()
         body = response.read()
         connection.close()
-        relayed = {k: v for k, v in response.getheaders()
-                   if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server")}
+        relayed = {
+            k: v
+            for k, v in response.getheaders()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server")
+        }
         if self.command == "HEAD" and response.getheader("Content-Length"):
             relayed["Content-Length"] = response.getheader("Content-Length")
         if "Location" in relayed:  # keep the client on this front end
-            relayed["Location"] = relayed["Location"].replace(f"http://127.0.0.1:{self.hub.olah_port}", self.hub.endpoint)
+            relayed["Location"] = relayed["Location"].replace(
+                f"http://127.0.0.1:{self.hub.olah_port}", self.hub.endpoint
+            )
         self._send(response.status, body, relayed)
 
     # --- write side ----------------------------------------------------------------------------
     def whoami(self):
         if not self.authenticated:
             raise HubError(401, "Invalid credentials in Authorization header")
-        self._json(200, {"type": "user", "name": self.hub.user, "fullname": self.hub.user,
-                         "orgs": [{"type": "org", "name": org} for org in self.hub.orgs],
-                         "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+        self._json(
+            200,
+            {
+                "type": "user",
+                "name": self.hub.user,
+                "fullname": self.hub.user,
+                "orgs": [{"type": "org", "name": org} for org in self.hub.orgs],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            },
+        )
 
     def create_repo(self):
         body = self._json_body()
@@ -514,8 +600,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body.get("content"), str):
             raise HubError(400, '"content" must be the README.md text')
         errors, warnings = validate_metadata(body["content"], body.get("repoType") or "model")
-        self._json(400 if errors else 200, {"errors": [{"message": m} for m in errors],
-                                            "warnings": [{"message": m} for m in warnings]})
+        self._json(
+            400 if errors else 200,
+            {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]},
+        )
 
     def preupload(self, type_plural, namespace, name, revision):
         repo_type, repo_id = TYPES[type_plural], f"{namespace}/{name}"
@@ -599,12 +687,20 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(400, f"unsupported commit operation {key!r}")
         with self.hub.store.lock:
             try:
-                sha = self.hub.store.commit(repo_type, repo_id, branch, header.get("summary", ""),
-                                            header.get("description", ""), operations)
+                sha = self.hub.store.commit(
+                    repo_type, repo_id, branch, header.get("summary", ""), header.get("description", ""), operations
+                )
             except LookupError as error:
                 raise HubError(404, str(error), "EntryNotFound")
-        self._json(200, {"success": True, "commitOid": sha, "pullRequestUrl": None,
-                         "commitUrl": f"{self.hub.url(repo_type, repo_id)}/commit/{sha}"})
+        self._json(
+            200,
+            {
+                "success": True,
+                "commitOid": sha,
+                "pullRequestUrl": None,
+                "commitUrl": f"{self.hub.url(repo_type, repo_id)}/commit/{sha}",
+            },
+        )
 
     def branch(self, type_plural, namespace, name, branch):
         repo_type, repo_id, branch = TYPES[type_plural], f"{namespace}/{name}", unquote(branch)

@@ -1,5 +1,6 @@
 """The Gradio app, end to end: app.py serving the tiny trained models on 127.0.0.1, driven with
 gradio_client like any API user would (the shared server comes from tests/fixtures_app.py)."""
+
 from __future__ import annotations
 
 import io
@@ -45,7 +46,8 @@ def predict(client: Client, path: Path, threshold: float = LOW, confidence: floa
 
 def test_real_photo_gives_hands_and_gradcam(client: Client, photo: Path):
     annotated, status, table, overlay, gallery, eigen, result = client.predict(
-        handle_file(str(photo)), LOW, 0.0, True, api_name="/analyse")
+        handle_file(str(photo)), LOW, 0.0, True, api_name="/analyse"
+    )
     assert result["hands"], f"no hands found in {photo}: {result}"
     hand = result["hands"][0]
     assert set(hand) >= {"box", "score", "label", "probability"}
@@ -67,9 +69,28 @@ def test_api_json_is_the_cli_json(client: Client, photo: Path, trained_detector:
     """/predict returns what `hybrid predict --json` prints for the same photo and thresholds."""
     result = predict(client, photo, LOW, 0.3)
     cli = subprocess.run(
-        [sys.executable, "-m", "hybrid.cli", "predict", str(photo), "--json", "--detector", str(trained_detector),
-         "--classifier", str(trained_classifier), "--detector-threshold", str(LOW), "--min-confidence", "0.3"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+        [
+            sys.executable,
+            "-m",
+            "hybrid.cli",
+            "predict",
+            str(photo),
+            "--json",
+            "--detector",
+            str(trained_detector),
+            "--classifier",
+            str(trained_classifier),
+            "--detector-threshold",
+            str(LOW),
+            "--min-confidence",
+            "0.3",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=True,
+    )
     expected = json.loads(cli.stdout)
     expected = expected[0] if isinstance(expected, list) else expected
     assert set(result) == set(expected) and result["image"] == photo.name
@@ -113,10 +134,12 @@ def _huge_png(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("corrupt", "corrupt"), ("text", "not a readable image"), ("huge", "megapixels")])
+@pytest.mark.parametrize(
+    "kind, expected", [("corrupt", "corrupt"), ("text", "not a readable image"), ("huge", "megapixels")]
+)
 def test_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
-        client: Client, photo: Path, tmp_path: Path, kind: str, expected: str):
+    client: Client, photo: Path, tmp_path: Path, kind: str, expected: str
+):
     if kind == "corrupt":
         bad = _corrupt_jpeg(tmp_path, photo)
     elif kind == "text":
@@ -144,7 +167,8 @@ def test_no_hands_is_an_empty_answer_not_an_error(client: Client, tmp_path: Path
     path = tmp_path / "wall.png"
     Image.new("RGB", (320, 240), (128, 128, 128)).save(path)
     annotated, status, table, overlay, gallery, eigen, result = client.predict(
-        handle_file(str(path)), 0.5, 0.5, False, api_name="/analyse")
+        handle_file(str(path)), 0.5, 0.5, False, api_name="/analyse"
+    )
     assert result["hands"] == [] and gallery == [] and overlay is None
     assert status.startswith("**0 hands**")
 
@@ -163,21 +187,31 @@ print(info.oid)
 """
 
 
-def test_page_names_the_hub_models_and_revisions_it_runs(trained_detector: Path, trained_classifier: Path,
-                                                          photo: Path, tmp_path: Path):
+def test_page_names_the_hub_models_and_revisions_it_runs(
+    trained_detector: Path, trained_classifier: Path, photo: Path, tmp_path: Path
+):
     """Models pulled from a Hub (the test Hub on 127.0.0.1) by id@revision: the page says which commit runs."""
     with HubServer(tmp_path / "hub") as hub:
         env = hub.client_env(tmp_path / "hf-home")
         shas = {}
-        for kind, folder, repo, revision in (("detector", trained_detector, "hybrid-org/hand-detector", "v1"),
-                                             ("classifier", trained_classifier, "hybrid-org/gesture-classifier", "main")):
-            done = subprocess.run([sys.executable, "-c", UPLOAD, str(folder), repo, revision],
-                                  cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        for kind, folder, repo, revision in (
+            ("detector", trained_detector, "hybrid-org/hand-detector", "v1"),
+            ("classifier", trained_classifier, "hybrid-org/gesture-classifier", "main"),
+        ):
+            done = subprocess.run(
+                [sys.executable, "-c", UPLOAD, str(folder), repo, revision],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert done.returncode == 0, done.stderr
             shas[kind] = done.stdout.strip().splitlines()[-1]
         env["HF_HUB_OFFLINE"] = "0"
-        with running_app("hybrid-org/hand-detector@v1", "hybrid-org/gesture-classifier", tmp_path / "app.log",
-                         env=env) as url:
+        with running_app(
+            "hybrid-org/hand-detector@v1", "hybrid-org/gesture-classifier", tmp_path / "app.log", env=env
+        ) as url:
             config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
             texts = [c.get("props", {}).get("value") for c in config["components"]]
             shown = next(t for t in texts if isinstance(t, str) and "Models running" in t)

@@ -3,6 +3,7 @@ with bare HTTP requests, as any client can, on every endpoint that takes an imag
 
 The app must read only files the user uploaded through Gradio, refuse everything else with one answer that
 does not tell whether a path exists, show no server path, refuse a pixel bomb at once, and bound its queue."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,8 @@ def image_endpoints(url: str) -> dict[str, list]:
         if dependency.get("backend_fn") and "image" in kinds:
             endpoints[dependency["api_name"]] = [
                 None if kind == "image" else components[i].get("props", {}).get("value")
-                for i, kind in zip(dependency["inputs"], kinds)]
+                for i, kind in zip(dependency["inputs"], kinds)
+            ]
     return endpoints
 
 
@@ -93,8 +95,9 @@ def test_an_upload_still_works_on_every_endpoint(app_url: str, data_root: Path):
         assert event in ("complete", "generating") and outputs, f"/{api_name}: {event} {outputs}"
 
 
-def test_config_and_api_info_show_no_server_path(app_url: str, trained_detector: Path, trained_classifier: Path,
-                                                 data_root: Path):
+def test_config_and_api_info_show_no_server_path(
+    app_url: str, trained_detector: Path, trained_classifier: Path, data_root: Path
+):
     with httpx.Client(timeout=30) as http:
         pages = {page: http.get(app_url + page).text for page in ("config", "gradio_api/info", "")}
     for page, text in pages.items():
@@ -129,8 +132,9 @@ def test_queue_is_bounded(app_url: str, data_root: Path):
     accepted = [r.json()["event_id"] for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
     try:
-        assert refused and all(r.status_code == 503 and "Queue is full" in r.text for r in refused), \
-            [(r.status_code, r.text[:100]) for r in refused]
+        assert refused and all(r.status_code == 503 and "Queue is full" in r.text for r in refused), [
+            (r.status_code, r.text[:100]) for r in refused
+        ]
     finally:  # let the accepted ones finish, so the shared server is idle for the next test
         with httpx.Client(timeout=300) as http:
             for event_id in accepted:

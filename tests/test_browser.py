@@ -1,6 +1,7 @@
 """The app in a real browser: Debian's headless Chromium (`make browser`) driven by Playwright opens
 the page, uploads a real photo and waits for the annotated image and the Grad-CAM gallery (screenshot
 kept in artifacts/app.png), and streams Chromium's fake webcam through the live view."""
+
 from __future__ import annotations
 
 import re
@@ -14,10 +15,19 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
 PHOTO = "subhih-handsdataset/images/test/16_pic00008.jpg"  # Hands Dataset, Soubhi Hadri, Apache-2.0
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-        # a synthetic camera (moving test pattern) that needs no permission prompt
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    # a synthetic camera (moving test pattern) that needs no permission prompt
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
 
 
 @pytest.fixture(scope="module")

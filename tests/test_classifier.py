@@ -1,7 +1,8 @@
-"""GestureClassifier and train/classifier.py on real data: short real runs (a few hundred crops, tiny images)."""
+"""GestureClassifier and hybrid.training.classifier (train/classifier.py) on real data: short real runs (a few
+hundred crops, tiny images)."""
+
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from hybrid.training import classifier as train
+from hybrid.training.recipe import ClassifierRecipe, load_recipe
 from tests.fixtures_models import _REPO, train_classifier
 
 TRAIN = _REPO / "train" / "classifier.py"
@@ -23,12 +26,8 @@ SMALL = ["--data", "sign-digits", "--limit", "300", "--image-size", "32", "--bat
 STEADY = ["--lr", "1e-4", "--crop-scale", "0.8,1", "--rotation", "0"]
 
 
-def _train_module():
-    spec = importlib.util.spec_from_file_location("train_classifier", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+def _recipe(*argv: str) -> ClassifierRecipe:
+    return load_recipe(ClassifierRecipe, list(argv))
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +52,7 @@ def _events(folder: Path):
 
 
 # --- the exported folder --------------------------------------------------------------------------
+
 
 def test_three_loaders_agree(trained_classifier, hand_crops):
     """The same folder loads in timm, transformers and hybrid, with the same probabilities and top-1."""
@@ -156,15 +156,41 @@ def test_training_outputs(trained_classifier):
     assert list((trained_classifier / "runs" / "hparams").glob("*tfevents*"))
 
 
+def test_folder_holds_its_split_and_recipe(trained_classifier):
+    """split.json: the 160 records of the tiny run in the proportions of the recipe; recipe.yaml loads again."""
+    from hybrid.data.splits import load_split
+    from hybrid.training.recipe import parse_recipe
+
+    split = load_split(trained_classifier)
+    assert sum(len(ids) for ids in split.values()) == 160
+    assert not (split["train"] & split["test"]) and not (split["train"] & split["val"])
+    metrics = json.loads((trained_classifier / "metrics.json").read_text())
+    assert sorted(metrics["per_class"]) == metrics["label_names"]
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--config", str(trained_classifier / "recipe.yaml")])
+    assert recipe.as_dict() == metrics["recipe"]
+
+
 # --- training runs -------------------------------------------------------------------------------
+
 
 def test_two_process_cpu_run_loss_falls(tmp_path, data_root):
     """2 CPU processes (DDP over gloo) through accelerate's launcher with the shipped config; loss falls."""
     output = tmp_path / "ddp"
     done = train_classifier(
-        output, *SMALL, *STEADY, "--epochs", "3", data_root=data_root,
-        launcher=[sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                  str(_REPO / "train" / "configs" / "accelerate_cpu_ddp.yaml")])
+        output,
+        *SMALL,
+        *STEADY,
+        "--epochs",
+        "3",
+        data_root=data_root,
+        launcher=[
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(_REPO / "train" / "configs" / "accelerate_cpu_ddp.yaml"),
+        ],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["timing"]["processes"] == 2
@@ -206,33 +232,41 @@ def test_resume_after_kill(tmp_path, data_root):
 
 # --- recipe parsing (in-process, fast) ------------------------------------------------------------
 
+
 def test_recipe_yaml_and_flags(tmp_path):
-    train = _train_module()
-    recipe = train.load_recipe(["--config", str(_REPO / "train" / "configs" / "classifier.yaml")])
+    config = str(_REPO / "train" / "configs" / "classifier.yaml")
+    recipe = _recipe("--config", config)
     assert (recipe.model, recipe.lr, recipe.batch_size, recipe.epochs) == ("resnet50", 0.001, 32, 50)
     assert recipe.flip and recipe.rotation == 15
-    recipe = train.load_recipe(["--config", str(_REPO / "train" / "configs" / "classifier.yaml"), "--no-flip",
-                                "--rotation", "0", "--image-size", "128", "--split", "0.7,0.2,0.1", "--pretrained"])
+    recipe = _recipe(
+        "--config",
+        config,
+        "--no-flip",
+        "--rotation",
+        "0",
+        "--image-size",
+        "128",
+        "--split",
+        "0.7,0.2,0.1",
+        "--pretrained",
+    )
     assert (recipe.flip, recipe.rotation, recipe.image_size, recipe.pretrained) == (False, 0.0, 128, "true")
     assert recipe.split == [0.7, 0.2, 0.1]
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochz: 3\n")
-    with pytest.raises(SystemExit, match="epochz"):
-        train.load_recipe(["--config", str(bad)])
-    with pytest.raises(SystemExit, match="split"):
-        train.load_recipe(["--split", "0.5,0.1,0.1"])
-    with pytest.raises(SystemExit, match="augment"):
-        train.load_recipe(["--augment", "autoaugment"])
+    with pytest.raises(ValueError, match="epochz"):
+        _recipe("--config", str(bad))
+    with pytest.raises(ValueError, match="split"):
+        _recipe("--split", "0.5,0.1,0.1")
+    with pytest.raises(ValueError, match="augment"):
+        _recipe("--augment", "autoaugment")
 
 
 @pytest.mark.parametrize("policy", ["randaugment", "trivialaugment"])
 def test_augment_policies_change_the_crop_not_its_shape(policy, hand_crops):
-    train = _train_module()
-    recipe = train.load_recipe(["--augment", policy, "--image-size", "96", "--no-flip", "--rotation", "0",
-                                "--crop-scale", "1,1"])
-    plain = train.train_transform(train.load_recipe(["--image-size", "96", "--no-flip", "--rotation", "0",
-                                                     "--crop-scale", "1,1"]), (0.5,) * 3, (0.25,) * 3)
-    augmented = train.train_transform(recipe, (0.5,) * 3, (0.25,) * 3)
+    plain_args = ["--image-size", "96", "--no-flip", "--rotation", "0", "--crop-scale", "1,1"]
+    plain = train.train_transform(_recipe(*plain_args), (0.5,) * 3, (0.25,) * 3)
+    augmented = train.train_transform(_recipe("--augment", policy, *plain_args), (0.5,) * 3, (0.25,) * 3)
     image = hand_crops[0]
     torch.manual_seed(0)
     outs = [augmented(image) for _ in range(8)]
@@ -240,12 +274,22 @@ def test_augment_policies_change_the_crop_not_its_shape(policy, hand_crops):
     assert any(not torch.allclose(o, plain(image), atol=1e-3) for o in outs)
 
 
+def test_per_class_metrics_cover_every_name():
+    """Per-class numbers come from hybrid.evaluate.hand_metrics; names never predicted nor seen count zero."""
+    detail = train.per_class([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b", "c"])
+    assert detail["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert detail["per_class"]["b"] == {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}
+    assert detail["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert detail["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
 def test_fine_tune_from_a_local_model(trained_classifier, tmp_path, data_root):
     """`--pretrained DIR`: start from one of our models (6 finger classes) on another set (10 digits): the
     backbone comes from DIR, the head is new, and the card carries the licences of both models' data."""
     out = tmp_path / "digits"
-    done = train_classifier(out, *SMALL, "--limit", "100", "--epochs", "1", "--pretrained", str(trained_classifier),
-                            data_root=data_root)
+    done = train_classifier(
+        out, *SMALL, "--limit", "100", "--epochs", "1", "--pretrained", str(trained_classifier), data_root=data_root
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Loading pretrained weights from file" in done.stderr + done.stdout
     config = json.loads((out / "config.json").read_text())

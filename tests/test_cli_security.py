@@ -1,6 +1,7 @@
 """Hostile input to the `hybrid` command: decompression bombs in a batch, same-stem outputs, a file as
 --save-dir, abbreviated options, and an eval that must say what it scores. Each test fails on the code
 before issue 12 (see the docstrings). Model-backed tests use the tiny fixture models."""
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ def photos(data_root) -> list[Path]:
 
 # --- predict --------------------------------------------------------------------------------------
 
+
 def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier, photos, tmp_path):
     """`hybrid predict a.jpg bomb.png b.jpg --json`: used to print a DecompressionBombError traceback and
     lose b.jpg. Now every image gets its JSON line (the bomb's with "error"), stderr holds exactly one
@@ -35,9 +37,24 @@ def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier,
     a, b = shutil.copy(photos[0], tmp_path / "a.jpg"), shutil.copy(photos[1], tmp_path / "b.jpg")
     bomb = bomb_png(tmp_path / "bomb.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run([str(HYBRID), "predict", str(a), str(bomb), str(b), "--json",
-                           "--detector", str(trained_detector), "--classifier", str(trained_classifier)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(HYBRID),
+            "predict",
+            str(a),
+            str(bomb),
+            str(b),
+            "--json",
+            "--detector",
+            str(trained_detector),
+            "--classifier",
+            str(trained_classifier),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(a), str(bomb), str(b)]
@@ -47,8 +64,9 @@ def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier,
     assert errors == [f"hybrid: error: {lines[1]['error']}"]
 
 
-def test_save_dir_same_stem_never_overwrites(trained_detector, trained_classifier, photos, tmp_path, capsys,
-                                             monkeypatch):
+def test_save_dir_same_stem_never_overwrites(
+    trained_detector, trained_classifier, photos, tmp_path, capsys, monkeypatch
+):
     """a/x.jpg and b/x.jpg both used to be saved as DIR/x.jpg (the first one lost), and an earlier run's
     x.jpg was replaced. Now each gets its own name and nothing already there is touched."""
     monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
@@ -59,8 +77,20 @@ def test_save_dir_same_stem_never_overwrites(trained_detector, trained_classifie
     out = tmp_path / "out"
     out.mkdir()
     (out / "x.jpg").write_bytes(b"an earlier result")
-    code = main(["predict", str(first), str(second), "--json", "--save-dir", str(out),
-                 "--detector", str(trained_detector), "--classifier", str(trained_classifier)])
+    code = main(
+        [
+            "predict",
+            str(first),
+            str(second),
+            "--json",
+            "--save-dir",
+            str(out),
+            "--detector",
+            str(trained_detector),
+            "--classifier",
+            str(trained_classifier),
+        ]
+    )
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     saved = [Path(line["annotated"]) for line in lines]
@@ -86,12 +116,15 @@ def test_save_dir_that_is_a_file_is_refused_before_any_work(tmp_path, photos, ca
     assert capsys.readouterr().err.strip() == "hybrid: error: --min-confidence must be between 0 and 1, got 1.5"
 
 
-@pytest.mark.parametrize("argv", [
-    ["predict", "a.jpg", "--min", "0.3"],          # used to mean --min-confidence
-    ["predict", "a.jpg", "--save", "out"],         # used to mean --save-dir
-    ["data", "stats", "hands", "--merge"],         # used to mean --merge-labels
-    ["eval", "hands", "--gesture", "m"],           # used to mean --gesture-detector
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "a.jpg", "--min", "0.3"],  # used to mean --min-confidence
+        ["predict", "a.jpg", "--save", "out"],  # used to mean --save-dir
+        ["data", "stats", "hands", "--merge"],  # used to mean --merge-labels
+        ["eval", "hands", "--gesture", "m"],  # used to mean --gesture-detector
+    ],
+)
 def test_abbreviated_options_are_refused(argv, capsys):
     """argparse's prefix matching read a mistyped or half-typed option as another one; now it is an error."""
     with pytest.raises(SystemExit) as stopped:
@@ -103,6 +136,7 @@ def test_abbreviated_options_are_refused(argv, capsys):
 
 # --- eval -----------------------------------------------------------------------------------------
 
+
 def test_eval_help_documents_split_all(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
@@ -110,8 +144,9 @@ def test_eval_help_documents_split_all(capsys):
     assert "{train,val,test,all}" in text and "'all' scores every image" in text
 
 
-def test_eval_says_what_it_scores_and_lists_unknown_labels(trained_detector, trained_classifier, photos, tmp_path,
-                                                          capsys, monkeypatch):
+def test_eval_says_what_it_scores_and_lists_unknown_labels(
+    trained_detector, trained_classifier, photos, tmp_path, capsys, monkeypatch
+):
     """A folder without splits (6 images: 3 of a known label '5', 3 of 'thumbs_up' the classifier lacks).
     `hybrid eval` used to score the seeded test split (1 image) without saying so and count the unknown
     label silently. Now it says which split, how many of how many images, and names the unknown label."""
@@ -138,7 +173,8 @@ def test_eval_says_what_it_scores_and_lists_unknown_labels(trained_detector, tra
 
 
 def test_eval_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
-    """`--output FILE` used to end in a traceback after scoring; now one line, before the models (missing here) are loaded."""
+    """`--output FILE` used to end in a traceback after scoring; now one line, before the models (missing here)
+    are loaded."""
     existing = tmp_path / "metrics"
     existing.write_text("keep me")
     assert main(["eval", "hands", "--output", str(existing), "--detector", str(tmp_path / "none")]) == 2

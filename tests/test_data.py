@@ -1,4 +1,5 @@
 """The data layer on the real shared datasets: counts, splits, label maps, writers, registry, HF and HaGRID."""
+
 from __future__ import annotations
 
 import csv
@@ -19,13 +20,22 @@ import pytest
 import yaml
 from PIL import Image
 
+from hybrid import constants
 from hybrid.cli import main
 from hybrid.crops import square_crop
 from hybrid.data import (
-    DataError, ImageRecord, build_crop_dataset, canonical_label, data_root, dataset_stats, read_dataset,
-    save_dataset, split_records, write_yolo_dataset,
+    DataError,
+    ImageRecord,
+    build_crop_dataset,
+    canonical_label,
+    data_root,
+    dataset_stats,
+    read_dataset,
+    registry,
+    save_dataset,
+    split_records,
+    write_yolo_dataset,
 )
-from hybrid.data import registry
 from hybrid.data.records import HandBox
 from hybrid.data.writers import _safe_name
 from tests.test_images import bomb_png
@@ -59,10 +69,14 @@ def digits(data_root):
 
 # --- counts from SOURCES.md ---------------------------------------------------------------------
 
+
 def test_stats_roboflow_matches_sources(capsys, data_root):
     stats = stats_cli(capsys, data_root / ROBOFLOW)
-    assert stats == {"images": 839, "boxes": 840,
-                     "labels": {"five": 395, "four": 104, "one": 100, "three": 99, "two": 142}}
+    assert stats == {
+        "images": 839,
+        "boxes": 840,
+        "labels": {"five": 395, "four": 104, "one": 100, "three": 99, "two": 142},
+    }
 
 
 def test_stats_sign_digits_matches_sources(capsys, data_root):
@@ -93,7 +107,10 @@ def test_stats_by_registered_name_and_format_flag(capsys, data_root, monkeypatch
 
 def test_stats_cli_split_and_merge(capsys, data_root):
     assert stats_cli(capsys, data_root / ROBOFLOW, "--split", "test") == {
-        "images": 85, "boxes": 86, "labels": {"five": 46, "four": 11, "one": 7, "three": 8, "two": 14}}
+        "images": 85,
+        "boxes": 86,
+        "labels": {"five": 46, "four": 11, "one": 7, "three": 8, "two": 14},
+    }
     merged = stats_cli(capsys, data_root / HANDS, "--split", "test", "--merge-labels")
     assert merged["images"] == 286 and sorted(merged["labels"]) == ["0", "1", "2", "3", "4", "5"]
 
@@ -160,6 +177,7 @@ def test_real_exif_rotated_digits_load_upright(digits):
 
 # --- labels -------------------------------------------------------------------------------------
 
+
 def test_canonical_label_merges_finger_counts_only():
     for name in ("5-hand", "five", "Five", "5"):
         assert canonical_label(name) == "5"
@@ -179,6 +197,7 @@ def test_merged_label_space(data_root):
 
 
 # --- splits -------------------------------------------------------------------------------------
+
 
 def _names(records):
     return sorted(r.name for r in records)
@@ -211,14 +230,23 @@ def test_split_roboflow_as_is_and_digits_80_10_10(roboflow, digits):
         assert len(counts) == 10 and min(counts.values()) >= 19
     both = split_records(roboflow + digits, seed=0)
     assert len(both["test"]) == 85 + 206
-    assert read_dataset(digits[0].image.parents[2], split="val") and \
-        _names(read_dataset(digits[0].image.parents[2], split="val")) == _names(splits["val"])
+    assert read_dataset(digits[0].image.parents[2], split="val") and _names(
+        read_dataset(digits[0].image.parents[2], split="val")
+    ) == _names(splits["val"])
 
 
 def test_split_keeps_subjects_together():
-    records = [ImageRecord(image=Path(f"/x/{u}-{i}.jpg"), boxes=[HandBox(0, 0, 1, 1, "like" if u % 2 else "call")],
-                           source="hagrid", name=f"{u}-{i}.jpg", extra={"user_id": f"user{u}"})
-               for u in range(60) for i in range(u % 4 + 1)]
+    records = [
+        ImageRecord(
+            image=Path(f"/x/{u}-{i}.jpg"),
+            boxes=[HandBox(0, 0, 1, 1, "like" if u % 2 else "call")],
+            source="hagrid",
+            name=f"{u}-{i}.jpg",
+            extra={"user_id": f"user{u}"},
+        )
+        for u in range(60)
+        for i in range(u % 4 + 1)
+    ]
     splits = split_records(records, seed=0)
     where = {}
     for split, part in splits.items():
@@ -236,6 +264,7 @@ def test_split_rejects_bad_fractions(digits):
 
 # --- crop dataset -------------------------------------------------------------------------------
 
+
 def test_crop_dataset_eval_train_and_whole_image(hands, digits):
     records = [r for r in hands if r.split == "test"][:6]
     ds = build_crop_dataset(records, image_size=64)
@@ -244,8 +273,10 @@ def test_crop_dataset_eval_train_and_whole_image(hands, digits):
     expected = square_crop(records[0].load(), records[0].boxes[0].xyxy).resize((64, 64), Image.Resampling.BILINEAR)
     assert np.array_equal(np.asarray(ds[0]["image"]), np.asarray(expected))
     jittered = build_crop_dataset(records, image_size=64, train=True, seed=1)
-    assert np.array_equal(np.asarray(jittered[0]["image"]),
-                          np.asarray(build_crop_dataset(records, image_size=64, train=True, seed=1)[0]["image"]))
+    assert np.array_equal(
+        np.asarray(jittered[0]["image"]),
+        np.asarray(build_crop_dataset(records, image_size=64, train=True, seed=1)[0]["image"]),
+    )
     differ = sum(not np.array_equal(np.asarray(a["image"]), np.asarray(b["image"])) for a, b in zip(ds, jittered))
     assert differ >= len(ds) - 1
     whole = build_crop_dataset(digits[:3], label_names=[f"asl-{d}" for d in range(10)])
@@ -267,6 +298,7 @@ def test_save_dataset_is_atomic_and_reloadable(hands, tmp_path):
 
 # --- YOLO writer --------------------------------------------------------------------------------
 
+
 def test_write_yolo_round_trip(hands, roboflow, tmp_path):
     splits = {"train": [r for r in hands if r.split == "train"][:5], "val": roboflow[:3], "test": []}
     data_yaml = write_yolo_dataset(splits, tmp_path / "yolo")
@@ -286,7 +318,7 @@ def test_write_yolo_round_trip(hands, roboflow, tmp_path):
     assert len(list((again.parent / "images" / "train").iterdir())) == 2 and "val" in yaml.safe_load(again.read_text())
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not a dataset this writer made"):
+    with pytest.raises(FileExistsError, match="not a folder this writer made"):
         write_yolo_dataset({"train": roboflow[:2]}, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "yolo"]  # no temporary folders left
@@ -301,18 +333,36 @@ def test_ultralytics_trains_on_written_dataset(roboflow, tmp_path, monkeypatch):
     from ultralytics import YOLO
 
     splits = split_records(roboflow)
-    data_yaml = write_yolo_dataset({"train": splits["train"][:12], "val": splits["val"][:4]}, tmp_path / "yolo",
-                                   gestures=True, names=["five", "four", "one", "three", "two"])
+    data_yaml = write_yolo_dataset(
+        {"train": splits["train"][:12], "val": splits["val"][:4]},
+        tmp_path / "yolo",
+        gestures=True,
+        names=["five", "four", "one", "three", "two"],
+    )
     model = YOLO("yolov8n.yaml")
-    model.train(data=str(data_yaml), epochs=1, imgsz=64, batch=4, workers=0, device="cpu", amp=False, plots=False,
-                project=str(tmp_path / "runs"), name="smoke", verbose=False, exist_ok=True)
+    model.train(
+        data=str(data_yaml),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        device="cpu",
+        amp=False,
+        plots=False,
+        project=str(tmp_path / "runs"),
+        name="smoke",
+        verbose=False,
+        exist_ok=True,
+    )
     assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()
     assert model.trainer.train_loader.dataset.labels and len(model.trainer.train_loader.dataset.labels) == 12
-    assert sum(len(l["cls"]) for l in model.trainer.train_loader.dataset.labels) == \
-        sum(len(r.boxes) for r in splits["train"][:12])
+    assert sum(len(item["cls"]) for item in model.trainer.train_loader.dataset.labels) == sum(
+        len(r.boxes) for r in splits["train"][:12]
+    )
 
 
 # --- registry and fetch -------------------------------------------------------------------------
+
 
 def test_registry_attribution_and_licence():
     assert registry.licence("roboflow") == "CC-BY-4.0"
@@ -329,7 +379,18 @@ def test_data_root_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HYBRID_DATA", str(tmp_path))
     assert data_root() == tmp_path
     monkeypatch.delenv("HYBRID_DATA")
-    assert data_root() == Path(registry.__file__).resolve().parents[3] / "shared" / "data"
+    assert data_root() == Path(__file__).resolve().parents[2] / "shared" / "data"  # next to the checkout
+
+
+def test_no_data_root_says_to_set_hybrid_data(monkeypatch, tmp_path):
+    """An installed package (no checkout around it) without $HYBRID_DATA gets one clear line, not a wrong path."""
+    monkeypatch.delenv("HYBRID_DATA", raising=False)
+    monkeypatch.setattr(constants, "_SOURCE_TREE", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="set HYBRID_DATA"):
+        data_root()
+    with pytest.raises(FileNotFoundError, match="set HYBRID_DATA"):
+        read_dataset("hands")
 
 
 def _closed_port() -> int:
@@ -398,6 +459,7 @@ def test_fetch_checksum(zip_server, tmp_path, monkeypatch, caplog):
 
 # --- Hugging Face datasets ----------------------------------------------------------------------
 
+
 def _jpeg(size=(64, 48), color=(200, 30, 30)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="JPEG")
@@ -407,31 +469,47 @@ def _jpeg(size=(64, 48), color=(200, 30, 30)) -> bytes:
 def test_hf_detection_layout(tmp_path):
     import datasets
 
-    features = datasets.Features({
-        "image": datasets.Image(),
-        "objects": {"bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
-                    "category": datasets.List(datasets.ClassLabel(names=["fist", "palm"]))},
-    })
-    rows = {"image": [{"bytes": _jpeg(), "path": None}, {"bytes": _jpeg((32, 32)), "path": None}],
-            "objects": [{"bbox": [[10, 5, 20, 30], [50, 40, 30, 30]], "category": [1, 0]},
-                        {"bbox": [[0, 0, 0, 5]], "category": [0]}]}
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features),
-                               "validation": datasets.Dataset.from_dict(rows, features=features)})
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "objects": {
+                "bbox": datasets.List(datasets.List(datasets.Value("float32"), length=4)),
+                "category": datasets.List(datasets.ClassLabel(names=["fist", "palm"])),
+            },
+        }
+    )
+    rows = {
+        "image": [{"bytes": _jpeg(), "path": None}, {"bytes": _jpeg((32, 32)), "path": None}],
+        "objects": [
+            {"bbox": [[10, 5, 20, 30], [50, 40, 30, 30]], "category": [1, 0]},
+            {"bbox": [[0, 0, 0, 5]], "category": [0]},
+        ],
+    }
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(rows, features=features),
+            "validation": datasets.Dataset.from_dict(rows, features=features),
+        }
+    )
     dd.save_to_disk(str(tmp_path / "det"))
     records = read_dataset(tmp_path / "det")
     assert [r.split for r in records] == ["train", "train", "val", "val"]
     assert records[0].boxes == [HandBox(10, 5, 30, 35, "palm"), HandBox(50, 40, 64, 48, "fist")]  # clipped
     assert records[1].boxes == []  # zero width: dropped
     assert records[0].load().size == (64, 48)
-    assert dataset_stats(read_dataset(tmp_path / "det", format="hf", merge_labels=True))["labels"] == {"0": 2, "palm": 2}
+    assert dataset_stats(read_dataset(tmp_path / "det", format="hf", merge_labels=True))["labels"] == {
+        "0": 2,
+        "palm": 2,
+    }
 
 
 def test_hf_classification_layout_and_hub_offline(tmp_path, monkeypatch):
     import datasets
 
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
-    ds = datasets.Dataset.from_dict({"image": [{"bytes": _jpeg(), "path": None}] * 3, "label": [0, 1, 1]},
-                                    features=features)
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": _jpeg(), "path": None}] * 3, "label": [0, 1, 1]}, features=features
+    )
     ds.save_to_disk(str(tmp_path / "cls"))
     records = read_dataset(tmp_path / "cls")
     assert [r.boxes for r in records][1] == [HandBox(0, 0, 64, 48, "b")] and records[0].split is None
@@ -460,6 +538,7 @@ def test_hf_local_imagefolder(tmp_path, monkeypatch):
 
 # --- HaGRID -------------------------------------------------------------------------------------
 
+
 def _write_jpeg(path: Path, size=(200, 100)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(_jpeg(size))
@@ -469,18 +548,32 @@ def test_hagrid_v2_layout(tmp_path, caplog):
     root = tmp_path / "hagrid"
     _write_jpeg(root / "hagrid_dataset" / "thumb_index2" / "04c49801-1101-4b4e-82d0-d4607cd01df0.jpg")
     _write_jpeg(root / "hagrid_dataset" / "like" / "00000001.jpg")
-    train = {"04c49801-1101-4b4e-82d0-d4607cd01df0": {
-        "bboxes": [[0.0694444444, 0.3104166667, 0.2666666667, 0.2640625], [0.5993055556, 0.2875, 0.2569444444, 0.2760416667]],
-        "labels": ["thumb_index2", "thumb_index2"],
-        "united_bbox": [[0.0694444444, 0.2875, 0.7868055556, 0.2869791667]],
-        "united_label": ["thumb_index2"],
-        "user_id": "2fe6a9156ff8ca27fbce8ada318c592b",
-        "hand_landmarks": [[[0.37, 0.59], [0.39, 0.59]], [[0.37, 0.47], [0.39, 0.46]]],
-        "meta": {"age": [24.41], "gender": ["female"], "race": ["White"]}}}
-    test = {"00000001": {"bboxes": [[0.1, 0.2, 0.3, 0.4], [0.9, 0.9, 0.2, 0.2]], "labels": ["like", "no_gesture"],
-                         "united_bbox": None, "united_label": None, "user_id": "u2", "hand_landmarks": [],
-                         "meta": {}},
-            "not-downloaded": {"bboxes": [], "labels": [], "united_bbox": None, "united_label": None, "user_id": "u3"}}
+    train = {
+        "04c49801-1101-4b4e-82d0-d4607cd01df0": {
+            "bboxes": [
+                [0.0694444444, 0.3104166667, 0.2666666667, 0.2640625],
+                [0.5993055556, 0.2875, 0.2569444444, 0.2760416667],
+            ],
+            "labels": ["thumb_index2", "thumb_index2"],
+            "united_bbox": [[0.0694444444, 0.2875, 0.7868055556, 0.2869791667]],
+            "united_label": ["thumb_index2"],
+            "user_id": "2fe6a9156ff8ca27fbce8ada318c592b",
+            "hand_landmarks": [[[0.37, 0.59], [0.39, 0.59]], [[0.37, 0.47], [0.39, 0.46]]],
+            "meta": {"age": [24.41], "gender": ["female"], "race": ["White"]},
+        }
+    }
+    test = {
+        "00000001": {
+            "bboxes": [[0.1, 0.2, 0.3, 0.4], [0.9, 0.9, 0.2, 0.2]],
+            "labels": ["like", "no_gesture"],
+            "united_bbox": None,
+            "united_label": None,
+            "user_id": "u2",
+            "hand_landmarks": [],
+            "meta": {},
+        },
+        "not-downloaded": {"bboxes": [], "labels": [], "united_bbox": None, "united_label": None, "user_id": "u3"},
+    }
     (root / "annotations" / "train").mkdir(parents=True)
     (root / "annotations" / "test").mkdir(parents=True)
     (root / "annotations" / "train" / "thumb_index2.json").write_text(json.dumps(train, indent=4))
@@ -490,7 +583,9 @@ def test_hagrid_v2_layout(tmp_path, caplog):
     assert any("1 annotated image(s)" in r.message for r in caplog.records)
     by_name = {r.name: r for r in records}
     two = by_name["04c49801-1101-4b4e-82d0-d4607cd01df0.jpg"]
-    assert two.split == "train" and two.source == "hagrid" and two.extra["user_id"] == "2fe6a9156ff8ca27fbce8ada318c592b"
+    assert (
+        two.split == "train" and two.source == "hagrid" and two.extra["user_id"] == "2fe6a9156ff8ca27fbce8ada318c592b"
+    )
     assert two.boxes[0].xyxy == pytest.approx((13.88888888, 31.04166667, 67.22222222, 57.44791667))
     assert [b.label for b in two.boxes] == ["thumb_index2"] * 2
     assert two.extra["united_boxes"][0].xyxy == pytest.approx((13.88888888, 28.75, 171.25, 57.44791667))
@@ -506,12 +601,32 @@ def test_hagrid_v1_layout(tmp_path):
     _write_jpeg(root / "test_call" / "ffee.jpg", (100, 200))
     (root / "ann_train_val").mkdir(parents=True)
     (root / "ann_test").mkdir(parents=True)
-    (root / "ann_train_val" / "call.json").write_text(json.dumps({"0a1b": {
-        "bboxes": [[0.25, 0.25, 0.5, 0.25]], "labels": ["call"], "leading_hand": "right", "leading_conf": 1.0,
-        "user_id": "5a38"}}))
-    (root / "ann_test" / "call.json").write_text(json.dumps({"ffee": {
-        "bboxes": [[0.1, 0.1, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2]], "labels": ["no_gesture", "call"],
-        "leading_hand": "left", "leading_conf": 0.9, "user_id": "77"}}))
+    (root / "ann_train_val" / "call.json").write_text(
+        json.dumps(
+            {
+                "0a1b": {
+                    "bboxes": [[0.25, 0.25, 0.5, 0.25]],
+                    "labels": ["call"],
+                    "leading_hand": "right",
+                    "leading_conf": 1.0,
+                    "user_id": "5a38",
+                }
+            }
+        )
+    )
+    (root / "ann_test" / "call.json").write_text(
+        json.dumps(
+            {
+                "ffee": {
+                    "bboxes": [[0.1, 0.1, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2]],
+                    "labels": ["no_gesture", "call"],
+                    "leading_hand": "left",
+                    "leading_conf": 0.9,
+                    "user_id": "77",
+                }
+            }
+        )
+    )
     records = read_dataset(root, format="hagrid")
     assert [(r.name, r.split) for r in records] == [("ffee.jpg", "test"), ("0a1b.jpg", "train")]
     assert records[1].boxes == [HandBox(25.0, 50.0, 75.0, 100.0, "call")]

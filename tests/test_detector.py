@@ -1,27 +1,26 @@
-"""HandDetector and train/detector.py on a tiny real training run (the session fixture `trained_detector`)."""
+"""HandDetector and hybrid.training.detector (train/detector.py) on a tiny real training run (the session
+fixture `trained_detector`)."""
+
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from hybrid.detector import CHECKPOINT_NAME, CONFIG_NAME, WEIGHTS_NAME, Detection, HandDetector
+from hybrid.training import detector as train_detector
+from hybrid.training.recipe import DetectorRecipe
 
 REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("train_detector", REPO / "train" / "detector.py")
-train_detector = importlib.util.module_from_spec(_spec)
-sys.modules["train_detector"] = train_detector  # dataclasses look their module up there
-_spec.loader.exec_module(train_detector)
 
 CONF = 0.001  # the 1-epoch model only scores its prior: a low threshold gives many boxes to compare
 
@@ -57,8 +56,14 @@ def test_folder_has_everything(trained_detector: Path):
     assert metrics["speed_ms_per_image"]["inference"] > 0
     assert metrics["epochs_trained"] == 1 and metrics["initialisation"] == "random (from yolov8n.yaml)"
     card = (trained_detector / "README.md").read_text()
-    for expected in ("library_name: ultralytics", "pipeline_tag: object-detection", "license: agpl-3.0",
-                     "CC BY 4.0", "Soubhi Hadri", "pr_curve.png"):
+    for expected in (
+        "library_name: ultralytics",
+        "pipeline_tag: object-detection",
+        "license: agpl-3.0",
+        "CC BY 4.0",
+        "Soubhi Hadri",
+        "pr_curve.png",
+    ):
         assert expected in card
     assert not list(trained_detector.parent.glob("*.work")), "the Ultralytics work folder is left behind"
 
@@ -110,10 +115,16 @@ def test_same_boxes_as_ultralytics_predict(trained_detector: Path, images):
     for image in images:
         result = yolo.predict(image, imgsz=64, conf=CONF, iou=detector.iou, verbose=False, device="cpu")[0]
         ours = detector.predict(image, conf=CONF)
-        theirs = [Detection(tuple(box), score, "hand") for box, score in
-                  zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist())]
-        _assert_same(sorted(ours, key=lambda d: -d.score)[:5], sorted(theirs, key=lambda d: -d.score)[:5],
-                     box_tol=0.5, score_tol=1e-3)
+        theirs = [
+            Detection(tuple(box), score, "hand")
+            for box, score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist())
+        ]
+        _assert_same(
+            sorted(ours, key=lambda d: -d.score)[:5],
+            sorted(theirs, key=lambda d: -d.score)[:5],
+            box_tol=0.5,
+            score_tol=1e-3,
+        )
 
         # the exact network input: Ultralytics' predictor gets BGR arrays (PIL inputs are converted to BGR)
         bgr = np.ascontiguousarray(np.asarray(image)[..., ::-1])
@@ -177,33 +188,50 @@ def test_broken_folders_fail_clearly(trained_detector: Path, tmp_path):
         HandDetector.from_pretrained(broken)
 
 
-def test_bad_recipes_fail_clearly(tmp_path, capsys):
-    with pytest.raises(ValueError, match="model: unknown YOLOv8 size 'q'"):
-        train_detector.parse_recipe(["--model", "q"])
-    with pytest.raises(ValueError, match="epochs: expected an integer"):
-        train_detector.Recipe(epochs="ten").check()
-    with pytest.raises(ValueError, match="image_size: must be a multiple of 32"):
-        train_detector.parse_recipe(["--image-size", "100"])
+def _parse(argv: list[str]) -> DetectorRecipe:
+    return train_detector.parse(argv)[0]
+
+
+def test_bad_recipes_fail_clearly(tmp_path, caplog):
+    with pytest.raises(ValueError, match="--model: unknown YOLOv8 size 'q'"):
+        _parse(["--model", "q"])
+    with pytest.raises(ValueError, match="--epochs: expected an integer"):
+        DetectorRecipe(epochs="ten").check()
+    with pytest.raises(ValueError, match="--image-size: must be a multiple of 32"):
+        _parse(["--image-size", "100"])
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("epochs: 1\nimgsz: 64\n")
     with pytest.raises(ValueError, match=r"bad\.yaml: unknown field\(s\) imgsz"):
-        train_detector.parse_recipe(["--config", str(recipe)])
-    assert train_detector.main(["--config", str(REPO / "train/configs/detector-tiny.yaml"), "--model", "xl"]) == 2
-    assert "unknown YOLOv8 size 'xl'" in capsys.readouterr().err
-    parsed = train_detector.parse_recipe(["--config", str(REPO / "train/configs/detector.yaml"), "--epochs", "3",
-                                          "--data", "a", "b", "--gestures", "--device", "0,1"])
+        _parse(["--config", str(recipe)])
+    with caplog.at_level(logging.ERROR, logger="hybrid.training.detector"):
+        assert train_detector.main(["--config", str(REPO / "train/configs/detector-tiny.yaml"), "--model", "xl"]) == 2
+    assert "unknown YOLOv8 size 'xl'" in caplog.text
+    parsed = _parse(
+        [
+            "--config",
+            str(REPO / "train/configs/detector.yaml"),
+            "--epochs",
+            "3",
+            "--data",
+            "a,b",
+            "--gestures",
+            "--device",
+            "0,1",
+        ]
+    )
     assert (parsed.epochs, parsed.data, parsed.gestures, parsed.device) == (3, ["a", "b"], True, "0,1")
     with pytest.raises(FileNotFoundError, match="--resume: no interrupted run"):
-        train_detector.train(train_detector.parse_recipe(["--resume", "--output", str(tmp_path / "none")]))
+        train_detector.train(_parse(["--resume", "--output", str(tmp_path / "none")]))
 
 
 def test_offline_pretrained_falls_back_with_one_line(monkeypatch, caplog):
     monkeypatch.setenv("YOLO_OFFLINE", "1")
-    recipe = train_detector.parse_recipe(["--pretrained", "auto"])
-    with caplog.at_level(logging.WARNING, logger="train.detector"):
+    recipe = _parse(["--pretrained", "auto"])
+    with caplog.at_level(logging.WARNING, logger="hybrid.training.detector"):
         model = train_detector.build_model(recipe)
-    assert [r.getMessage() for r in caplog.records if r.name == "train.detector"] == [
-        "offline: yolov8n.pt (COCO) cannot be downloaded, training yolov8n from scratch"]
+    assert [r.getMessage() for r in caplog.records if r.name == "hybrid.training.detector"] == [
+        "offline: yolov8n.pt (COCO) cannot be downloaded, training yolov8n from scratch"
+    ]
     assert model.model.yaml["yaml_file"] == "yolov8n.yaml"
 
 
@@ -224,3 +252,20 @@ def test_ddp_switches_tensorboard_on_in_a_settings_copy(monkeypatch):
         assert (user_settings.read_bytes() if user_settings.exists() else None) == before
     finally:
         shutil.rmtree(copy_dir, ignore_errors=True)
+
+
+def test_folder_holds_its_split_and_refuses_its_training_records(trained_detector: Path, data_root):
+    """split.json lists the 40 records of the tiny run (train 23 / val 10 / test 7, seed 0), recipe.yaml the
+    resolved recipe; scoring the folder on its own training records is refused with one line."""
+    from hybrid.data import read_dataset
+    from hybrid.data.splits import held_out, load_split, record_id
+
+    split = load_split(trained_detector)
+    assert {name: len(ids) for name, ids in split.items()} == {"train": 23, "val": 10, "test": 7}
+    recipe = yaml.safe_load((trained_detector / "recipe.yaml").read_text())
+    assert (recipe["limit"], recipe["batch_size"], recipe["pretrained"]) == (40, 8, "false")
+    records = read_dataset("hands", merge_labels=True) + read_dataset("roboflow", merge_labels=True)
+    test = held_out(records, [trained_detector], "test")
+    assert split["test"] <= {record_id(r) for r in test} and not split["train"] & {record_id(r) for r in test}
+    with pytest.raises(ValueError, match=f"refusing to score {trained_detector} on 23 records it was trained on"):
+        held_out(records, [trained_detector], "train")

@@ -1,4 +1,5 @@
 """Evaluation arithmetic on hand-made cases with answers worked out by hand, then the CLI on real images."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,13 +28,13 @@ def _case():
     ]
     guesses = [
         [
-            Guess(SQUARE, 0.9, "1"),            # matches '1', right gesture
-            Guess((20, 0, 30, 10), 0.8, "3"),   # matches '2', wrong gesture
+            Guess(SQUARE, 0.9, "1"),  # matches '1', right gesture
+            Guess((20, 0, 30, 10), 0.8, "3"),  # matches '2', wrong gesture
             Guess((50, 50, 60, 60), 0.7, "1"),  # matches nothing
         ],
-        [Guess((1, 0, 11, 10), 0.6, "2")],      # IoU 90/110 = 0.82 with '2', right gesture
-        [],                                     # the '3' is missed
-        [Guess(SQUARE, 0.5, "unknown")],        # a hand where there is none
+        [Guess((1, 0, 11, 10), 0.6, "2")],  # IoU 90/110 = 0.82 with '2', right gesture
+        [],  # the '3' is missed
+        [Guess(SQUARE, 0.5, "unknown")],  # a hand where there is none
     ]
     return truths, guesses
 
@@ -77,8 +78,14 @@ def test_hand_metrics_known_answer():
     labels = m["confusion"]["labels"]
     assert labels == ["1", "2", "3", "unknown", MISSED]
     cm = {(labels[i], labels[j]): v for i, row in enumerate(m["confusion"]["matrix"]) for j, v in enumerate(row) if v}
-    assert cm == {("1", "1"): 1, ("2", "3"): 1, ("2", "2"): 1, ("3", MISSED): 1,
-                  (MISSED, "1"): 1, (MISSED, "unknown"): 1}
+    assert cm == {
+        ("1", "1"): 1,
+        ("2", "3"): 1,
+        ("2", "2"): 1,
+        ("3", MISSED): 1,
+        (MISSED, "1"): 1,
+        (MISSED, "unknown"): 1,
+    }
 
 
 def test_average_precision_known_answer():
@@ -99,6 +106,7 @@ def test_hand_metrics_rejects_mismatched_lengths():
 
 # --- the command on real images with the fixture models ---------------------------------------------
 
+
 def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path, capsys, monkeypatch):
     import json
 
@@ -111,9 +119,25 @@ def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path,
 
     monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "eval"
-    code = main(["eval", "hands", "--split", "test", "--limit", "3", "--detector", str(trained_detector),
-                 "--classifier", str(trained_classifier), "--gesture-detector", str(trained_detector),
-                 "--output", str(out), "--json"])
+    code = main(
+        [
+            "eval",
+            "hands",
+            "--split",
+            "test",
+            "--limit",
+            "3",
+            "--detector",
+            str(trained_detector),
+            "--classifier",
+            str(trained_classifier),
+            "--gesture-detector",
+            str(trained_detector),
+            "--output",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     metrics = json.loads(capsys.readouterr().out)
     records = read_dataset("hands", split="test", merge_labels=True)[:3]
@@ -136,6 +160,17 @@ def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path,
     assert Image.open(out / "confusion_matrix.png").size[0] > 100
     assert json.loads((out / "metrics.json").read_text())["hands"] == metrics["hands"]
     # Bad input: one clear error line.
-    assert main(["eval", str(tmp_path / "no-such-set"), "--detector", str(trained_detector),
-                 "--classifier", str(trained_classifier)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path / "no-such-set"),
+                "--detector",
+                str(trained_detector),
+                "--classifier",
+                str(trained_classifier),
+            ]
+        )
+        == 2
+    )
     assert "no-such-set" in capsys.readouterr().err

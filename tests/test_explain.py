@@ -5,10 +5,10 @@ Geometry is checked with a classifier whose evidence we know: its "last stage" i
 must put that light where the patch is in the full photo. A real trained network's heat is checked in
 `test_trained_heat_lies_inside_the_hand_box`.
 """
+
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ from torch import nn
 from hybrid import explain
 from hybrid.classifier import GestureClassifier
 from hybrid.crops import crop_square_box
-from hybrid.pipeline import Hand, HybridPipeline
+from hybrid.pipeline import Hand
 
 
 class Brightness(nn.Module):
@@ -39,8 +39,14 @@ class Brightness(nn.Module):
 
 
 def brightness_classifier(crop_pct: float = 1.0) -> GestureClassifier:
-    config = {"input_size": (3, 96, 96), "interpolation": "bilinear", "mean": (0.0, 0.0, 0.0),
-              "std": (1.0, 1.0, 1.0), "crop_pct": crop_pct, "crop_mode": "center"}
+    config = {
+        "input_size": (3, 96, 96),
+        "interpolation": "bilinear",
+        "mean": (0.0, 0.0, 0.0),
+        "std": (1.0, 1.0, 1.0),
+        "crop_pct": crop_pct,
+        "crop_mode": "center",
+    }
     return GestureClassifier(Brightness(), ["bright", "dark"], config, device="cpu", precision="fp32")
 
 
@@ -61,27 +67,32 @@ def test_gradcam_pastes_back_where_the_evidence_is(photo, crop_pct):
     classifier = brightness_classifier(crop_pct)
     patch = (300, 200, 340, 260)
     image = _dim_with_patch(photo, patch)
-    hands = [Hand((260.0, 150.0, 400.0, 330.0), 0.9, "bright", 0.9, []),   # contains the patch
-             Hand((-30.0, 500.0, 60.0, 640.0), 0.5, "bright", 0.6, [])]    # past the image's corner
+    hands = [
+        Hand((260.0, 150.0, 400.0, 330.0), 0.9, "bright", 0.9, []),  # contains the patch
+        Hand((-30.0, 500.0, 60.0, 640.0), 0.5, "bright", 0.6, []),
+    ]  # past the image's corner
     maps = explain.gradcam_heatmaps(classifier, image, hands)
     assert maps.shape == (2, image.height, image.width) and maps.dtype == np.float32
     assert 0.0 <= maps.min() and maps.max() <= 1.0 + 1e-6
     y, x = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
     assert patch[0] - 8 <= x <= patch[2] + 8 and patch[1] - 8 <= y <= patch[3] + 8
-    inside = maps[0][patch[1]:patch[3], patch[0]:patch[2]].mean()
+    inside = maps[0][patch[1] : patch[3], patch[0] : patch[2]].mean()
     assert inside > 2 * maps[0][150:330, 260:400].mean()
     # Zero outside each hand's crop square (clipped to the image).
     for heat, hand in zip(maps, hands):
         x0, y0, x1, y1 = (int(round(v)) for v in crop_square_box(hand.box))
         outside = heat.copy()
-        outside[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 0
+        outside[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = 0
         assert outside.max() == 0
     assert maps[1].max() > 0  # the border hand got a map, inside the image part of its square
 
 
 def test_overlays_and_per_hand_crops(photo):
     classifier = brightness_classifier()
-    hands = [Hand((100.0, 100.0, 200.0, 300.0), 0.9, "bright", 0.9, []), Hand((500.0, 50.0, 560.0, 100.0), 0.5, "dark", 0.6, [])]
+    hands = [
+        Hand((100.0, 100.0, 200.0, 300.0), 0.9, "bright", 0.9, []),
+        Hand((500.0, 50.0, 560.0, 100.0), 0.5, "dark", 0.6, []),
+    ]
     overlay = explain.gradcam_image(classifier, photo, hands)
     assert overlay.size == photo.size and overlay.mode == "RGB"
     crops = explain.gradcam_hands(classifier, photo, hands)
@@ -94,7 +105,10 @@ def test_overlays_and_per_hand_crops(photo):
 def test_gradcam_concurrent_equals_sequential(photo):
     """Four threads explaining while four others run predictions on the same model: same maps."""
     classifier = brightness_classifier()
-    hands = [Hand((260.0, 150.0, 400.0, 330.0), 0.9, "bright", 0.9, []), Hand((20.0, 20.0, 90.0, 120.0), 0.9, "dark", 0.9, [])]
+    hands = [
+        Hand((260.0, 150.0, 400.0, 330.0), 0.9, "bright", 0.9, []),
+        Hand((20.0, 20.0, 90.0, 120.0), 0.9, "dark", 0.9, []),
+    ]
     images = [_dim_with_patch(photo, (300 + 10 * i, 200, 340 + 10 * i, 260)) for i in range(4)]
     expected = [explain.gradcam_heatmaps(classifier, image, hands) for image in images]
     got: dict[int, np.ndarray] = {}
@@ -188,8 +202,9 @@ def test_first_component_matches_pytorch_grad_cam():
     rng = np.random.default_rng(0)
     activations = rng.random((2, 16, 12, 10), dtype=np.float32)
     activations[:, :4, 3:7, 2:5] += 3.0
-    np.testing.assert_allclose(explain.first_component(activations),
-                               get_2d_projection_with_sign_correction(activations), atol=1e-4)
+    np.testing.assert_allclose(
+        explain.first_component(activations), get_2d_projection_with_sign_correction(activations), atol=1e-4
+    )
 
 
 def _heat_inside_over_outside(classifier, records) -> float:
@@ -221,6 +236,9 @@ def test_trained_heat_lies_inside_the_hand_box(hand_classifier):
     assert trained.label_names == ["background", "hand"] and trained.image_size == 160
     torch.manual_seed(0)
     untrained = GestureClassifier.create("resnet18", trained.label_names, image_size=160, precision="fp32")
-    trained_ratio, untrained_ratio = _heat_inside_over_outside(trained, records), _heat_inside_over_outside(untrained, records)
+    trained_ratio, untrained_ratio = (
+        _heat_inside_over_outside(trained, records),
+        _heat_inside_over_outside(untrained, records),
+    )
     assert trained_ratio > 1.6, (trained_ratio, untrained_ratio)
     assert trained_ratio > 1.2 * untrained_ratio, (trained_ratio, untrained_ratio)

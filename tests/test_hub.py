@@ -3,6 +3,7 @@
 huggingface_hub reads HF_ENDPOINT / HF_TOKEN / HF_HUB_OFFLINE when it is imported, so every client call runs
 in a subprocess with its own environment and HF_HOME (`hub.client_env`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,13 +72,15 @@ if args.get("space"):
     pins = {kind: default_model(kind, root=root) for kind in ("classifier", "detector")}
     out["space_pins"] = pins
     if not args["pipeline"]:  # the pipeline below loads the pinned models anyway
-        out["space_classifier"] = classify(GestureClassifier.from_pretrained(pins["classifier"], device="cpu", precision="fp32"))
+        pinned = GestureClassifier.from_pretrained(pins["classifier"], device="cpu", precision="fp32")
+        out["space_classifier"] = classify(pinned)
         out["space_detector"] = detect(HandDetector.from_pretrained(pins["detector"]))
     else:
         from hybrid.pipeline import HybridPipeline
         def hands(pipe):
             return [[h.to_dict() for h in per] for per in pipe(images)]
-        out["hub_pipeline"] = hands(HybridPipeline.from_pretrained(detector=pins["detector"], classifier=pins["classifier"]))
+        pipe = HybridPipeline.from_pretrained(detector=pins["detector"], classifier=pins["classifier"])
+        out["hub_pipeline"] = hands(pipe)
         out["local_pipeline"] = hands(HybridPipeline.from_pretrained(detector=args["local_detector"],
                                                                      classifier=args["local_classifier"]))
 print("RESULT " + json.dumps(out))
@@ -91,8 +94,7 @@ def hub(tmp_path):
 
 
 def run(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run([sys.executable, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     return result
 
 
@@ -109,8 +111,11 @@ def pushed(result: subprocess.CompletedProcess) -> tuple[str, str]:
 
 
 def digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def repo_files(hub: HubServer, repo_type: str, repo_id: str, revision: str = "main") -> list[str]:
@@ -151,7 +156,7 @@ def pull(env: dict, args: dict) -> tuple[dict, str]:
     result = run(env, "-c", PULL, json.dumps(args))
     assert result.returncode == 0, result.stderr[-4000:]
     line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):]), result.stdout + result.stderr
+    return json.loads(line[len("RESULT ") :]), result.stdout + result.stderr
 
 
 def assert_same_predictions(out: dict, local: dict) -> None:
@@ -179,8 +184,17 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     result = hybrid_cli(env, "push", "classifier", str(trained_classifier), f"{ORG}/gesture-classifier")
     outputs.append(result.stdout + result.stderr)
     classifier, classifier_sha = pushed(result)
-    result = hybrid_cli(env, "push", "detector", str(trained_detector), f"{ORG}/hand-detector", "--revision", "v1",
-                        "--commit-message", "detector v1")
+    result = hybrid_cli(
+        env,
+        "push",
+        "detector",
+        str(trained_detector),
+        f"{ORG}/hand-detector",
+        "--revision",
+        "v1",
+        "--commit-message",
+        "detector v1",
+    )
     outputs.append(result.stdout + result.stderr)
     detector, detector_sha = pushed(result)
     result = hybrid_cli(env, "push-space", f"{ORG}/hybrid", "--classifier", classifier, "--detector", f"{detector}@v1")
@@ -191,8 +205,10 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     assert digest(trained_classifier) == before["classifier"] and digest(trained_detector) == before["detector"]
 
     # model repos: one commit each on top of the repo's initial commit, with card, metrics and TensorBoard events
-    for repo, revision, folder, required in ((classifier, "main", trained_classifier, ["model.safetensors", "config.json"]),
-                                             (detector, "v1", trained_detector, ["model.safetensors", "config.json", "best.pt"])):
+    for repo, revision, folder, required in (
+        (classifier, "main", trained_classifier, ["model.safetensors", "config.json"]),
+        (detector, "v1", trained_detector, ["model.safetensors", "config.json", "best.pt"]),
+    ):
         files = repo_files(hub, "model", repo, revision)
         assert set(required + ["README.md", "metrics.json"]) <= set(files), files
         assert any("tfevents" in f for f in files), files
@@ -207,10 +223,19 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
 
     # the Space: code, requirements, a valid Gradio config, models pinned to the commits just pushed
     files = repo_files(hub, "space", space)
-    assert {"app.py", "requirements.txt", "README.md", "hybrid_space.json", "hybrid/__init__.py", "hybrid/hub.py"} <= set(files)
+    assert {
+        "app.py",
+        "requirements.txt",
+        "README.md",
+        "hybrid_space.json",
+        "hybrid/__init__.py",
+        "hybrid/hub.py",
+    } <= set(files)
     readme = repo_file(hub, "space", space, "README.md")
     front = yaml.safe_load(readme.split("---")[1])
-    gradio_pin = [ln.split("==")[1] for ln in (REPO / "requirements.txt").read_text().splitlines() if ln.startswith("gradio==")]
+    gradio_pin = [
+        ln.split("==")[1] for ln in (REPO / "requirements.txt").read_text().splitlines() if ln.startswith("gradio==")
+    ]
     assert front["sdk"] == "gradio" and front["sdk_version"] == gradio_pin[0] and front["app_file"] == "app.py"
     assert front["models"] == [classifier, detector] and front["license"] == "agpl-3.0"
     assert front["python_version"] and 0 < len(front["short_description"]) <= 60
@@ -219,10 +244,19 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     assert pins == {"classifier": f"{classifier}@{classifier_sha}", "detector": f"{detector}@{detector_sha}"}
 
     # pull with every loader: same predictions as the local folders
-    args = {"classifier": classifier, "classifier_revision": classifier_sha, "detector": detector,
-            "detector_revision": "v1", "local_classifier": str(trained_classifier),
-            "local_detector": str(trained_detector), "images": images(data_root), "space": space,
-            "pipeline": True, "local": True, "transformers": True}
+    args = {
+        "classifier": classifier,
+        "classifier_revision": classifier_sha,
+        "detector": detector,
+        "detector_revision": "v1",
+        "local_classifier": str(trained_classifier),
+        "local_detector": str(trained_detector),
+        "images": images(data_root),
+        "space": space,
+        "pipeline": True,
+        "local": True,
+        "transformers": True,
+    }
     online, output = pull(env, args)
     outputs.append(output)
     assert online["space_pins"] == pins
@@ -232,8 +266,9 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
 
     # servers gone: our loaders and timm load from the Hub cache (transformers was checked online)
     hub.stop()
-    offline, output = pull(hub.client_env(home, HF_HUB_OFFLINE="1"),
-                           {**args, "space": None, "local": False, "transformers": False})
+    offline, output = pull(
+        hub.client_env(home, HF_HUB_OFFLINE="1"), {**args, "space": None, "local": False, "transformers": False}
+    )
     outputs.append(output)
     assert_same_predictions(offline, online)
 
@@ -245,16 +280,26 @@ def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):
     home = tmp_path / "hf-home"
     first = pushed(hybrid_cli(hub.client_env(home), "push", "classifier", str(trained_classifier), f"{ORG}/clf"))
     # second push: the saved login instead of HF_TOKEN, from a copy whose metrics changed
-    login = run(hub.client_env(home, token=None), "-c",
-                f"from huggingface_hub import login; login(token={hub.token!r}, add_to_git_credential=False)")
+    login = run(
+        hub.client_env(home, token=None),
+        "-c",
+        f"from huggingface_hub import login; login(token={hub.token!r}, add_to_git_credential=False)",
+    )
     assert login.returncode == 0, login.stderr
     folder = tmp_path / "classifier-v2"
     shutil.copytree(trained_classifier, folder)
     metrics = json.loads((folder / "metrics.json").read_text())
     metrics["note"] = "second push"
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    result = hybrid_cli(hub.client_env(home, token=None), "push", "classifier", str(folder), f"{ORG}/clf",
-                        "--commit-message", "retrained")
+    result = hybrid_cli(
+        hub.client_env(home, token=None),
+        "push",
+        "classifier",
+        str(folder),
+        f"{ORG}/clf",
+        "--commit-message",
+        "retrained",
+    )
     repo, second = pushed(result)
     commits = hub.store.git(hub.store.path("model", repo), "rev-list", "main").stdout.decode().split()
     assert commits[:2] == [second, first[1]] and len(commits) == 3
@@ -262,7 +307,9 @@ def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):
     message = hub.store.git(hub.store.path("model", repo), "log", "-1", "--format=%s", "main").stdout.decode().strip()
     assert message == "retrained"
     # unchanged files were not re-sent: the second commit only touched metrics.json
-    changed = hub.store.git(hub.store.path("model", repo), "diff", "--name-only", first[1], second).stdout.decode().split()
+    changed = (
+        hub.store.git(hub.store.path("model", repo), "diff", "--name-only", first[1], second).stdout.decode().split()
+    )
     assert changed == ["metrics.json"]
     assert hub.token not in result.stdout + result.stderr
     # the saved login is the one place the token belongs (and shows the leak check can see it)
@@ -273,29 +320,49 @@ def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):
 def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_detector, tmp_path):
     before = digest(trained_detector)
     bad = "hf_" + "x" * 34
-    result = hybrid_cli(hub.client_env(tmp_path / "home-bad", token=bad), "push", "detector", str(trained_detector),
-                        f"{ORG}/hand-detector")
+    result = hybrid_cli(
+        hub.client_env(tmp_path / "home-bad", token=bad),
+        "push",
+        "detector",
+        str(trained_detector),
+        f"{ORG}/hand-detector",
+    )
     assert result.returncode == 1
     assert "creating the repository" in result.stderr and "401" in result.stderr
     assert "token was rejected" in result.stderr and bad not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert not hub.store.exists("model", f"{ORG}/hand-detector")
 
-    result = hybrid_cli(hub.client_env(tmp_path / "home-none", token=None), "push", "detector", str(trained_detector),
-                        f"{ORG}/hand-detector")
+    result = hybrid_cli(
+        hub.client_env(tmp_path / "home-none", token=None),
+        "push",
+        "detector",
+        str(trained_detector),
+        f"{ORG}/hand-detector",
+    )
     assert result.returncode == 1 and "no Hugging Face token" in result.stderr
 
     # --private: the repo exists for its owner, not for anonymous readers
-    repo, _ = pushed(hybrid_cli(hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector),
-                                f"{ORG}/private-detector", "--private"))
+    repo, _ = pushed(
+        hybrid_cli(
+            hub.client_env(tmp_path / "home-ok"),
+            "push",
+            "detector",
+            str(trained_detector),
+            f"{ORG}/private-detector",
+            "--private",
+        )
+    )
     assert hub.store.meta("model", repo)["private"]
-    anonymous = run(hub.client_env(tmp_path / "home-anon", token=None), "-c",
-                    f"from hybrid.hub import snapshot; snapshot({repo!r})")
+    anonymous = run(
+        hub.client_env(tmp_path / "home-anon", token=None), "-c", f"from hybrid.hub import snapshot; snapshot({repo!r})"
+    )
     assert anonymous.returncode == 1 and "FileNotFoundError" in anonymous.stderr and "404" in anonymous.stderr
 
     # a namespace the token may not write to
-    result = hybrid_cli(hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector),
-                        "someone-else/hand-detector")
+    result = hybrid_cli(
+        hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector), "someone-else/hand-detector"
+    )
     assert result.returncode == 1 and "403" in result.stderr and "creating the repository" in result.stderr
     assert digest(trained_detector) == before
 
@@ -327,16 +394,21 @@ def test_invalid_card_is_rejected_before_upload(hub, trained_classifier, tmp_pat
     assert requests() == []  # nothing reached the Hub
 
     # fine locally, rejected by the Hub's validate-yaml: still before the repo is created
-    folder = _with_card(trained_classifier, tmp_path / "hub-rejects",
-                        lambda text: re.sub(r"^license: .*$", "license: beerware", text, count=1, flags=re.M))
+    folder = _with_card(
+        trained_classifier,
+        tmp_path / "hub-rejects",
+        lambda text: re.sub(r"^license: .*$", "license: beerware", text, count=1, flags=re.M),
+    )
     result = hybrid_cli(env, "push", "classifier", str(folder), f"{ORG}/bad-card")
-    assert result.returncode == 2 and "validating the model card metadata" in result.stderr and "license" in result.stderr
+    assert (
+        result.returncode == 2 and "validating the model card metadata" in result.stderr and "license" in result.stderr
+    )
     assert [line.split('"')[1] for line in requests()] == ["POST /api/validate-yaml HTTP/1.1"]
     assert not hub.store.exists("model", f"{ORG}/bad-card")
 
 
 def test_push_checks_the_folder_has_what_the_kind_needs(trained_classifier, tmp_path):
-    from hybrid.hub import push_model
+    from hybrid.publish import push_model
 
     with pytest.raises(ValueError, match="best.pt"):
         push_model("detector", trained_classifier, f"{ORG}/x")  # a classifier folder has no best.pt
@@ -375,8 +447,10 @@ def test_test_hub_answers_404_to_unknown_routes_and_validates_metadata(hub):
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(hub.endpoint + path, timeout=10)
         assert error.value.code == 404
-    good = "---\nlicense: mit\nmodel-index:\n- name: m\n  results:\n  - task: {type: image-classification}\n" \
-           "    dataset: {name: d, type: d}\n    metrics:\n    - {type: accuracy, value: 0.9}\n---\n"
+    good = (
+        "---\nlicense: mit\nmodel-index:\n- name: m\n  results:\n  - task: {type: image-classification}\n"
+        "    dataset: {name: d, type: d}\n    metrics:\n    - {type: accuracy, value: 0.9}\n---\n"
+    )
     assert validate_metadata(good, "model") == ([], [])
     errors, _ = validate_metadata(good.replace("value: 0.9", "value: [0.9]"), "model")
     assert errors and "metrics[0].value" in errors[0]

@@ -1,5 +1,6 @@
 """Bad input, each case on files the test writes: corrupt/truncated images, EXIF rotation, odd pixel modes,
 boxes outside the image, zero-area boxes, unknown labels, malformed annotation files, missing label files."""
+
 from __future__ import annotations
 
 import io
@@ -32,9 +33,13 @@ def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
 def voc_xml(filename: str, size: tuple[int, int], objects: list[tuple[str, tuple]]) -> str:
     body = "".join(
         f"<object><name>{name}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
-        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for name, b in objects)
-    return (f"<annotation><folder>elsewhere</folder><filename>{filename}</filename><path>/Users/x/{filename}</path>"
-            f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>{body}</annotation>")
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for name, b in objects
+    )
+    return (
+        f"<annotation><folder>elsewhere</folder><filename>{filename}</filename><path>/Users/x/{filename}</path>"
+        f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>{body}</annotation>"
+    )
 
 
 def write_voc(folder: Path, stem: str, image_bytes: bytes, size, objects) -> Path:
@@ -57,6 +62,7 @@ def write_yolo(root: Path, names, labels: dict[str, str], split="train", size=(4
 def bomb_png(path: Path, side: int = 20000) -> Path:
     """A valid 1-bit PNG of side x side pixels (20000: 400 megapixels) that is a few KB on disk: the
     decompression bomb. Written chunk by chunk, so making it costs ~0.1 s and no memory."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -69,6 +75,7 @@ def bomb_png(path: Path, side: int = 20000) -> Path:
 
 
 # --- decompression bombs -------------------------------------------------------------------------
+
 
 def test_decompression_bomb_is_an_image_error_naming_the_file(tmp_path):
     """Hostile: over ~179 MP Pillow raises DecompressionBombError, which is neither OSError nor ValueError;
@@ -118,6 +125,7 @@ def test_lazily_opened_broken_pil_image_is_an_image_error(tmp_path):
 
 # --- corrupt and truncated images --------------------------------------------------------------
 
+
 def test_corrupt_jpeg_is_an_error_naming_the_file(tmp_path):
     import ultralytics  # noqa: F401  its PIL patch would pip-install pi-heif on unknown files; we must not reach it
 
@@ -143,6 +151,7 @@ def test_truncated_jpeg_fails_at_decode_naming_the_file(tmp_path):
 
 
 # --- EXIF rotation -----------------------------------------------------------------------------
+
 
 def rotated_photo() -> tuple[bytes, Image.Image]:
     """A JPEG stored as 60x40 with EXIF orientation 6, whose upright view is 40x60 with a red block
@@ -190,6 +199,7 @@ def test_exif_rotated_yolo_label_and_yolo_writer(tmp_path):
 
 
 # --- pixel modes -------------------------------------------------------------------------------
+
 
 def test_grayscale_rgba_16bit_and_palette_images(tmp_path):
     folder = tmp_path / "modes" / "fist"
@@ -241,13 +251,20 @@ def test_too_many_pixels(tmp_path, monkeypatch):
 
 # --- boxes -------------------------------------------------------------------------------------
 
+
 def test_boxes_partly_outside_are_clipped_and_zero_area_dropped_with_one_warning(tmp_path, caplog):
     image = jpeg_bytes(Image.new("RGB", (40, 60), "white"))
-    write_voc(tmp_path / "v" / "train", "a", image, (40, 60), [
-        ("palm", (-10, 5, 30, 500)),   # partly outside: clipped
-        ("palm", (12, 12, 12, 30)),    # zero width: dropped
-        ("fist", (50, 70, 90, 99)),    # entirely outside: zero area after clipping, dropped
-    ])
+    write_voc(
+        tmp_path / "v" / "train",
+        "a",
+        image,
+        (40, 60),
+        [
+            ("palm", (-10, 5, 30, 500)),  # partly outside: clipped
+            ("palm", (12, 12, 12, 30)),  # zero width: dropped
+            ("fist", (50, 70, 90, 99)),  # entirely outside: zero area after clipping, dropped
+        ],
+    )
     with caplog.at_level(logging.INFO, logger="hybrid.data.readers"):
         (record,) = read_dataset(tmp_path / "v")
     assert record.boxes == [HandBox(0, 5, 30, 60, "palm")]
@@ -268,8 +285,14 @@ def test_yolo_writer_clips_boxes_of_hand_made_records(tmp_path):
 
     path = tmp_path / "a.jpg"
     path.write_bytes(jpeg_bytes(Image.new("RGB", (40, 60), "white")))
-    record = ImageRecord(image=path, boxes=[HandBox(-5, 10, 20, 80, "hand"), HandBox(50, 0, 60, 10, "hand")],
-                         source="mine", width=40, height=60, name="a.jpg")
+    record = ImageRecord(
+        image=path,
+        boxes=[HandBox(-5, 10, 20, 80, "hand"), HandBox(50, 0, 60, 10, "hand")],
+        source="mine",
+        width=40,
+        height=60,
+        name="a.jpg",
+    )
     data_yaml = write_yolo_dataset({"train": [record]}, tmp_path / "out")
     (back,) = read_dataset(data_yaml.parent)
     assert len(back.boxes) == 1 and back.boxes[0].xyxy == pytest.approx((0, 10, 20, 60), abs=1e-3)
@@ -287,6 +310,7 @@ def test_square_crop_bad_boxes():
 
 
 # --- labels and malformed annotation files -----------------------------------------------------
+
 
 def test_yolo_unknown_class_id_names_file_and_line(tmp_path):
     write_yolo(tmp_path, ["five", "four"], {"x": "1 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.2 0.2\n"})
@@ -348,24 +372,34 @@ def test_malformed_voc_files(tmp_path):
 def test_hf_unknown_category_id(tmp_path):
     import datasets
 
-    features = datasets.Features({
-        "image": datasets.Image(),
-        "objects": datasets.List({"bbox": datasets.List(datasets.Value("float32"), length=4),
-                                  "category": datasets.Value("int64")}),
-    })
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "objects": datasets.List(
+                {"bbox": datasets.List(datasets.Value("float32"), length=4), "category": datasets.Value("int64")}
+            ),
+        }
+    )
     # without a ClassLabel the ids stay as names; with one, an id out of range is an error
-    rows = {"image": [{"bytes": jpeg_bytes(Image.new("RGB", (20, 20))), "path": None}],
-            "objects": [[{"bbox": [1, 1, 5, 5], "category": 7}]]}
+    rows = {
+        "image": [{"bytes": jpeg_bytes(Image.new("RGB", (20, 20))), "path": None}],
+        "objects": [[{"bbox": [1, 1, 5, 5], "category": 7}]],
+    }
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "plain"))
     assert read_dataset(tmp_path / "plain")[0].boxes == [HandBox(1, 1, 6, 6, "7")]
-    features["objects"] = datasets.List({"bbox": datasets.List(datasets.Value("float32"), length=4),
-                                         "category": datasets.ClassLabel(names=["a", "b"])})
+    features["objects"] = datasets.List(
+        {"bbox": datasets.List(datasets.Value("float32"), length=4), "category": datasets.ClassLabel(names=["a", "b"])}
+    )
     rows["objects"] = [[{"bbox": [1, 1, 5, 5], "category": 1}]]
     ds = datasets.Dataset.from_dict(rows, features=features)
     table = ds.data.table
     import pyarrow as pa
-    bad = table.set_column(1, "objects", pa.array([[{"bbox": [1.0, 1.0, 5.0, 5.0], "category": 7}]],
-                                                  type=table.schema.field("objects").type))
+
+    bad = table.set_column(
+        1,
+        "objects",
+        pa.array([[{"bbox": [1.0, 1.0, 5.0, 5.0], "category": 7}]], type=table.schema.field("objects").type),
+    )
     datasets.Dataset(bad, info=ds.info).save_to_disk(str(tmp_path / "labelled"))
     with pytest.raises(DataError, match=r"label id 7 is not one of the 2 classes"):
         read_dataset(tmp_path / "labelled")

@@ -4,6 +4,7 @@ Each crafted folder below is what an attacker would publish as `org/repo`; `from
 through the same checks as a Hub snapshot. Where the attack would run a shell command, the test asserts both the
 clear refusal and that the command's side effect (a marker file) did not happen.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,6 +39,7 @@ def _shell(marker: Path) -> str:
 
 # --- detector ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def detector_folder(tmp_path_factory) -> Path:
     """An untrained yolov8n hand detector saved by HandDetector.save_pretrained (config.json + safetensors)."""
@@ -67,8 +69,9 @@ def test_clean_detector_folder_loads(detector_folder):
 def test_activation_string_is_refused_and_never_evaluated(detector_folder, tmp_path):
     """Ultralytics' parse_model eval()s `activation`: the old loader ran this shell command."""
     marker = tmp_path / "pwned"
-    folder = _crafted(detector_folder, tmp_path, lambda c: c["model_yaml"].update(
-        activation=f"{_shell(marker)} or nn.SiLU()"))
+    folder = _crafted(
+        detector_folder, tmp_path, lambda c: c["model_yaml"].update(activation=f"{_shell(marker)} or nn.SiLU()")
+    )
     with pytest.raises(ValueError, match=r"config\.json: field 'model_yaml': field\(s\) 'activation' not allowed"):
         HandDetector.from_pretrained(folder)
     assert not marker.exists(), "loading the detector ran the repo's shell command"
@@ -89,11 +92,14 @@ def test_module_name_resolving_to_an_unpickler_is_refused(detector_folder, tmp_p
     assert not marker.exists(), "loading the detector unpickled a file named by the repo"
 
 
-@pytest.mark.parametrize("where, expected", [
-    ("module", r"backbone\[0\]: module \"__import__"),
-    ("args", r"backbone\[0\]: args must be a list of numbers"),
-    ("nested_args", r"head\[0\]: args must be a list of numbers"),
-])
+@pytest.mark.parametrize(
+    "where, expected",
+    [
+        ("module", r"backbone\[0\]: module \"__import__"),
+        ("args", r"backbone\[0\]: args must be a list of numbers"),
+        ("nested_args", r"head\[0\]: args must be a list of numbers"),
+    ],
+)
 def test_code_strings_elsewhere_in_the_yaml_are_refused(detector_folder, tmp_path, where, expected):
     marker = tmp_path / "pwned"
 
@@ -111,23 +117,26 @@ def test_code_strings_elsewhere_in_the_yaml_are_refused(detector_folder, tmp_pat
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda c: c["model_yaml"].update(kpt_shape=[17, 3]), r"field\(s\) 'kpt_shape' not allowed"),
-    (lambda c: c["model_yaml"].update(nc="1"), r"field 'nc' must be an integer"),
-    (lambda c: c["model_yaml"].update(scale="__class__"), r"field 'scale' must be one of"),
-    (lambda c: c["model_yaml"]["scales"].update(q=[1, 1, 512]), r"field 'scales': unknown scale 'q'"),
-    (lambda c: c["model_yaml"]["scales"].update(n=[0.33, 0.25, 10 ** 9]), r"field 'scales.n' must be"),
-    (lambda c: c["model_yaml"]["backbone"][1].__setitem__(0, 5), r"backbone\[1\]: 'from' must be"),
-    (lambda c: c["model_yaml"]["backbone"][2].__setitem__(1, 10 ** 6), r"backbone\[2\]: 'repeats' must be"),
-    (lambda c: c["model_yaml"]["backbone"][0][3].__setitem__(0, 10 ** 9), r"backbone\[0\]: args must be"),
-    (lambda c: c["model_yaml"]["head"].pop(), r"the last layer, and only it, must be a Detect head"),
-    (lambda c: c["model_yaml"].update(yaml_file="../../x.yaml"), r"field 'yaml_file' must be a plain file name"),
-    (lambda c: c.update(names="hand"), r"field 'names' missing or not a list"),
-    (lambda c: c.update(names=[1]), r"field 'names' must be a list of 1..1000 non-empty strings"),
-    (lambda c: c.update(image_size=0), r"field 'image_size' must be an integer"),
-    (lambda c: c.update(conf=1.5), r"field 'conf' must be a number in \[0, 1\]"),
-    (lambda c: c.update(iou="0.7"), r"field 'iou' must be a number in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c["model_yaml"].update(kpt_shape=[17, 3]), r"field\(s\) 'kpt_shape' not allowed"),
+        (lambda c: c["model_yaml"].update(nc="1"), r"field 'nc' must be an integer"),
+        (lambda c: c["model_yaml"].update(scale="__class__"), r"field 'scale' must be one of"),
+        (lambda c: c["model_yaml"]["scales"].update(q=[1, 1, 512]), r"field 'scales': unknown scale 'q'"),
+        (lambda c: c["model_yaml"]["scales"].update(n=[0.33, 0.25, 10**9]), r"field 'scales.n' must be"),
+        (lambda c: c["model_yaml"]["backbone"][1].__setitem__(0, 5), r"backbone\[1\]: 'from' must be"),
+        (lambda c: c["model_yaml"]["backbone"][2].__setitem__(1, 10**6), r"backbone\[2\]: 'repeats' must be"),
+        (lambda c: c["model_yaml"]["backbone"][0][3].__setitem__(0, 10**9), r"backbone\[0\]: args must be"),
+        (lambda c: c["model_yaml"]["head"].pop(), r"the last layer, and only it, must be a Detect head"),
+        (lambda c: c["model_yaml"].update(yaml_file="../../x.yaml"), r"field 'yaml_file' must be a plain file name"),
+        (lambda c: c.update(names="hand"), r"field 'names' missing or not a list"),
+        (lambda c: c.update(names=[1]), r"field 'names' must be a list of 1..1000 non-empty strings"),
+        (lambda c: c.update(image_size=0), r"field 'image_size' must be an integer"),
+        (lambda c: c.update(conf=1.5), r"field 'conf' must be a number in \[0, 1\]"),
+        (lambda c: c.update(iou="0.7"), r"field 'iou' must be a number in \[0, 1\]"),
+    ],
+)
 def test_detector_config_outside_the_allowlist_is_refused_with_one_line(detector_folder, tmp_path, edit, expected):
     with pytest.raises(ValueError, match=expected) as error:
         HandDetector.from_pretrained(_crafted(detector_folder, tmp_path, edit))
@@ -135,8 +144,9 @@ def test_detector_config_outside_the_allowlist_is_refused_with_one_line(detector
 
 
 def test_a_yaml_that_passes_the_allowlist_but_does_not_build_is_one_line(detector_folder, tmp_path):
-    folder = _crafted(detector_folder, tmp_path, lambda c: c["model_yaml"]["backbone"].__setitem__(
-        0, [-1, 1, "Conv", []]))
+    folder = _crafted(
+        detector_folder, tmp_path, lambda c: c["model_yaml"]["backbone"].__setitem__(0, [-1, 1, "Conv", []])
+    )
     with pytest.raises(ValueError, match=r"field 'model_yaml' does not build a YOLO network") as error:
         HandDetector.from_pretrained(folder)
     assert "\n" not in str(error.value)
@@ -145,9 +155,9 @@ def test_a_yaml_that_passes_the_allowlist_but_does_not_build_is_one_line(detecto
 def test_allowlist_covers_ultralytics_detection_yamls_and_names_only_layers():
     """Every allowed module name resolves (as parse_model resolves it) to an nn.Module class, never a function;
     every detection yaml Ultralytics ships passes, except yolov6 (it sets `activation`)."""
-    import yaml
     import ultralytics
     import ultralytics.nn.tasks as tasks
+    import yaml
 
     for name in MODULES:
         layer = getattr(torch.nn, name[3:]) if name.startswith("nn.") else vars(tasks)[name]
@@ -172,6 +182,7 @@ def test_trained_detector_folder_passes_the_allowlist(trained_detector):
 
 # --- classifier -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def classifier_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("classifier") / "clean"
@@ -179,21 +190,27 @@ def classifier_folder(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda c: c.update(architecture="hf-hub:evil/model"), r"field 'architecture' must be the name of a timm model"),
-    (lambda c: c.update(architecture="no_such_net"), r"field 'architecture' must be the name of a timm model"),
-    (lambda c: c.update(auto_map={"AutoModel": "evil.Model"}), r"field 'auto_map' not allowed"),
-    (lambda c: c.update(trust_remote_code=True), r"field 'trust_remote_code' not allowed"),
-    (lambda c: c["pretrained_cfg"].update(custom_load=True), r"field 'custom_load' not allowed"),
-    (lambda c: c.update(model_args={"checkpoint_path": "/tmp/evil.pth"}), r"field 'model_args.checkpoint_path'"),
-    (lambda c: c.update(model_args={"in_chans": "3"}), r"field 'model_args.in_chans'"),
-    (lambda c: c.update(num_classes="2"), r"field 'num_classes' must be a positive integer"),
-    (lambda c: c.update(label_names=[0, 1]), r"field 'label_names' must be a list of strings"),
-    (lambda c: c.update(label_names=["a", "b", "c"]), r"field 'label_names' has 3 names but num_classes is 2"),
-    (lambda c: c.update(pretrained_cfg=[]), r"field 'pretrained_cfg' missing or not a mapping"),
-    (lambda c: c["pretrained_cfg"].update(input_size="big"), r"field 'pretrained_cfg.input_size'"),
-    (lambda c: c["pretrained_cfg"].update(interpolation="exec"), r"field 'pretrained_cfg.interpolation'"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda c: c.update(architecture="hf-hub:evil/model"),
+            r"field 'architecture' must be the name of a timm model",
+        ),
+        (lambda c: c.update(architecture="no_such_net"), r"field 'architecture' must be the name of a timm model"),
+        (lambda c: c.update(auto_map={"AutoModel": "evil.Model"}), r"field 'auto_map' not allowed"),
+        (lambda c: c.update(trust_remote_code=True), r"field 'trust_remote_code' not allowed"),
+        (lambda c: c["pretrained_cfg"].update(custom_load=True), r"field 'custom_load' not allowed"),
+        (lambda c: c.update(model_args={"checkpoint_path": "/tmp/evil.pth"}), r"field 'model_args.checkpoint_path'"),
+        (lambda c: c.update(model_args={"in_chans": "3"}), r"field 'model_args.in_chans'"),
+        (lambda c: c.update(num_classes="2"), r"field 'num_classes' must be a positive integer"),
+        (lambda c: c.update(label_names=[0, 1]), r"field 'label_names' must be a list of strings"),
+        (lambda c: c.update(label_names=["a", "b", "c"]), r"field 'label_names' has 3 names but num_classes is 2"),
+        (lambda c: c.update(pretrained_cfg=[]), r"field 'pretrained_cfg' missing or not a mapping"),
+        (lambda c: c["pretrained_cfg"].update(input_size="big"), r"field 'pretrained_cfg.input_size'"),
+        (lambda c: c["pretrained_cfg"].update(interpolation="exec"), r"field 'pretrained_cfg.interpolation'"),
+    ],
+)
 def test_classifier_config_outside_the_schema_is_refused_with_one_line(classifier_folder, tmp_path, edit, expected):
     with pytest.raises(ValueError, match=expected) as error:
         GestureClassifier.from_pretrained(_crafted(classifier_folder, tmp_path, edit), device="cpu")
@@ -207,8 +224,11 @@ def test_classifier_never_unpickles_what_the_repo_points_at(classifier_folder, t
     payload = pickle.dumps(_RunsShell(marker))
 
     def edit(config):
-        config["pretrained_cfg"].update(file=str(tmp_path / "crafted" / "pytorch_model.bin"), source="",
-                                        url="file://" + str(tmp_path / "crafted" / "pytorch_model.bin"))
+        config["pretrained_cfg"].update(
+            file=str(tmp_path / "crafted" / "pytorch_model.bin"),
+            source="",
+            url="file://" + str(tmp_path / "crafted" / "pytorch_model.bin"),
+        )
 
     folder = _crafted(classifier_folder, tmp_path, edit)
     (folder / "pytorch_model.bin").write_bytes(payload)
@@ -229,14 +249,21 @@ def test_classifier_never_unpickles_what_the_repo_points_at(classifier_folder, t
 
 # --- Space pins -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pins, expected", [
-    ({"classifier": "../../home/user/models/evil", "detector": "org/d"}, r"field 'classifier' must be a Hub repo id"),
-    ({"classifier": "/etc", "detector": "org/d"}, r"field 'classifier' must be a Hub repo id"),
-    ({"classifier": "org/c@../../x", "detector": "org/d"}, r"field 'classifier' must be a Hub repo id"),
-    ({"classifier": "org/c", "detector": ["org/d"]}, r"field 'detector' must be a Hub repo id"),
-    ({"classifier": "org/c", "detector": "org/d", "trust_remote_code": True}, r"expected only the fields"),
-    (["org/c", "org/d"], r"expected only the fields"),
-])
+
+@pytest.mark.parametrize(
+    "pins, expected",
+    [
+        (
+            {"classifier": "../../home/user/models/evil", "detector": "org/d"},
+            r"field 'classifier' must be a Hub repo id",
+        ),
+        ({"classifier": "/etc", "detector": "org/d"}, r"field 'classifier' must be a Hub repo id"),
+        ({"classifier": "org/c@../../x", "detector": "org/d"}, r"field 'classifier' must be a Hub repo id"),
+        ({"classifier": "org/c", "detector": ["org/d"]}, r"field 'detector' must be a Hub repo id"),
+        ({"classifier": "org/c", "detector": "org/d", "trust_remote_code": True}, r"expected only the fields"),
+        (["org/c", "org/d"], r"expected only the fields"),
+    ],
+)
 def test_space_pins_must_be_hub_ids(tmp_path, monkeypatch, pins, expected):
     monkeypatch.delenv("HYBRID_CLASSIFIER", raising=False)
     (tmp_path / "hybrid_space.json").write_text(json.dumps(pins))

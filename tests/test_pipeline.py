@@ -5,6 +5,7 @@ returns boxes on any image. Tests therefore check the plumbing (shapes, one batc
 crops, labels, JSON, drawing) and never the accuracy; "no hands" is tested with a threshold above every
 score (the detector's answer for that image is then empty), which is what a real no-hand photo gives.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import ultralytics
 from PIL import Image
 
-import ultralytics
+from hybrid.classifier import Prediction
 from hybrid.cli import main
 from hybrid.crops import square_crop
 from hybrid.detector import Detection
+from hybrid.files import umask
 from hybrid.images import ImageError
 from hybrid.pipeline import NO_GESTURE, UNKNOWN, Hand, HybridPipeline, draw_hands, image_result
 
@@ -28,8 +31,11 @@ ZIDANE, BUS = ASSETS / "zidane.jpg", ASSETS / "bus.jpg"
 
 @pytest.fixture(scope="module")
 def pipe(trained_detector, trained_classifier, tmp_path_factory) -> HybridPipeline:
-    return HybridPipeline.from_pretrained(detector=str(trained_detector), classifier=str(trained_classifier),
-                                          onnx_cache_dir=tmp_path_factory.mktemp("onnx"))
+    return HybridPipeline.from_pretrained(
+        detector=str(trained_detector),
+        classifier=str(trained_classifier),
+        onnx_cache_dir=tmp_path_factory.mktemp("onnx"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,8 @@ def _count_forwards(module: torch.nn.Module):
 def test_real_photos_one_batched_forward(pipe, hands_photo, monkeypatch):
     # The shipped path is the default (the fixture detector was trained at 64 px, below 320).
     assert pipe.backend == "openvino" and pipe.detector_size == min(320, pipe.detector.image_size)
-    calls, logits = [], pipe.fast_classifier.logits
-    monkeypatch.setattr(pipe.fast_classifier, "logits", lambda batch: calls.append(batch.shape[0]) or logits(batch))
+    calls, run = [], pipe.classifier.network.run
+    monkeypatch.setattr(pipe.classifier.network, "run", lambda array: calls.append(array.shape[0]) or run(array))
     results = pipe([ZIDANE, BUS, hands_photo])
     assert len(results) == 3
     total = sum(len(hands) for hands in results)
@@ -106,23 +112,25 @@ def test_crops_are_the_training_crops(pipe, hands_photo, monkeypatch):
 def test_tiny_and_border_boxes(pipe):
     image = Image.open(BUS).convert("RGB")
     w, h = image.size
-    boxes = [(0.0, 0.0, 1.0, 1.0), (5.0, 5.0, 5.0, 5.0), (-40.0, -40.0, 30.0, 60.0),
-             (w - 10.0, h - 10.0, w + 90.0, h + 50.0), (0.0, 0.0, float(w), float(h))]
+    boxes = [
+        (0.0, 0.0, 1.0, 1.0),
+        (5.0, 5.0, 5.0, 5.0),
+        (-40.0, -40.0, 30.0, 60.0),
+        (w - 10.0, h - 10.0, w + 90.0, h + 50.0),
+        (0.0, 0.0, float(w), float(h)),
+    ]
     hands = pipe.hands([image], [[Detection(box, 0.5, "hand") for box in boxes]])[0]
     assert [hand.box for hand in hands] == boxes
     assert all(hand.top_k and hand.label for hand in hands)
 
 
 def test_no_gesture_class_is_kept(pipe, hands_photo):
-    class Fixed(HybridPipeline):
-        def classify(self, crops):  # a classifier whose answer we choose
-            probabilities = torch.zeros(len(crops), len(self.classifier.label_names))
-            probabilities[:, 0] = 0.9
-            probabilities[:, 1] = 0.1
-            return probabilities
+    class Fixed:  # a classifier whose answer we choose
+        def predict(self, crops, top_k):
+            return [[Prediction(NO_GESTURE, 0.9), Prediction("1", 0.1)][:top_k] for _ in crops]
 
-    fixed = Fixed(pipe.detector, pipe.classifier, backend="torch", min_confidence=0.5)
-    fixed.classifier = type("C", (), {"label_names": [NO_GESTURE] + pipe.classifier.label_names[1:]})()
+    fixed = HybridPipeline(pipe.detector, pipe.classifier, backend="torch", min_confidence=0.5)
+    fixed.classifier = Fixed()
     image = Image.open(hands_photo).convert("RGB")
     hand = fixed.hands([image], [[Detection((10, 10, 90, 90), 0.8, "hand")]])[0][0]
     assert hand.label == NO_GESTURE and not hand.is_gesture and hand.probability == pytest.approx(0.9)
@@ -131,24 +139,23 @@ def test_no_gesture_class_is_kept(pipe, hands_photo):
 
 
 def test_openvino_detector_matches_pytorch_and_is_cached(pipe, tmp_path):
-    from hybrid.runtime import OpenVinoDetector
-
     batch = torch.rand(1, 3, 256, 320)
     with torch.inference_mode():
         expected = pipe.detector.model(batch)[0].numpy()
-    got = pipe.fast_detector.compiled.run(batch.numpy())
+    got = pipe.detector.network.run(batch.numpy())
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-3
     # Cached by weight fingerprint: same model -> same file, not rewritten; changed weights -> new file.
-    first = OpenVinoDetector(pipe.detector, cache_dir=tmp_path)
+    first = pipe.detector.compile("openvino", cache_dir=tmp_path).network
     stamp = first.path.stat().st_mtime_ns
-    assert OpenVinoDetector(pipe.detector, cache_dir=tmp_path).path.stat().st_mtime_ns == stamp
+    assert pipe.detector.compile("openvino", cache_dir=tmp_path).network.path.stat().st_mtime_ns == stamp
+    assert first.path.stat().st_mode & 0o777 == 0o666 & ~umask()  # hybrid.files: not mkstemp's 0600
     import copy
 
     changed = copy.deepcopy(pipe.detector)
     with torch.no_grad():
         next(changed.model.parameters()).add_(1.0)
-    assert OpenVinoDetector(changed, cache_dir=tmp_path).path != first.path
+    assert changed.compile("openvino", cache_dir=tmp_path).network.path != first.path
 
 
 def test_openvino_detector_sees_the_pixels_pytorch_sees(pipe, hands_photo, monkeypatch):
@@ -156,34 +163,34 @@ def test_openvino_detector_sees_the_pixels_pytorch_sees(pipe, hands_photo, monke
     # letterboxed batch goes in (the raw outputs agree to 1e-3: test above), so the same boxes come out.
     images = [np.asarray(Image.open(path).convert("RGB")) for path in (ZIDANE, BUS, hands_photo)]
     size = 256  # large enough that a rectangular letterbox would differ from the square one
-    seen, run = [], pipe.fast_detector.compiled.run
-    monkeypatch.setattr(pipe.fast_detector.compiled, "run", lambda array: seen.append(array.copy()) or run(array))
-    found = pipe.fast_detector.predict(images, 0.001, pipe.detector.iou, size, max_det=20)
+    seen, run = [], pipe.detector.network.run
+    monkeypatch.setattr(pipe.detector.network, "run", lambda array: seen.append(array.copy()) or run(array))
+    found = pipe.detector.predict(images, conf=0.001, image_size=size, max_det=20)
     assert np.array_equal(np.concatenate(seen), pipe.detector.preprocess(images, size).numpy())
     assert len(found) == 3 and all(0 < len(hands) <= 20 for hands in found)
 
 
 def test_openvino_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tmp_path):
-    from hybrid.runtime import OpenVinoClassifier
-
     crops = pipe.crops(Image.open(hands_photo).convert("RGB"), [(100, 100, 300, 400), (0, 0, 50, 80)])
     batch = pipe.classifier.preprocess(crops)
     with torch.inference_mode():
         expected = pipe.classifier.model.float()(batch)
-    exact = OpenVinoClassifier(pipe.classifier, cache_dir=tmp_path, precision="fp32")
+    exact = pipe.classifier.compile("openvino", "fp32", cache_dir=tmp_path)
     assert exact.precision == "fp32"
-    got = exact.logits(batch)
+    got = exact.network(batch)
     assert got.shape == expected.shape == (2, len(pipe.classifier.label_names))
     assert (got - expected).abs().max() < 1e-3
-    stamp = exact.path.stat().st_mtime_ns
-    best = OpenVinoClassifier(pipe.classifier, cache_dir=tmp_path)  # 'auto': bf16 where the CPU has it
-    assert best.path.stat().st_mtime_ns == stamp and best.precision in ("bf16", "fp32")
-    assert (best.logits(batch) - expected).abs().max() < 0.05 * expected.abs().max() + 0.05
+    stamp = exact.network.path.stat().st_mtime_ns
+    best = pipe.classifier.compile("openvino", "auto", cache_dir=tmp_path)  # bf16 where the CPU has it
+    assert best.network.path.stat().st_mtime_ns == stamp and best.precision in ("bf16", "fp32")
+    assert (best.network(batch) - expected).abs().max() < 0.05 * expected.abs().max() + 0.05
 
 
 def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
     naive = HybridPipeline(pipe.detector, pipe.classifier, fast=False)
     assert (naive.backend, naive.precision, naive.detector_size) == ("torch", "fp32", pipe.detector.image_size)
+    # Built from the shipped pipeline's models: it shares their weights and leaves their networks alone.
+    assert naive.classifier.model is pipe.classifier.model and pipe.backend == "openvino"
     calls, handle = _count_forwards(pipe.classifier.model)
     try:
         hands = naive([hands_photo, ZIDANE])
@@ -192,8 +199,13 @@ def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
     assert hands[0] and all(isinstance(h, Hand) for h in hands[0])
     assert calls == [len(hands[0]) + len(hands[1])]  # PyTorch path: one batched forward too
     # Same answers as the shipped path when the detector runs at the same size (OpenVINO in fp32).
-    shipped = HybridPipeline(pipe.detector, pipe.classifier, detector_size=naive.detector_size, precision="fp32",
-                             onnx_cache_dir=pipe.fast_detector.path.parent)
+    shipped = HybridPipeline(
+        pipe.detector,
+        pipe.classifier,
+        detector_size=naive.detector_size,
+        precision="fp32",
+        onnx_cache_dir=pipe.detector.network.path.parent,
+    )
     for a, b in zip(naive([hands_photo])[0], shipped([hands_photo])[0]):
         assert a.label == b.label and a.probability == pytest.approx(b.probability, abs=1e-3)
         assert a.box == pytest.approx(b.box, abs=0.5)
@@ -223,8 +235,8 @@ def test_draw_hands(hands_photo):
     drawn = draw_hands(image, hands)
     assert drawn.size == image.size and drawn is not image
     diff = np.abs(np.asarray(drawn, dtype=int) - np.asarray(image, dtype=int)).sum(axis=2) > 0
-    assert diff[100, 150:250].all()      # the top edge of the first box
-    assert not diff[500:, :].any()       # nothing drawn far from the boxes
+    assert diff[100, 150:250].all()  # the top edge of the first box
+    assert not diff[500:, :].any()  # nothing drawn far from the boxes
     assert np.array_equal(np.asarray(draw_hands(image, [])), np.asarray(image))
 
 
@@ -233,8 +245,21 @@ def test_predict_cli(trained_detector, trained_classifier, hands_photo, tmp_path
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 truncated")
     out = tmp_path / "annotated"
-    code = main(["predict", str(hands_photo), str(broken), str(ZIDANE), "--json", "--save-dir", str(out),
-                 "--detector", str(trained_detector), "--classifier", str(trained_classifier)])
+    code = main(
+        [
+            "predict",
+            str(hands_photo),
+            str(broken),
+            str(ZIDANE),
+            "--json",
+            "--save-dir",
+            str(out),
+            "--detector",
+            str(trained_detector),
+            "--classifier",
+            str(trained_classifier),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1  # one image failed; the others were still done
     assert "broken.jpg" in captured.err

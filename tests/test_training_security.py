@@ -1,15 +1,17 @@
-"""Hostile recipes for train/classifier.py and train/detector.py: each is refused with one clear line, before any
-work, and leaves nothing behind. The scripts run in a subprocess whose working folder is an empty tmp folder, so a
-stray `models/` or `runs/` (the default outputs are relative) is seen."""
+"""Hostile recipes for train/classifier.py and train/detector.py (hybrid.training): each is refused with one clear
+line, before any work, and leaves nothing behind. The scripts run in a subprocess whose working folder is an empty
+tmp folder, so a stray `models/` or `runs/` (the default outputs are relative) is seen."""
+
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from hybrid.training.detector import parse
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSIFIER = REPO / "train" / "classifier.py"
@@ -20,8 +22,9 @@ TINY = ["--data", "sign-digits", "--limit", "20", "--image-size", "32", "--batch
 
 def _run(script: Path, *args: str, cwd: Path, data_root: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "HYBRID_DATA": str(data_root)}
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _refused(done: subprocess.CompletedProcess, *words: str) -> str:
@@ -37,8 +40,10 @@ def _refused(done: subprocess.CompletedProcess, *words: str) -> str:
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
     """Every path under `folder`, with size and mtime for files (a folder's mtime moves with the write probe)."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
-            for p in folder.rglob("*")}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+        for p in folder.rglob("*")
+    }
 
 
 @pytest.fixture()
@@ -48,10 +53,13 @@ def workdir(tmp_path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("flag, value, words", [
-    ("--epochs", "-1", ["--epochs", ">= 1", "-1"]),
-    ("--image-size", "0", ["--image-size", ">= 32", "0"]),
-])
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--epochs", "-1", ["--epochs", ">= 1", "-1"]),
+        ("--image-size", "0", ["--image-size", ">= 32", "0"]),
+    ],
+)
 def test_classifier_bad_number_refused_before_work(workdir, data_root, flag, value, words):
     done = _run(CLASSIFIER, "--data", "sign-digits", "--limit", "20", flag, value, cwd=workdir, data_root=data_root)
     _refused(done, *words)
@@ -77,11 +85,7 @@ def test_detector_empty_data_refused_before_work_folder(workdir, tmp_path, data_
 
 def test_detector_conf_is_not_config(workdir, data_root):
     """argparse abbreviations are off: `--conf` is the score threshold, never a prefix of `--config`."""
-    spec = importlib.util.spec_from_file_location("train_detector_security", DETECTOR)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    assert module.parse_recipe(["--conf", "0.3", "--output", str(workdir / "out")]).conf == 0.3
+    assert parse(["--conf", "0.3", "--output", str(workdir / "out")])[0].conf == 0.3
     done = _run(DETECTOR, "--conf", "1.5", cwd=workdir, data_root=data_root)
     line = _refused(done, "conf=1.5")
     assert "--config" not in line
@@ -97,15 +101,47 @@ def test_classifier_resume_refuses_a_changed_recipe(workdir, data_root):
     assert (output / "checkpoints" / "epoch_1" / "trainer_state.json").is_file()
     before = _files(workdir)
 
-    changed = _run(CLASSIFIER, *TINY, "--output", str(output), "--resume", "--image-size", "48", "--epochs", "2",
-                   cwd=workdir, data_root=data_root)
+    changed = _run(
+        CLASSIFIER,
+        *TINY,
+        "--output",
+        str(output),
+        "--resume",
+        "--image-size",
+        "48",
+        "--epochs",
+        "2",
+        cwd=workdir,
+        data_root=data_root,
+    )
     _refused(changed, "--resume: image_size is 48 but the checkpoint was trained with 32")
-    other_data = _run(CLASSIFIER, *TINY, "--output", str(output), "--resume", "--data", "hands", "--epochs", "2",
-                      cwd=workdir, data_root=data_root)
+    other_data = _run(
+        CLASSIFIER,
+        *TINY,
+        "--output",
+        str(output),
+        "--resume",
+        "--data",
+        "hands",
+        "--epochs",
+        "2",
+        cwd=workdir,
+        data_root=data_root,
+    )
     _refused(other_data, "--resume: data is hands but the checkpoint was trained with sign-digits")
     assert _files(workdir) == before
 
-    extended = _run(CLASSIFIER, *TINY, "--output", str(output), "--resume", "--epochs", "2", cwd=workdir,
-                    data_root=data_root, timeout=600)
+    extended = _run(
+        CLASSIFIER,
+        *TINY,
+        "--output",
+        str(output),
+        "--resume",
+        "--epochs",
+        "2",
+        cwd=workdir,
+        data_root=data_root,
+        timeout=600,
+    )
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert "resumed from" in extended.stderr

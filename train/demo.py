@@ -6,6 +6,7 @@ laptop CPU) is trained on the shared sample data into models/<kind>, once; later
 The demo models are a smoke-test quality CPU training: for real accuracy train the full recipes
 (train/configs/) or point the env vars at the published Hub models.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `python train/demo.py` from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO))
+from hybrid.hub import default_model
 
-from hybrid.hub import default_model  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 MODELS = REPO / "models"  # where app.py looks when nothing else is configured
 KINDS = ("classifier", "detector")
@@ -51,9 +50,14 @@ def train(kind: str, models_dir: Path, env: dict[str, str]) -> None:
     output = models_dir / kind
     partial = models_dir / f".{kind}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    command = [sys.executable, str(REPO / "train" / f"{kind}.py"),
-               "--config", str(recipe(kind)),
-               "--output", str(partial)]
+    command = [
+        sys.executable,
+        str(REPO / "train" / f"{kind}.py"),
+        "--config",
+        str(recipe(kind)),
+        "--output",
+        str(partial),
+    ]
     print(f"demo: training the quick {kind} ({' '.join(command[1:])})", flush=True)
     started = time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, env=env)
@@ -66,8 +70,9 @@ def train(kind: str, models_dir: Path, env: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--force", action="store_true", help="retrain even when models are cached")
     parser.add_argument("--data", default=None, help="data root (default: $HYBRID_DATA, then ../shared/data)")
     args = parser.parse_args(argv)
@@ -90,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
     print(f"demo: models ready in {time.perf_counter() - started:.0f} s.", flush=True)
     if any((MODELS / kind / RECIPE_MARK).is_file() and default_model(kind) == str(MODELS / kind) for kind in KINDS):
-        print("demo: these are quick CPU demo models, far from accurate; for the real ones train the full "
-              "recipes in train/configs/ or set HYBRID_DETECTOR / HYBRID_CLASSIFIER to the Hub models "
-              "(see README).", flush=True)
+        print(
+            "demo: these are quick CPU demo models, far from accurate; for the real ones train the full "
+            "recipes in train/configs/ or set HYBRID_DETECTOR / HYBRID_CLASSIFIER to the Hub models "
+            "(see README).",
+            flush=True,
+        )
     return 0
 
 

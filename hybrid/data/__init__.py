@@ -9,6 +9,7 @@
 Formats: `voc`, `yolo`, `imagefolder`, `hagrid`, `hf` (see `readers.py`, `hf.py`); box convention:
 pixel (x0, y0, x1, y1) in the upright (EXIF-applied) image. Labels: see `labels.py`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,10 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from hybrid.constants import data_root
 from hybrid.data.labels import canonical_label
 from hybrid.data.readers import READERS, BoxCleaner, DataError, detect_format
 from hybrid.data.records import HandBox, ImageRecord
-from hybrid.data.registry import REGISTRY, attribution, data_root, licence, match
+from hybrid.data.registry import REGISTRY, attribution, licence, match
 from hybrid.data.splits import SPLITS, split_records
 from hybrid.data.writers import build_crop_dataset, iter_crops, save_dataset, write_yolo_dataset
 
@@ -29,15 +31,18 @@ log = logging.getLogger(__name__)
 FORMATS = ("voc", "yolo", "imagefolder", "hagrid", "hf")
 
 
-def _resolve(path_or_name: Union[str, os.PathLike]) -> tuple[Union[Path, str], str, str, tuple[str, ...], Optional[str]]:
+def _resolve(
+    path_or_name: Union[str, os.PathLike],
+) -> tuple[Union[Path, str], str, str, tuple[str, ...], Optional[str]]:
     """(path or Hub id, source name, label prefix, sub-folders, registered format)."""
     text = os.fspath(path_or_name)
     if text in REGISTRY and not Path(text).exists():
         info = REGISTRY[text]
         folder = data_root() / info.folder
         if not folder.is_dir():
-            raise FileNotFoundError(f"dataset {text!r} is not at {folder}; run `hybrid data fetch {text}` "
-                                    "or set HYBRID_DATA")
+            raise FileNotFoundError(
+                f"dataset {text!r} is not at {folder}; run `hybrid data fetch {text}` or set HYBRID_DATA"
+            )
         return folder, info.name, info.label_prefix, info.subdirs, info.format
     path = Path(text).expanduser()
     if path.exists():
@@ -51,9 +56,15 @@ def _resolve(path_or_name: Union[str, os.PathLike]) -> tuple[Union[Path, str], s
     raise FileNotFoundError(f"{text}: no such folder, registered dataset ({', '.join(sorted(REGISTRY))}) or Hub id")
 
 
-def read_dataset(path_or_name: Union[str, os.PathLike], format: Optional[str] = None, split: Optional[str] = None,
-                 merge_labels: bool = False, seed: int = 0, bad_images: Optional[list[str]] = None,
-                 **reader_options) -> list[ImageRecord]:
+def read_dataset(
+    path_or_name: Union[str, os.PathLike],
+    format: Optional[str] = None,
+    split: Optional[str] = None,
+    merge_labels: bool = False,
+    seed: int = 0,
+    bad_images: Optional[list[str]] = None,
+    **reader_options,
+) -> list[ImageRecord]:
     """Read a dataset folder, registered name ('hands', 'roboflow', 'sign-digits') or Hub id into records.
 
     `format` is detected when None. Records carry the upstream split ('train'|'val'|'test'|None).
@@ -85,8 +96,9 @@ def read_dataset(path_or_name: Union[str, os.PathLike], format: Optional[str] = 
         for record in records:
             record.boxes = [HandBox(b.x0, b.y0, b.x1, b.y1, canonical_label(b.label)) for b in record.boxes]
             if "united_boxes" in record.extra:
-                record.extra["united_boxes"] = [HandBox(b.x0, b.y0, b.x1, b.y1, canonical_label(b.label))
-                                                for b in record.extra["united_boxes"]]
+                record.extra["united_boxes"] = [
+                    HandBox(b.x0, b.y0, b.x1, b.y1, canonical_label(b.label)) for b in record.extra["united_boxes"]
+                ]
     log.info("%s (%s): %d images, %d boxes", source, format, len(records), sum(len(r.boxes) for r in records))
     if split is not None:
         if split not in SPLITS:
@@ -102,7 +114,19 @@ def dataset_stats(records: Sequence[ImageRecord]) -> dict:
 
 
 __all__ = [
-    "DataError", "HandBox", "ImageRecord", "attribution", "build_crop_dataset", "canonical_label", "data_root",
-    "dataset_stats", "detect_format", "iter_crops", "licence", "read_dataset", "save_dataset", "split_records",
+    "DataError",
+    "HandBox",
+    "ImageRecord",
+    "attribution",
+    "build_crop_dataset",
+    "canonical_label",
+    "data_root",
+    "dataset_stats",
+    "detect_format",
+    "iter_crops",
+    "licence",
+    "read_dataset",
+    "save_dataset",
+    "split_records",
     "write_yolo_dataset",
 ]

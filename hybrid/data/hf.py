@@ -5,6 +5,7 @@ Two layouts: object detection (`image`, `objects: {bbox: COCO [x, y, w, h] pixel
 classification (`image`, `label`). Category/label ids are named through their `ClassLabel`.
 `datasets` is imported here only: the Space does not install it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -93,11 +94,15 @@ def read_hf(path_or_id: str, source: str, cleaner: BoxCleaner, label_prefix: str
         detection = "objects" in features
         label_column = next((c for c in ("label", "labels") if c in features), None)
         if not detection and label_column is None:
-            raise DataError(f"{path_or_id}: expected 'objects' (detection) or 'label' (classification) columns, "
-                            f"got {list(features)}")
+            raise DataError(
+                f"{path_or_id}: expected 'objects' (detection) or 'label' (classification) columns, "
+                f"got {list(features)}"
+            )
         if detection:
             objects = features["objects"]
-            category = objects["category"] if isinstance(objects, dict) else getattr(objects, "feature", {}).get("category")
+            category = (
+                objects["category"] if isinstance(objects, dict) else getattr(objects, "feature", {}).get("category")
+            )
             names = _names(category) if category is not None else None
         else:
             names = _names(features[label_column])
@@ -118,7 +123,9 @@ def read_hf(path_or_id: str, source: str, cleaner: BoxCleaner, label_prefix: str
                     if bbox is None or len(bbox) != 4:
                         raise DataError(f"{where}: bbox {bbox!r} is not [x, y, w, h]")
                     x, y, w, h = (float(v) for v in bbox)
-                    box = cleaner(x, y, x + w, y + h, label_prefix + _label_name(cat, names, where), width, height, where)
+                    box = cleaner(
+                        x, y, x + w, y + h, label_prefix + _label_name(cat, names, where), width, height, where
+                    )
                     if box is not None:
                         boxes.append(box)
                 extra = {}
@@ -126,6 +133,16 @@ def read_hf(path_or_id: str, source: str, cleaner: BoxCleaner, label_prefix: str
                 label = label_prefix + _label_name(row[label_column], names, where)
                 boxes, extra = [HandBox(0.0, 0.0, float(width), float(height), label)], {"whole_image": True}
             name = Path(value["path"]).name if value.get("path") else f"{part_name or 'dataset'}-{index:06d}"
-            records.append(ImageRecord(image=image, boxes=boxes, source=source, split=split, width=width,
-                                       height=height, name=name, extra=extra))
+            records.append(
+                ImageRecord(
+                    image=image,
+                    boxes=boxes,
+                    source=source,
+                    split=split,
+                    width=width,
+                    height=height,
+                    name=name,
+                    extra=extra,
+                )
+            )
     return records

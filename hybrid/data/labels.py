@@ -10,6 +10,7 @@ with finger counts would teach the classifier that two different hand shapes are
 reader labels them 'asl-0'..'asl-9' (see `ASL_PREFIX` and the registry), which `canonical_label`
 leaves alone. Any name not listed here passes through unchanged.
 """
+
 from __future__ import annotations
 
 ASL_PREFIX = "asl-"
@@ -18,8 +19,17 @@ _WORDS = ["zero", "one", "two", "three", "four", "five"]
 
 _ALIASES: dict[str, str] = {}
 for _count, _word in enumerate(_WORDS):
-    for _spelling in (str(_count), f"{_count}-hand", f"{_count}_hand", f"{_count}hand", _word, f"{_word}-hand",
-                      f"{_word}_fingers", f"{_count}_fingers", f"{_count}-fingers"):
+    for _spelling in (
+        str(_count),
+        f"{_count}-hand",
+        f"{_count}_hand",
+        f"{_count}hand",
+        _word,
+        f"{_word}-hand",
+        f"{_word}_fingers",
+        f"{_count}_fingers",
+        f"{_count}-fingers",
+    ):
         _ALIASES[_spelling] = str(_count)
 _ALIASES["fist"] = "0"
 

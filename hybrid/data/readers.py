@@ -11,6 +11,7 @@ Every reader clips boxes to the image, drops boxes left with zero area (counted 
 per read), and raises `DataError` naming the file (and line, for YOLO txt) for malformed
 annotations and labels the dataset does not define.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 # Folder names that carry an upstream split, mapped to ours.
 SPLIT_NAMES = {
-    "train": "train", "training": "train", "train_val": "train", "ann_train_val": "train", "trainval": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test", "ann_test": "test",
+    "train": "train",
+    "training": "train",
+    "train_val": "train",
+    "ann_train_val": "train",
+    "trainval": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+    "ann_test": "test",
 }
 
 
@@ -79,8 +89,9 @@ class BoxCleaner:
     examples: list[str] = field(default_factory=list)
     bad_images: Optional[list[str]] = None
 
-    def __call__(self, x0: float, y0: float, x1: float, y1: float, label: str,
-                 width: int, height: int, where: str) -> Optional[HandBox]:
+    def __call__(
+        self, x0: float, y0: float, x1: float, y1: float, label: str, width: int, height: int, where: str
+    ) -> Optional[HandBox]:
         cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
         cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
         if cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
@@ -96,15 +107,21 @@ class BoxCleaner:
         if self.clipped:
             log.info("%s: clipped %d box(es) that reached outside their image", dataset, self.clipped)
         if self.dropped:
-            log.warning("%s: dropped %d zero-area box(es) (after clipping to the image), e.g. %s",
-                        dataset, self.dropped, "; ".join(self.examples))
+            log.warning(
+                "%s: dropped %d zero-area box(es) (after clipping to the image), e.g. %s",
+                dataset,
+                self.dropped,
+                "; ".join(self.examples),
+            )
         if self.bad_images:
-            log.warning("%s: skipped %d unreadable image(s), e.g. %s", dataset, len(self.bad_images),
-                        self.bad_images[0])
+            log.warning(
+                "%s: skipped %d unreadable image(s), e.g. %s", dataset, len(self.bad_images), self.bad_images[0]
+            )
 
 
-def checked_size(image: Union[Path, bytes], cleaner: BoxCleaner,
-                 name: str = "") -> Optional[tuple[int, int, tuple[int, int]]]:
+def checked_size(
+    image: Union[Path, bytes], cleaner: BoxCleaner, name: str = ""
+) -> Optional[tuple[int, int, tuple[int, int]]]:
     """`header_size`, or None for an unreadable image when `cleaner` collects bad images (it is recorded there)."""
     try:
         return header_size(image, name)
@@ -135,8 +152,10 @@ def _images_by_stem(folder: Path, cache: dict[Path, dict[str, Path]]) -> dict[st
 
 # --- Pascal VOC -------------------------------------------------------------------------------
 
-def read_voc(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "",
-             subdirs: Sequence[str] = ()) -> list[ImageRecord]:
+
+def read_voc(
+    root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "", subdirs: Sequence[str] = ()
+) -> list[ImageRecord]:
     """Pascal VOC XML (labelImg style): one XML per image, next to it or in ../JPEGImages.
     The XML's <folder>/<path> are ignored; the split is the folder the XML sits in (below `root`)."""
     records, cache, raw_size_files = [], {}, []
@@ -157,8 +176,10 @@ def read_voc(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "
                     image_path = candidate
                     break
         if image_path is None:
-            raise DataError(f"{xml_path}: no image for this annotation (looked for {xml_path.stem}.* next to it"
-                            f"{' and ' + filename if filename else ''})")
+            raise DataError(
+                f"{xml_path}: no image for this annotation (looked for {xml_path.stem}.* next to it"
+                f"{' and ' + filename if filename else ''})"
+            )
         size = checked_size(image_path, cleaner)
         if size is None:
             continue
@@ -177,15 +198,31 @@ def read_voc(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "
             bndbox = obj.find("bndbox")
             if bndbox is None:
                 raise DataError(f"{where} ({name}) has no <bndbox>")
-            x0, y0, x1, y1 = (_number(bndbox.findtext(tag), where, f"<{tag}>") for tag in ("xmin", "ymin", "xmax", "ymax"))
+            x0, y0, x1, y1 = (
+                _number(bndbox.findtext(tag), where, f"<{tag}>") for tag in ("xmin", "ymin", "xmax", "ymax")
+            )
             box = cleaner(x0, y0, x1, y1, label_prefix + name, width, height, where)
             if box is not None:
                 boxes.append(box)
-        records.append(ImageRecord(image=image_path, boxes=boxes, source=source, split=split_of(xml_path, root),
-                                   width=width, height=height, name=image_path.name))
+        records.append(
+            ImageRecord(
+                image=image_path,
+                boxes=boxes,
+                source=source,
+                split=split_of(xml_path, root),
+                width=width,
+                height=height,
+                name=image_path.name,
+            )
+        )
     if raw_size_files:
-        log.warning("%s: %d VOC file(s) declare the stored (un-rotated) size of an EXIF-rotated image, e.g. %s; "
-                    "their boxes are read as upright-image coordinates", source, len(raw_size_files), raw_size_files[0])
+        log.warning(
+            "%s: %d VOC file(s) declare the stored (un-rotated) size of an EXIF-rotated image, e.g. %s; "
+            "their boxes are read as upright-image coordinates",
+            source,
+            len(raw_size_files),
+            raw_size_files[0],
+        )
     return records
 
 
@@ -241,8 +278,13 @@ def _yolo_split_dirs(root: Path, config: dict, yaml_path: Optional[Path]) -> dic
         chosen = next((c for c in candidates if c.exists()), None)
         if chosen is None:
             if value:
-                log.warning("%s: the %s images %r do not exist and no %s/images folder was found",
-                            yaml_path or root, split, value, split)
+                log.warning(
+                    "%s: the %s images %r do not exist and no %s/images folder was found",
+                    yaml_path or root,
+                    split,
+                    value,
+                    split,
+                )
             continue
         if value and chosen != candidates[0]:
             log.info("%s: %s path %r not found here; using %s", yaml_path, split, value, chosen)
@@ -328,16 +370,27 @@ def read_yolo(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = 
                         continue
                     where = f"{label_file}:{number}"
                     label, (x0, y0, x1, y1) = _parse_yolo_line(parts, where, names)
-                    box = cleaner(x0 * width, y0 * height, x1 * width, y1 * height, label_prefix + label,
-                                  width, height, where)
+                    box = cleaner(
+                        x0 * width, y0 * height, x1 * width, y1 * height, label_prefix + label, width, height, where
+                    )
                     if box is not None:
                         boxes.append(box)
-            records.append(ImageRecord(image=image_path, boxes=boxes, source=source, split=split,
-                                       width=width, height=height, name=image_path.name))
+            records.append(
+                ImageRecord(
+                    image=image_path,
+                    boxes=boxes,
+                    source=source,
+                    split=split,
+                    width=width,
+                    height=height,
+                    name=image_path.name,
+                )
+            )
     return records
 
 
 # --- image folders ----------------------------------------------------------------------------
+
 
 def _has_images(folder: Path) -> bool:
     return any(p.is_file() and is_image(p) for p in folder.iterdir())
@@ -353,8 +406,9 @@ def _class_folders(root: Path) -> list[tuple[Optional[str], Path]]:
     return [(None, p) for p in with_images]
 
 
-def read_imagefolder(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "",
-                     subdirs: Sequence[str] = ()) -> list[ImageRecord]:
+def read_imagefolder(
+    root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "", subdirs: Sequence[str] = ()
+) -> list[ImageRecord]:
     """Classification folders <root>/<class>/<image> (or <root>/<split>/<class>/<image>): each image is
     one hand whose box is the whole image (`extra['whole_image'] = True`)."""
     folders = [f for sub in (subdirs or [""]) for f in _class_folders(root / sub)]
@@ -368,12 +422,23 @@ def read_imagefolder(root: Path, source: str, cleaner: BoxCleaner, label_prefix:
                 continue
             width, height, _ = size
             box = HandBox(0.0, 0.0, float(width), float(height), label_prefix + folder.name)
-            records.append(ImageRecord(image=image_path, boxes=[box], source=source, split=split, width=width,
-                                       height=height, name=image_path.name, extra={"whole_image": True}))
+            records.append(
+                ImageRecord(
+                    image=image_path,
+                    boxes=[box],
+                    source=source,
+                    split=split,
+                    width=width,
+                    height=height,
+                    name=image_path.name,
+                    extra={"whole_image": True},
+                )
+            )
     return records
 
 
 # --- HaGRID -----------------------------------------------------------------------------------
+
 
 def _hagrid_files(root: Path) -> list[Path]:
     found = []
@@ -397,8 +462,9 @@ def _hagrid_box(value, where: str) -> list[float]:
         raise DataError(f"{where}: box {value!r} is not 4 numbers") from None
 
 
-def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "",
-                images: Optional[os.PathLike] = None) -> list[ImageRecord]:
+def read_hagrid(
+    root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = "", images: Optional[os.PathLike] = None
+) -> list[ImageRecord]:
     """HaGRID v1/v2 annotations: one JSON per gesture, {image_id: {bboxes: [[x, y, w, h] normalised,
     top-left], labels: [...], united_bbox, united_label, leading_hand, user_id, ...}}.
 
@@ -425,11 +491,17 @@ def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str 
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise DataError(f"{json_path}: malformed JSON ({error})") from None
         if not isinstance(annotations, dict):
-            raise DataError(f"{json_path}: expected an object {{image_id: annotation}}, got {type(annotations).__name__}")
+            raise DataError(
+                f"{json_path}: expected an object {{image_id: annotation}}, got {type(annotations).__name__}"
+            )
         split = split_of(json_path, root)
         for image_id, ann in annotations.items():
             where = f"{json_path}: {image_id}"
-            if not isinstance(ann, dict) or not isinstance(ann.get("bboxes"), list) or not isinstance(ann.get("labels"), list):
+            if (
+                not isinstance(ann, dict)
+                or not isinstance(ann.get("bboxes"), list)
+                or not isinstance(ann.get("labels"), list)
+            ):
                 raise DataError(f"{where}: expected 'bboxes' and 'labels' lists")
             if len(ann["bboxes"]) != len(ann["labels"]):
                 raise DataError(f"{where}: {len(ann['bboxes'])} bboxes but {len(ann['labels'])} labels")
@@ -444,10 +516,18 @@ def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str 
 
             def to_box(value, label, where=where):
                 x, y, w, h = _hagrid_box(value, where)
-                return cleaner(x * width, y * height, (x + w) * width, (y + h) * height,
-                               label_prefix + str(label), width, height, where)
+                return cleaner(
+                    x * width,
+                    y * height,
+                    (x + w) * width,
+                    (y + h) * height,
+                    label_prefix + str(label),
+                    width,
+                    height,
+                    where,
+                )
 
-            boxes = [b for b in (to_box(v, l) for v, l in zip(ann["bboxes"], ann["labels"])) if b is not None]
+            boxes = [b for b in (to_box(v, label) for v, label in zip(ann["bboxes"], ann["labels"])) if b is not None]
             united = []
             for value, label in zip(ann.get("united_bbox") or [], ann.get("united_label") or []):
                 if value is not None and label is not None:
@@ -457,8 +537,18 @@ def read_hagrid(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str 
             extra = {"gesture": json_path.stem, "user_id": ann.get("user_id"), "leading_hand": ann.get("leading_hand")}
             if united:
                 extra["united_boxes"] = united
-            records.append(ImageRecord(image=image_path, boxes=boxes, source=source, split=split, width=width,
-                                       height=height, name=image_path.name, extra=extra))
+            records.append(
+                ImageRecord(
+                    image=image_path,
+                    boxes=boxes,
+                    source=source,
+                    split=split,
+                    width=width,
+                    height=height,
+                    name=image_path.name,
+                    extra=extra,
+                )
+            )
     if missing:
         log.warning("%s: %d annotated image(s) are not under %s and were skipped", source, missing, images)
     return records
@@ -482,8 +572,9 @@ def detect_format(path: Path) -> str:
         return "hagrid"
     if _class_folders(path):
         return "imagefolder"
-    raise DataError(f"{path}: cannot tell the dataset format (no data.yaml, VOC XML, HaGRID JSON or class folders); "
-                    "pass format=")
+    raise DataError(
+        f"{path}: cannot tell the dataset format (no data.yaml, VOC XML, HaGRID JSON or class folders); pass format="
+    )
 
 
 READERS = {"voc": read_voc, "yolo": read_yolo, "imagefolder": read_imagefolder, "hagrid": read_hagrid}

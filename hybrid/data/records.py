@@ -1,4 +1,5 @@
 """The one record type every reader produces: an image with zero or more labelled hand boxes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -11,6 +11,7 @@ error and nothing is kept.
 Note that the shared folder `subhih-handsdataset` is a 954-image subset (see SOURCES.md); `fetch`
 brings the whole upstream repository.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from hybrid.constants import data_root
+from hybrid.files import replace_dir
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FETCH_TIMEOUT_S = 15.0
 
 
@@ -61,10 +64,7 @@ REGISTRY: dict[str, DatasetInfo] = {
             repo="SubhiH/HandsDataset",
             commit="73228cb5ba6a8d454663aa9873157862b69a1c4c",
             licence="Apache-2.0",
-            attribution=(
-                "Hands Dataset by Soubhi Hadri (https://github.com/SubhiH/HandsDataset), "
-                "Apache License 2.0."
-            ),
+            attribution=("Hands Dataset by Soubhi Hadri (https://github.com/SubhiH/HandsDataset), Apache License 2.0."),
             format="voc",
             # upstream also keeps byte-identical duplicates at the images/ top level: read the split folders only
             subdirs=("images/train", "images/test"),
@@ -76,8 +76,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             commit="fd632313b9d74d869f57b11a8b0bb249cbc537ae",
             licence="CC-BY-4.0",
             attribution=(
-                "Hand Gesture Recognition v6 (2023-03-18), Roboflow Universe workspace \"lebanese-university-grkoz\", "
-                "project \"hand-gesture-recognition-y5827\" "
+                'Hand Gesture Recognition v6 (2023-03-18), Roboflow Universe workspace "lebanese-university-grkoz", '
+                'project "hand-gesture-recognition-y5827" '
                 "(https://universe.roboflow.com/lebanese-university-grkoz/hand-gesture-recognition-y5827), "
                 "provided by a Roboflow user under CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/); "
                 "redistributed on GitHub by Aniket Dwivedi (https://github.com/dwivedi1997/Hand-Gesture-YOLOv8)."
@@ -93,8 +93,8 @@ REGISTRY: dict[str, DatasetInfo] = {
             attribution=(
                 "Sign Language Digits Dataset by Turkey Ankara Ayrancı Anadolu High School students "
                 "(project leads Zeynep Dikle and Arda Mavi), https://github.com/ardamavi/Sign-Language-Digits-Dataset, "
-                "Apache License 2.0. Cite: Mavi, A. (2020), \"A New Dataset and Proposed Convolutional Neural Network "
-                "Architecture for Classification of American Sign Language Digits\", arXiv:2011.08927."
+                'Apache License 2.0. Cite: Mavi, A. (2020), "A New Dataset and Proposed Convolutional Neural Network '
+                'Architecture for Classification of American Sign Language Digits", arXiv:2011.08927.'
             ),
             format="imagefolder",
             subdirs=("Dataset",),
@@ -132,19 +132,15 @@ def citations(sources: list[str]) -> list[dict]:
     for source in sources:
         info = REGISTRY.get(source) or (match(Path(source)) or (None,))[0]
         if info is not None:
-            out.append({"name": info.name, "licence": info.licence, "attribution": info.attribution,
-                        "origin": info.origin})
+            out.append(
+                {"name": info.name, "licence": info.licence, "attribution": info.attribution, "origin": info.origin}
+            )
         else:
             name = Path(source).name if Path(source).exists() else source
-            out.append({"name": name, "licence": "see the dataset", "attribution": f"User data: {source}",
-                        "origin": source})
+            out.append(
+                {"name": name, "licence": "see the dataset", "attribution": f"User data: {source}", "origin": source}
+            )
     return out
-
-
-def data_root() -> Path:
-    """$HYBRID_DATA, else <repo>/../shared/data."""
-    env = os.environ.get("HYBRID_DATA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
 def match(path: Path) -> Optional[tuple[DatasetInfo, Path, tuple[str, ...]]]:
@@ -160,8 +156,9 @@ def match(path: Path) -> Optional[tuple[DatasetInfo, Path, tuple[str, ...]]]:
     return None
 
 
-def fetch(name: str, root: Optional[os.PathLike] = None, timeout: float = FETCH_TIMEOUT_S,
-          url: Optional[str] = None) -> Path:
+def fetch(
+    name: str, root: Optional[os.PathLike] = None, timeout: float = FETCH_TIMEOUT_S, url: Optional[str] = None
+) -> Path:
     """Download dataset `name` (GitHub archive of its pinned commit) into <root>/<folder>; return that path.
 
     An existing folder is kept as is. The archive's sha256 is checked when one is recorded; when none
@@ -186,14 +183,21 @@ def fetch(name: str, root: Optional[os.PathLike] = None, timeout: float = FETCH_
                     out.write(chunk)
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             reason = getattr(error, "reason", error)
-            raise FetchError(f"could not download {name} from {url}: {reason} (no internet? the data root is {root})") from None
+            raise FetchError(
+                f"could not download {name} from {url}: {reason} (no internet? the data root is {root})"
+            ) from None
         sha256 = digest.hexdigest()
         if info.sha256 is None:
-            log.warning("no sha256 is recorded for %s, so the download could not be verified; its sha256 is %s "
-                        "(check it against a trusted copy and record it in hybrid/data/registry.py)", name, sha256)
+            log.warning(
+                "no sha256 is recorded for %s, so the download could not be verified; its sha256 is %s "
+                "(check it against a trusted copy and record it in hybrid/data/registry.py)",
+                name,
+                sha256,
+            )
         elif sha256 != info.sha256:
-            raise FetchError(f"{name}: checksum mismatch for {url}: expected sha256 {info.sha256}, got {sha256}; "
-                             "nothing was kept")
+            raise FetchError(
+                f"{name}: checksum mismatch for {url}: expected sha256 {info.sha256}, got {sha256}; nothing was kept"
+            )
         try:
             with zipfile.ZipFile(archive) as zipped:
                 zipped.extractall(Path(tmp) / "unpacked")
@@ -202,7 +206,7 @@ def fetch(name: str, root: Optional[os.PathLike] = None, timeout: float = FETCH_
         unpacked = list((Path(tmp) / "unpacked").iterdir())
         # GitHub archives hold one top folder <repo>-<commit>/
         top = unpacked[0] if len(unpacked) == 1 and unpacked[0].is_dir() else Path(tmp) / "unpacked"
-        os.replace(top, target)
+        replace_dir(top, target)
     log.info("%s: %s (sha256 %s) -> %s", name, info.licence, sha256, target)
     return target
 

@@ -3,6 +3,7 @@
 Both write atomically: everything goes to a temporary sibling folder that replaces the target only
 when complete, so an interrupted run never leaves a half-written dataset behind.
 """
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 
@@ -22,6 +21,7 @@ from PIL import Image
 from hybrid.crops import CONTEXT, square_crop
 from hybrid.data.readers import DataError, header_size
 from hybrid.data.records import HandBox, ImageRecord
+from hybrid.files import atomic_dir
 from hybrid.images import ImageError, read_header
 
 log = logging.getLogger(__name__)
@@ -29,34 +29,6 @@ log = logging.getLogger(__name__)
 HAND = "hand"
 TRAIN_SCALE_JITTER = 0.15  # the square's side varies by +-15 % in training crops
 TRAIN_SHIFT_JITTER = 0.08  # and its centre by +-8 % of the side
-
-
-@contextmanager
-def atomic_dir(target: Path, markers: Sequence[str] = ()) -> Iterator[Path]:
-    """Yield a temporary folder next to `target`; on success it replaces `target` (old one removed).
-
-    An existing non-empty `target` is only replaced when it holds one of `markers` (i.e. it is an
-    earlier output of the same writer), so a mistyped path never deletes someone's folder."""
-    target = Path(target).absolute()
-    if target.is_dir() and any(target.iterdir()) and not any((target / m).exists() for m in markers):
-        raise FileExistsError(f"{target} exists and is not a dataset this writer made (no {' or '.join(markers)}); "
-                              "choose an empty or new folder")
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _safe_name(name: str) -> str:
@@ -74,8 +46,13 @@ def _needs_copy(record: ImageRecord) -> bool:
     return header.orientation != 1 or header.mode not in ("RGB", "L")
 
 
-def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], out_dir: os.PathLike,
-                       gestures: bool = False, names: Optional[Sequence[str]] = None, copy: bool = False) -> Path:
+def write_yolo_dataset(
+    records_by_split: Mapping[str, Sequence[ImageRecord]],
+    out_dir: os.PathLike,
+    gestures: bool = False,
+    names: Optional[Sequence[str]] = None,
+    copy: bool = False,
+) -> Path:
     """Write <out_dir>/images/<split>/, labels/<split>/*.txt (class cx cy w h, normalised) and data.yaml
     (absolute `path`, split folders, `names`); return the data.yaml path.
 
@@ -86,7 +63,11 @@ def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], ou
     """
     out_dir = Path(out_dir).absolute()
     if gestures:
-        names = list(names) if names else sorted({box.label for recs in records_by_split.values() for r in recs for box in r.boxes})
+        names = (
+            list(names)
+            if names
+            else sorted({box.label for recs in records_by_split.values() for r in recs for box in r.boxes})
+        )
     else:
         names = [HAND]
     class_id = {name: i for i, name in enumerate(names)}
@@ -131,26 +112,39 @@ def write_yolo_dataset(records_by_split: Mapping[str, Sequence[ImageRecord]], ou
                     w, h = (x1 - x0) / width, (y1 - y0) / height
                     lines.append(f"{cid} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
                 (tmp / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
-        config = {"path": str(out_dir), **{split: f"images/{split}" for split in splits},
-                  "names": {i: name for i, name in enumerate(names)}}
+        config = {
+            "path": str(out_dir),
+            **{split: f"images/{split}" for split in splits},
+            "names": {i: name for i, name in enumerate(names)},
+        }
         if "val" not in config:
             config["val"] = "images/train"  # Ultralytics requires a val entry
             log.warning("%s: no val split; validating on train", out_dir)
         (tmp / "data.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    log.info("wrote YOLO dataset %s: %s, classes %s", out_dir,
-             ", ".join(f"{s} {len(r)}" for s, r in splits.items()), names)
+    log.info(
+        "wrote YOLO dataset %s: %s, classes %s", out_dir, ", ".join(f"{s} {len(r)}" for s, r in splits.items()), names
+    )
     return out_dir / "data.yaml"
 
 
 def _is_whole_image(record: ImageRecord, box: HandBox) -> bool:
     if record.extra.get("whole_image"):
         return True
-    return (len(record.boxes) == 1 and record.width is not None and record.height is not None
-            and box.xyxy == (0.0, 0.0, float(record.width), float(record.height)))
+    return (
+        len(record.boxes) == 1
+        and record.width is not None
+        and record.height is not None
+        and box.xyxy == (0.0, 0.0, float(record.width), float(record.height))
+    )
 
 
-def iter_crops(records: Sequence[ImageRecord], image_size: Optional[int] = None, train: bool = False,
-               seed: int = 0, context: float = CONTEXT) -> Iterator[tuple[Image.Image, str]]:
+def iter_crops(
+    records: Sequence[ImageRecord],
+    image_size: Optional[int] = None,
+    train: bool = False,
+    seed: int = 0,
+    context: float = CONTEXT,
+) -> Iterator[tuple[Image.Image, str]]:
     """(crop, label) per hand, in record order: `square_crop` around each box (seeded jitter when
     `train`), or the whole image (padded square, never jittered) for image-folder records."""
     rng = random.Random(seed)
@@ -170,8 +164,14 @@ def iter_crops(records: Sequence[ImageRecord], image_size: Optional[int] = None,
             yield crop, box.label
 
 
-def build_crop_dataset(records: Sequence[ImageRecord], image_size: Optional[int] = None, train: bool = False,
-                       seed: int = 0, label_names: Optional[Sequence[str]] = None, context: float = CONTEXT):
+def build_crop_dataset(
+    records: Sequence[ImageRecord],
+    image_size: Optional[int] = None,
+    train: bool = False,
+    seed: int = 0,
+    label_names: Optional[Sequence[str]] = None,
+    context: float = CONTEXT,
+):
     """A `datasets.Dataset` with `image` (datasets.Image) and `label` (ClassLabel, sorted names, or
     `label_names` to share one label set across splits): one crop per hand (see `iter_crops`).
 
@@ -193,7 +193,7 @@ def build_crop_dataset(records: Sequence[ImageRecord], image_size: Optional[int]
     index = {name: i for i, name in enumerate(names)}
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
     log.info("crop dataset: %d crops, %d classes%s", len(crops), len(names), " (jittered)" if train else "")
-    return datasets.Dataset.from_dict({"image": crops, "label": [index[l] for l in labels]}, features=features)
+    return datasets.Dataset.from_dict({"image": crops, "label": [index[label] for label in labels]}, features=features)
 
 
 def save_dataset(dataset, path: os.PathLike) -> Path:

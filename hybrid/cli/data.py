@@ -1,0 +1,67 @@
+"""`hybrid data stats|fetch`: inspect and fetch datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def stats_command(args: argparse.Namespace) -> int:
+    from hybrid.data import dataset_stats, read_dataset
+
+    bad: list[str] = []
+    records = read_dataset(
+        args.path, format=args.format, split=args.split, merge_labels=args.merge_labels, bad_images=bad
+    )
+    stats = {**dataset_stats(records), "bad_images": bad}
+    if args.json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+    else:
+        print(f"images: {stats['images']}\nboxes:  {stats['boxes']}")
+        for name, count in stats["labels"].items():
+            print(f"  {name:<20} {count}")
+        if bad:
+            print(f"bad images (skipped): {len(bad)}")
+            for line in bad:
+                print(f"  {line}")
+    return 1 if bad else 0
+
+
+def fetch_command(args: argparse.Namespace) -> int:
+    from hybrid.data.registry import FetchError, fetch
+
+    try:
+        print(fetch(args.name, root=args.root))
+    except FetchError as error:
+        print(f"hybrid: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_commands(commands) -> None:
+    data = commands.add_parser("data", help="inspect and fetch datasets", allow_abbrev=False).add_subparsers(
+        dest="data_command", required=True
+    )
+    stats = data.add_parser(
+        "stats",
+        allow_abbrev=False,
+        help="count images, boxes and labels of a dataset folder",
+        description="Count images, boxes and labels. Unreadable images (corrupt, or over the "
+        "pixel limit) are skipped and listed; the exit status is then 1.",
+    )
+    stats.add_argument("path", help="dataset folder, or a registered dataset name")
+    stats.add_argument("--format", default=None, help="voc | yolo | imagefolder | hagrid | hf (default: detected)")
+    stats.add_argument(
+        "--split",
+        default=None,
+        choices=["train", "val", "test"],
+        help="one split (upstream where the data has it, else seeded; see hybrid.data.split_records)",
+    )
+    stats.add_argument("--merge-labels", action="store_true", help="merge finger-count names ('5-hand', 'five' -> '5')")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(func=stats_command)
+    fetch = data.add_parser("fetch", allow_abbrev=False, help="download a registered public dataset, checksum-verified")
+    fetch.add_argument("name")
+    fetch.add_argument("--root", default=None, help="where to put it (default: $HYBRID_DATA, then ../shared/data)")
+    fetch.set_defaults(func=fetch_command)

@@ -1,0 +1,117 @@
+"""`hybrid eval DATASET`: end-to-end metrics on a labelled detection dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hybrid.cli.predict import check_output_folder, model_source
+
+
+def _notice(text: str) -> None:
+    """A line for the person at the terminal, on stderr so that --json output stays JSON."""
+    print(f"hybrid eval: {text}", file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _save_outputs(metrics: dict, output: Path) -> None:
+    """The confusion matrix PNG(s) and metrics.json, each written whole (hybrid.files)."""
+    from hybrid.evaluate import save_confusion_png
+    from hybrid.files import write_text
+
+    metrics["confusion_png"] = str(save_confusion_png(metrics["confusion"], output / "confusion_matrix.png"))
+    if "gesture_detector" in metrics:
+        metrics["gesture_detector"]["confusion_png"] = str(
+            save_confusion_png(
+                metrics["gesture_detector"]["confusion"],
+                output / "confusion_matrix_gesture_detector.png",
+                title="one-stage gesture detector",
+            )
+        )
+    write_text(output / "metrics.json", json.dumps(metrics, indent=2))
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """`hybrid eval DATASET [--split test|train|val|all] [--limit N] [--gesture-detector M] [--output DIR] [--json]`.
+
+    Says first (on stderr) which split it scores, how many images, and where the split comes from; lists
+    ground-truth labels the classifier does not know."""
+    from hybrid.data import read_dataset
+    from hybrid.evaluate import evaluate, select_split, summary_table, unknown_labels
+    from hybrid.pipeline import HybridPipeline
+
+    if args.output:
+        check_output_folder(Path(args.output), "--output")
+    from hybrid.hub import snapshot
+
+    detector, classifier = model_source(args.detector, "detector"), model_source(args.classifier, "classifier")
+    every = read_dataset(args.dataset, format=args.format, merge_labels=True)
+    records, origin = select_split(every, args.split, [snapshot(detector), snapshot(classifier)])
+    total = len(records)
+    if args.limit:
+        records = records[: args.limit]
+    if not records:
+        raise ValueError(f"{args.dataset}: no images in split {args.split!r} ({origin})")
+    counted = f"the first {len(records)} of {total}" if len(records) < total else f"{total}"
+    _notice(f"scoring {counted} images of {args.dataset} (of {len(every)} in all): {origin}")
+    pipeline = HybridPipeline.from_pretrained(detector=detector, classifier=classifier)
+    unknown = unknown_labels(records, pipeline.classifier.label_names)
+    if unknown:
+        listed = ", ".join(f"{label!r} ({count} hands)" for label, count in unknown.items())
+        _notice(f"ground-truth labels the classifier does not know (they count as errors): {listed}")
+    gesture_detector = None
+    if args.gesture_detector:
+        from hybrid.detector import HandDetector
+
+        gesture_detector = HandDetector.from_pretrained(args.gesture_detector)
+    metrics = evaluate(pipeline, records, gesture_detector)
+    metrics["dataset"] = {
+        "name": str(args.dataset),
+        "split": args.split,
+        "split_from": origin,
+        "images": len(records),
+        "split_images": total,
+        "dataset_images": len(every),
+        "unknown_labels": unknown,
+    }
+    if args.output:
+        _save_outputs(metrics, Path(args.output))
+    print(json.dumps(metrics, indent=2) if args.json else summary_table(metrics))
+    return 0
+
+
+def add_commands(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        allow_abbrev=False,
+        help="end-to-end metrics on a labelled detection dataset",
+        description="End-to-end metrics on a labelled detection dataset. Says first which split it scores and how "
+        "many images, and lists ground-truth labels the classifier does not know (they count as errors).",
+    )
+    evaluate.add_argument("dataset", help="dataset folder or registered name")
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "val", "test", "all"],
+        help="split to score (default: test): the dataset's own split where it has one, else the "
+        "seeded split of hybrid.data.split_records; 'all' scores every image",
+    )
+    evaluate.add_argument("--detector", default=None)
+    evaluate.add_argument("--classifier", default=None)
+    evaluate.add_argument("--gesture-detector", default=None, help="one-stage gesture detector to compare against")
+    evaluate.add_argument("--format", default=None)
+    evaluate.add_argument("--limit", type=_positive_int, default=None, help="first N images only")
+    evaluate.add_argument("--output", default=None, help="folder for the confusion matrix PNG and metrics JSON")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=eval_command)

@@ -1,0 +1,134 @@
+"""`hybrid predict IMG...`: find hands and name their gestures; optionally save annotated images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from PIL import Image
+
+
+def check_output_folder(folder: Path, flag: str) -> None:
+    """Refuse, before any work, an output folder (`flag` names the option) that is a file or cannot be
+    created or written; creates nothing."""
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {folder}: {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {folder}: {existing} is not writable")
+
+
+def save_unique(image: Image.Image, save_dir: Path, stem: str) -> Path:
+    """Save `image` as save_dir/STEM.jpg, or STEM-1.jpg, STEM-2.jpg, ... when taken; never replaces a file.
+    Written whole first (hybrid.files), then hard-linked in place: the link is atomic and fails on an
+    existing name, so no file is half-written or overwritten, even by a concurrent run."""
+    from hybrid.files import atomic_file
+
+    staged = save_dir / f".{stem}.{os.getpid()}.staged.jpg"
+    with atomic_file(staged) as tmp:
+        image.save(tmp, format="JPEG", quality=90)
+    try:
+        number = 0
+        while True:
+            target = save_dir / (f"{stem}.jpg" if number == 0 else f"{stem}-{number}.jpg")
+            try:
+                os.link(staged, target)
+                return target
+            except FileExistsError:
+                number += 1
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def model_source(given: Optional[str], kind: str) -> str:
+    """--detector/--classifier, else $HYBRID_<KIND>, else the Space pin, else models/<kind>."""
+    if given:
+        return given
+    from hybrid.hub import default_model
+
+    return default_model(kind)
+
+
+def _probability(flag: str, value: Optional[float]) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{flag} must be between 0 and 1, got {value}")
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """`hybrid predict IMG... [--json] [--save-dir DIR]`. With --json: one JSON object per image, one per
+    line ({"image", "width", "height", "hands": [Hand.to_dict()...]}, plus "annotated" with --save-dir).
+    An unreadable image (corrupt, missing, too large) gets an error line on stderr (with --json also its
+    JSON line {"image", "error"}) and the others go on; the exit status is then 1."""
+    from hybrid.images import ImageError, load_image
+    from hybrid.pipeline import HybridPipeline, draw_hands, image_result
+
+    _probability("--min-confidence", args.min_confidence)
+    _probability("--detector-threshold", args.detector_threshold)
+    save_dir = Path(args.save_dir) if args.save_dir else None
+    if save_dir:
+        check_output_folder(save_dir, "--save-dir")
+    pipe = HybridPipeline.from_pretrained(
+        detector=model_source(args.detector, "detector"),
+        classifier=model_source(args.classifier, "classifier"),
+        **{
+            k: v
+            for k, v in (("min_confidence", args.min_confidence), ("detector_threshold", args.detector_threshold))
+            if v is not None
+        },
+    )
+    failed = 0
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except ImageError as error:  # report it, go on with the other images
+            print(f"hybrid: error: {error}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"image": str(path), "error": str(error)}, ensure_ascii=False), flush=True)
+            failed += 1
+            continue
+        hands = pipe(image)[0]
+        result = image_result(path, image, hands)
+        if save_dir:
+            target = save_unique(draw_hands(image, hands, pipe.classifier.label_names), save_dir, Path(path).stem)
+            result["annotated"] = str(target)
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        else:
+            found = ", ".join(f"{h.label} {h.probability:.0%}" for h in hands) or "no hands"
+            print(f"{path}: {found}", flush=True)
+    return 1 if failed else 0
+
+
+def add_commands(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        allow_abbrev=False,
+        help="find hands and name their gestures",
+        description="Find hands and name their gestures. An image that cannot be read gets an error line (with "
+        '--json: a JSON line {"image", "error"}) and the others go on; the exit status is then 1 '
+        "(2 for bad arguments or models).",
+    )
+    predict.add_argument("images", nargs="+")
+    predict.add_argument(
+        "--detector", default=None, help="Hub id[@revision] or folder (default: $HYBRID_DETECTOR, then models/detector)"
+    )
+    predict.add_argument(
+        "--classifier",
+        default=None,
+        help="Hub id[@revision] or folder (default: $HYBRID_CLASSIFIER, then models/classifier)",
+    )
+    predict.add_argument(
+        "--min-confidence", type=float, default=None, help="below this gesture probability a hand is 'unknown'"
+    )
+    predict.add_argument("--detector-threshold", type=float, default=None, help="minimum detector score")
+    predict.add_argument("--json", action="store_true", help="print JSON per image")
+    predict.add_argument(
+        "--save-dir",
+        default=None,
+        help="write annotated images here as STEM.jpg (STEM-1.jpg, ... when taken: never overwrites)",
+    )
+    predict.set_defaults(func=predict_command)

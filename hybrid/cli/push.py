@@ -1,0 +1,75 @@
+"""`hybrid push` and `hybrid push-space`: publish a trained folder or the Gradio Space; print REPO_ID@COMMIT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hybrid.constants import KINDS
+
+logger = logging.getLogger("hybrid.cli")
+
+
+def _quiet_http_logs() -> None:
+    """One INFO line per HTTP request drowns the push summary; keep them for -v (DEBUG)."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _publish(args: argparse.Namespace, push, **options) -> int:
+    """Run one push; a Hub failure is one error line and exit status 1."""
+    from hybrid.publish import HubError
+
+    _quiet_http_logs()
+    try:
+        info = push(args.repo_id, private=args.private, **options)
+    except HubError as error:
+        logger.error("%s", error)
+        return 1
+    sys.stdout.write(f"{args.repo_id}@{info.oid}\n")
+    return 0
+
+
+def push_command(args: argparse.Namespace) -> int:
+    from hybrid.publish import push_model
+
+    def push(repo_id: str, **options):
+        return push_model(args.kind, args.folder, repo_id, **options)
+
+    return _publish(args, push, revision=args.revision, commit_message=args.commit_message)
+
+
+def push_space_command(args: argparse.Namespace) -> int:
+    from hybrid.publish import push_space
+
+    return _publish(args, push_space, classifier=args.classifier, detector=args.detector)
+
+
+def add_commands(commands) -> None:
+    push = commands.add_parser(
+        "push",
+        allow_abbrev=False,
+        help="push a trained model folder to the Hub in one commit (token: $HF_TOKEN "
+        "or `hf auth login`); prints REPO_ID@COMMIT",
+    )
+    push.add_argument("kind", choices=list(KINDS))
+    push.add_argument("folder")
+    push.add_argument("repo_id")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--revision", default=None, help="branch to push to (created if missing)")
+    push.add_argument("--commit-message", default=None)
+    push.set_defaults(func=push_command)
+
+    space = commands.add_parser(
+        "push-space",
+        allow_abbrev=False,
+        help="push the Gradio Space (app.py, hybrid/, requirements.txt, README.md) "
+        "with both models pinned to their current commit in hybrid_space.json",
+    )
+    space.add_argument("repo_id")
+    space.add_argument("--classifier", required=True, help="Hub id[@revision]")
+    space.add_argument("--detector", required=True, help="Hub id[@revision]")
+    space.add_argument("--private", action="store_true")
+    space.set_defaults(func=push_space_command)

@@ -1,0 +1,375 @@
+"""Publishing: render model cards, push a trained folder, push the Gradio Space.
+
+Push a trained folder (one commit: weights, config, card, metrics, TensorBoard events, card images):
+
+    >>> push_model("classifier", "models/classifier", "me/gesture-classifier")
+
+Push the Gradio Space, pinned to the exact commits of the two model repos:
+
+    >>> push_space("me/hybrid", classifier="me/gesture-classifier", detector="me/hand-detector")
+
+Card templates are `model_cards/<kind>.md` in the checkout, shipped in the wheel as `hybrid.model_cards`.
+The token comes from HF_TOKEN or the saved login (`hf auth login`) and never reaches a message, log or card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Iterator, Optional
+
+from hybrid.constants import KINDS, project_root
+from hybrid.hub import SPACE_CONFIG, split_revision
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FILES = {
+    "classifier": ("model.safetensors", "config.json"),
+    "detector": ("model.safetensors", "config.json", "best.pt"),
+}
+PIPELINE_TAGS = {"classifier": "image-classification", "detector": "object-detection"}
+CARD_KEYS = ("library_name", "tags", "datasets", "license", "pipeline_tag")
+SPACE_LICENSE = "agpl-3.0"
+SPACE_SHORT_DESCRIPTION_MAX = 60
+IMAGE_LINK = re.compile(
+    r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)"
+    r"|<img\s[^>]*src=[\"']([^\"']+)[\"']",
+    re.I,
+)
+
+
+class HubError(RuntimeError):
+    """A push that failed at a named step (the message names the step, never the token)."""
+
+
+# --- cards ------------------------------------------------------------------------------------
+
+
+def render_card(template: str, card_data: dict, **context):
+    """Render `model_cards/<template>.md` (a Jinja template) into a huggingface_hub ModelCard whose
+    YAML metadata comes from `card_data` (ModelCardData fields, e.g. `eval_results`)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    text = card_template(template)
+    return ModelCard.from_template(ModelCardData(**card_data), template_str=text, **context)
+
+
+def card_template(name: str) -> str:
+    """The text of template `name` ('classifier' | 'detector'), read from the installed package."""
+    template = resources.files("hybrid.model_cards") / f"{name}.md"
+    if not template.is_file():
+        raise FileNotFoundError(f"no model card template {name!r} (expected hybrid.model_cards/{name}.md)")
+    return template.read_text(encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not readable JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def fine_tuned_from(folder: Path) -> Optional[str]:
+    """The base model a trained folder was fine-tuned from: `base_model` in config.json or metrics.json."""
+    for name in ("config.json", "metrics.json"):
+        if (folder / name).is_file():
+            base = _read_json(folder / name).get("base_model")
+            if base:
+                return str(base)
+    return None
+
+
+def check_model_card(kind: str, folder: Path):
+    """Load folder/README.md and check its metadata locally; returns the ModelCard.
+    Problems -> ValueError naming README.md and the field."""
+    from huggingface_hub import ModelCard, metadata_load
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        raise ValueError(f"{readme}: missing; a pushed model needs its model card")
+    try:
+        data = metadata_load(readme) or {}
+    except Exception as error:  # YAML errors come in several types
+        raise ValueError(f"{readme}: the YAML metadata does not parse: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{readme}: the YAML metadata must be a mapping")
+    missing = [key for key in CARD_KEYS if not data.get(key)]
+    if missing:
+        raise ValueError(f"{readme}: metadata lacks {', '.join(missing)}")
+    if data["pipeline_tag"] != PIPELINE_TAGS[kind]:
+        raise ValueError(f"{readme}: pipeline_tag is {data['pipeline_tag']!r}, a {kind} needs {PIPELINE_TAGS[kind]!r}")
+    model_index = data.get("model-index")
+    if not model_index:
+        raise ValueError(f"{readme}: metadata lacks model-index (the evaluation results)")
+    try:
+        _, results = model_index_to_eval_results(model_index)
+    except Exception as error:
+        raise ValueError(f"{readme}: model-index does not parse: {type(error).__name__}: {error}") from error
+    for result in results:
+        if isinstance(result.metric_value, bool) or not isinstance(result.metric_value, (int, float)):
+            raise ValueError(
+                f"{readme}: model-index metric {result.metric_type!r} has non-numeric value {result.metric_value!r}"
+            )
+    base = fine_tuned_from(folder)
+    if base:
+        declared = data.get("base_model")
+        declared = [declared] if isinstance(declared, str) else (declared or [])
+        if base not in declared:
+            raise ValueError(
+                f"{readme}: the model was fine-tuned from {base!r} but base_model is {declared or 'missing'}"
+            )
+    return ModelCard.load(readme)
+
+
+def card_images(folder: Path, card_text: str) -> list[Path]:
+    """Local images the card shows (markdown or <img>); a missing one -> ValueError."""
+    images = []
+    for match in IMAGE_LINK.finditer(card_text):
+        link = match.group(1) or match.group(2)
+        if re.match(r"^[a-z]+:", link, re.I) or link.startswith("#"):
+            continue  # http(s)/data URLs
+        path = (folder / link.split("#")[0].split("?")[0]).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise ValueError(f"{folder / 'README.md'}: image {link!r} lies outside the model folder")
+        if not path.is_file():
+            raise ValueError(f"{folder / 'README.md'}: image {link!r} does not exist")
+        images.append(path)
+    return images
+
+
+LOG_DIRS = ("runs", "logs")  # TensorBoard log folders: pushed whole (events, results.csv, args, plots)
+PICKLES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tmp")
+
+
+def files_to_push(kind: str, folder: Path, card_text: str) -> list[Path]:
+    """What a push uploads: the top-level files (weights, config.json, metrics.json, README.md, ...; no hidden
+    files, no pickles other than the required best.pt), everything in runs/ and logs/, every TensorBoard event
+    file (*tfevents*) elsewhere, and the images the card shows. Not pushed: checkpoints/ and other folders."""
+    folder = Path(folder)
+
+    def wanted(path: Path) -> bool:
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") or part == "__pycache__" for part in parts) or not path.is_file():
+            return False
+        return path.suffix not in PICKLES or (len(parts) == 1 and path.name in REQUIRED_FILES[kind])
+
+    files = {p for p in folder.iterdir() if wanted(p)}
+    for name in LOG_DIRS:
+        if (folder / name).is_dir():
+            files.update(p for p in (folder / name).rglob("*") if wanted(p))
+    files.update(
+        p for p in folder.rglob("*tfevents*") if wanted(p) and "checkpoints" not in p.relative_to(folder).parts
+    )
+    files.update(card_images(folder, card_text))
+    return sorted({p.resolve() for p in files})
+
+
+def check_model_folder(kind: str, folder: str | Path) -> Path:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder")
+    missing = [name for name in REQUIRED_FILES[kind] if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{folder}: a {kind} folder needs {', '.join(REQUIRED_FILES[kind])}; missing {', '.join(missing)}"
+        )
+    if not (folder / "metrics.json").is_file():
+        raise ValueError(f"{folder}: missing metrics.json (the evaluation results the card reports)")
+    _read_json(folder / "config.json")
+    _read_json(folder / "metrics.json")
+    return folder
+
+
+# --- push -------------------------------------------------------------------------------------
+
+
+def _token(token: Optional[str]) -> str:
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    return token
+
+
+@contextmanager
+def _step(what: str, target: str, token: str) -> Iterator[None]:
+    """Turn any failure inside into one HubError naming the target and the step."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except HubError:
+        raise
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        detail = error.server_message or str(error).splitlines()[0]
+        hint = {
+            401: "the token was rejected: set HF_TOKEN to a valid write token or run `hf auth login`",
+            403: "the token may not write there (wrong namespace or a read-only token)",
+        }.get(status, "")
+        message = f"push to {target} failed while {what}: HTTP {status}: {detail}" + (f" ({hint})" if hint else "")
+        raise HubError(message.replace(token, "***")) from error
+    except ValueError as error:  # e.g. the Hub rejected the card metadata
+        raise ValueError(f"push to {target} failed while {what}: {str(error).replace(token, '***')}") from error
+    except Exception as error:  # network and I/O errors
+        from huggingface_hub import constants
+
+        message = (
+            f"push to {target} failed while {what}: {type(error).__name__}: {error} (endpoint {constants.ENDPOINT})"
+        )
+        raise HubError(message.replace(token, "***")) from error
+
+
+def _refuse_token_in_files(files: list[Path], token: str) -> None:
+    needle = token.encode()
+    for path in files:
+        if path.suffix in (".safetensors", ".pt"):
+            continue
+        if needle in path.read_bytes():
+            raise HubError(f"refusing to push: {path} contains your Hub token")
+
+
+def _commit(
+    api,
+    repo_id: str,
+    repo_type: str,
+    operations: list,
+    revision: Optional[str],
+    message: str,
+    private: bool,
+    token: str,
+    space_sdk: Optional[str] = None,
+):
+    target = f"{repo_id}@{revision}" if revision else repo_id
+    with _step("creating the repository", target, token):
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+    if revision and revision != "main":
+        with _step(f"creating branch {revision!r}", target, token):
+            api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    with _step("uploading the commit", target, token):
+        info = api.create_commit(repo_id, operations, repo_type=repo_type, revision=revision, commit_message=message)
+    logger.info("pushed %d files to %s: %s", len(operations), target, info.commit_url)
+    return info
+
+
+def push_model(
+    kind: str,
+    folder: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: Optional[str] = None,
+    commit_message: Optional[str] = None,
+    token: Optional[str] = None,
+):
+    """Push a trained classifier/detector folder to `repo_id` in ONE commit; returns the CommitInfo
+    (`.oid` is the commit sha to pin). The folder is only read. Bad folder or card -> ValueError before
+    anything is sent; a Hub failure -> HubError naming the step."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    folder = check_model_folder(kind, folder)
+    card = check_model_card(kind, folder)
+    files = files_to_push(kind, folder, card.content)
+    token = _token(token)
+    _refuse_token_in_files(files, token)
+    api = HfApi(token=token)
+    with _step("validating the model card metadata", repo_id, token):
+        card.validate(repo_type="model")
+    root = folder.resolve()
+    operations = [
+        CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p)) for p in files
+    ]
+    message = commit_message or f"Upload {kind} ({len(files)} files)"
+    return _commit(api, repo_id, "model", operations, revision, message, private, token)
+
+
+def pin_revision(repo: str, token: Optional[str] = None, target: Optional[str] = None) -> str:
+    """'org/name[@rev]' -> 'org/name@<commit sha>' (the exact commit `rev` points at now)."""
+    from huggingface_hub import HfApi
+
+    repo_id, revision = split_revision(repo)
+    with _step(f"resolving model {repo} to a commit", target or repo, token or "\0"):
+        sha = HfApi(token=token).model_info(repo_id, revision=revision).sha
+    return f"{repo_id}@{sha}"
+
+
+def _gradio_pin(requirements: Path) -> str:
+    for line in requirements.read_text().splitlines():
+        match = re.match(r"^\s*gradio\s*==\s*([\w.]+)", line)
+        if match:
+            return match.group(1)
+    raise ValueError(f"{requirements}: no pinned gradio==X.Y.Z (the Space's sdk_version comes from it)")
+
+
+def space_card(source_dir: Path, models: list[str]):
+    """The Space README: the project README's front matter and text, with sdk_version = the pinned gradio
+    and `models` = the two repos."""
+    from huggingface_hub import SpaceCard
+
+    readme = source_dir / "README.md"
+    card = SpaceCard.load(readme) if readme.is_file() else SpaceCard("---\n---\n# hybrid: hand-gesture recognition\n")
+    data = card.data
+    data.title = data.title or "hybrid hand gestures"
+    data.sdk = "gradio"
+    data.sdk_version = _gradio_pin(source_dir / "requirements.txt")
+    data.app_file = "app.py"
+    data.python_version = str(data.python_version or f"{sys.version_info.major}.{sys.version_info.minor}")
+    data.license = SPACE_LICENSE
+    data.models = models
+    short = getattr(data, "short_description", None) or "YOLOv8 finds hands, ResNet-50 names gestures"
+    if len(short) > SPACE_SHORT_DESCRIPTION_MAX:
+        raise ValueError(
+            f"{readme}: short_description has {len(short)} characters, the Hub allows {SPACE_SHORT_DESCRIPTION_MAX}"
+        )
+    data.short_description = short
+    return card
+
+
+def push_space(
+    repo_id: str,
+    classifier: str,
+    detector: str,
+    private: bool = False,
+    token: Optional[str] = None,
+    source_dir: Optional[str | Path] = None,
+    commit_message: Optional[str] = None,
+):
+    """Push the Gradio Space (app.py, hybrid/, requirements.txt, LICENSE, README.md with the Space config,
+    hybrid_space.json pinning both models to their current commit) in one commit; returns the CommitInfo."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    source = Path(source_dir) if source_dir is not None else project_root()
+    for name in ("app.py", "requirements.txt"):
+        if not (source / name).is_file():
+            raise FileNotFoundError(f"{source / name}: missing; the Space needs it")
+    token = _token(token)
+    pins = {
+        kind: pin_revision(repo, token, target=repo_id)
+        for kind, repo in (("classifier", classifier), ("detector", detector))
+    }
+    card = space_card(source, [split_revision(pins["classifier"])[0], split_revision(pins["detector"])[0]])
+    with _step("validating the Space README metadata", repo_id, token):
+        card.validate(repo_type="space")
+    files = [source / "app.py", source / "requirements.txt"]
+    files += [source / "LICENSE"] if (source / "LICENSE").is_file() else []
+    files += sorted(p for p in (source / "hybrid").rglob("*.py") if "__pycache__" not in p.parts)
+    _refuse_token_in_files(files, token)
+    operations = [CommitOperationAdd(p.relative_to(source).as_posix(), str(p)) for p in files]
+    operations.append(CommitOperationAdd("README.md", str(card).encode()))
+    operations.append(CommitOperationAdd(SPACE_CONFIG, (json.dumps(pins, indent=2) + "\n").encode()))
+    message = commit_message or f"Space pinned to {pins['classifier']} and {pins['detector']}"
+    api = HfApi(token=token)
+    info = _commit(api, repo_id, "space", operations, None, message, private, token, space_sdk="gradio")
+    logger.info("Space %s pins %s", repo_id, pins)
+    return info

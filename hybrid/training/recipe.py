@@ -1,0 +1,455 @@
+"""ONE recipe loader for both trainings: one vocabulary of field names, typed validation in one place.
+
+A recipe is a dataclass: `Recipe` holds the fields both models share (same name, same type, same meaning),
+`ClassifierRecipe` and `DetectorRecipe` add their own. Values come from the dataclass defaults, then a yaml
+given with `--config` (`parser.set_defaults(**yaml)`, as timm's train.py does), then command-line flags
+(every field is a flag: `image_size` -> `--image-size`). Unknown yaml keys, wrong types and values out of
+range raise one ValueError line naming the file or flag, before any work. The resolved recipe is saved with
+the run as `recipe.yaml`.
+
+    >>> from hybrid.training.recipe import ClassifierRecipe, load_recipe
+    >>> recipe = load_recipe(ClassifierRecipe, ["--config", "train/configs/classifier.yaml", "--epochs", "3"])
+
+Shared fields:
+- `data`: list of registered names, folders or Hub ids (a comma string on the command line);
+- `split`: three fractions (train, val, test) for sets without upstream splits;
+- `pretrained`: 'auto' or 'true' (the architecture's standard weights: timm ImageNet, Ultralytics COCO,
+  when reachable, else from scratch with one log line), 'false' (from scratch) or a local folder/file;
+- `limit`: use N records (a seeded shuffle of all records first), then split; smoke runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import tempfile
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Sequence, TypeVar, Union
+
+import yaml
+
+from hybrid.files import write_text
+
+RECIPE_NAME = "recipe.yaml"
+PRETRAINED = ("auto", "true", "false")
+MODEL_SIZES = ("n", "s", "m", "l", "x")
+# YOLO.train() arguments the detector recipe sets itself: train_args may not override them.
+OWN_TRAIN_ARGS = {
+    "data",
+    "epochs",
+    "imgsz",
+    "batch",
+    "workers",
+    "device",
+    "seed",
+    "deterministic",
+    "patience",
+    "project",
+    "name",
+    "exist_ok",
+    "plots",
+    "pretrained",
+    "resume",
+    "model",
+    "mode",
+    "task",
+}
+_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+
+R = TypeVar("R", bound="Recipe")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass
+class Recipe:
+    """The fields both trainings share. Subclasses change defaults and add their own fields."""
+
+    data: list[str] = field(default_factory=lambda: ["hands", "roboflow"])  # registered names, folders, Hub ids
+    format: Optional[str] = None  # voc | yolo | imagefolder | hagrid | hf for every data entry (default: detected)
+    model: str = ""
+    pretrained: str = "auto"  # auto | true | false | a local folder/file (see the module docstring)
+    epochs: int = 50
+    batch_size: int = 32
+    num_workers: int = 0
+    image_size: int = 224
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, val, test
+    limit: Optional[int] = None  # use N records (seeded shuffle first): smoke runs
+    seed: int = 0
+    output: str = ""
+    resume: bool = False
+
+    # Smallest value of each integer field. 32 px: below that ResNet's five stride-2 stages leave nothing to pool.
+    MINIMUMS: ClassVar[dict[str, int]] = {
+        "epochs": 1,
+        "batch_size": 1,
+        "image_size": 32,
+        "num_workers": 0,
+        "seed": 0,
+        "limit": 1,
+    }
+
+    @classmethod
+    def types(cls) -> dict[str, Any]:
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def check(self: R) -> R:
+        """Raise ValueError naming the flag for a value of the wrong type or out of range (no I/O)."""
+        for name, kind in self.types().items():
+            _check_type(name, getattr(self, name), kind)
+        for name, low in self.MINIMUMS.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"{flag(name)}: expected an integer >= {low}, got {value}")
+        if (
+            len(self.split) != 3
+            or abs(sum(self.split) - 1.0) > 1e-6
+            or min(self.split) < 0
+            or not (self.split[0] > 0 and self.split[1] > 0)
+        ):
+            raise ValueError(
+                f"--split: expected three fractions (train, val > 0; test >= 0) summing to 1, got {self.split}"
+            )
+        if not self.data or not all(name.strip() for name in self.data):
+            raise ValueError(f"--data: give at least one dataset (registered name, folder or Hub id), got {self.data}")
+        from hybrid.data import FORMATS
+
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.pretrained not in PRETRAINED and not Path(self.pretrained).exists():
+            raise ValueError(
+                f"--pretrained: expected auto, true, false or an existing folder/file, got {self.pretrained!r}"
+            )
+        if not self.output.strip():
+            raise ValueError("--output: expected a folder path, got an empty string")
+        self.check_model()
+        return self
+
+    def check_model(self) -> None:
+        """The checks of one model's own fields (subclasses)."""
+
+
+@dataclass
+class ClassifierRecipe(Recipe):
+    """One classifier run. Defaults = the original project's recipe (timm resnet50 from scratch, Adam 1e-3,
+    batch 32, 50 epochs, random resized crop + horizontal flip + rotation +-15 degrees)."""
+
+    model: str = "resnet50"  # a timm architecture
+    pretrained: str = "false"
+    output: str = "models/classifier"
+    merge_labels: bool = True  # canonical finger-count labels across sets ('5-hand', 'five' -> '5')
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "none"  # none (the original: constant lr) | cosine
+    label_smoothing: float = 0.0
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range
+    flip: bool = True
+    rotation: float = 15.0  # degrees, 0 = off
+    augment: str = "none"  # none | randaugment | trivialaugment (torchvision's policies, after flip and rotation)
+    grad_accum: int = 1
+    mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
+    channels_last: bool = True
+    max_misclassified: int = 32  # crops in the TensorBoard misclassified grid
+
+    MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "grad_accum": 1, "max_misclassified": 0}
+    # Fields a `--resume` may change: they change neither the model nor the data it sees. `epochs` may grow to
+    # extend a run (not with the cosine schedule, planned for the original count). Every other field must match.
+    RESUME_MAY_CHANGE: ClassVar[set[str]] = {
+        "epochs",
+        "resume",
+        "output",
+        "num_workers",
+        "mixed_precision",
+        "channels_last",
+        "max_misclassified",
+    }
+
+    def check_model(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"--lr: expected a number > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight-decay: expected a number >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing: expected a number in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"--rotation: expected degrees in [0, 180], got {self.rotation}")
+        if self.mixed_precision not in ("bf16", "no", "auto", "fp16"):
+            raise ValueError(f"--mixed-precision: expected bf16|no|auto, got {self.mixed_precision!r}")
+        if self.scheduler not in ("none", "cosine"):
+            raise ValueError(f"--scheduler: expected none|cosine, got {self.scheduler!r}")
+        if self.augment not in ("none", "randaugment", "trivialaugment"):
+            raise ValueError(f"--augment: expected none|randaugment|trivialaugment, got {self.augment!r}")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"--crop-scale: expected 'min,max' in (0, 1], got {self.crop_scale}")
+        import timm
+
+        if not timm.is_model(self.model):
+            raise ValueError(f"--model: {self.model!r} is not a timm architecture (e.g. resnet50)")
+
+
+@dataclass
+class DetectorRecipe(Recipe):
+    """One detector run (YOLOv8 through Ultralytics)."""
+
+    model: str = "n"  # YOLOv8 size: n | s | m | l | x
+    image_size: int = 320
+    batch_size: int = 16  # with --device 0,1: the total over all GPUs
+    num_workers: int = 2
+    output: str = "models/detector"
+    gestures: bool = False  # one-stage gesture detector instead of hands-only
+    device: Optional[str] = None  # cpu | 0 | 0,1 (DDP) | mps; default: Ultralytics picks
+    patience: int = 50
+    conf: float = 0.25  # default score threshold stored in config.json
+    iou: float = 0.7  # default NMS IoU stored in config.json
+    plots: bool = True
+    keep_work: bool = False  # keep <output>.work/ (the Ultralytics run) after success
+    train_args: dict = field(default_factory=dict)  # extra YOLO.train() arguments, e.g. {"mosaic": 0.5}
+
+    MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "patience": 1}
+    # Fields a --resume may give with a new value: where the run goes, not what it trains.
+    RESUME_MAY_CHANGE: ClassVar[set[str]] = {"output", "resume", "keep_work"}
+
+    def check_model(self) -> None:
+        if self.model not in MODEL_SIZES:
+            raise ValueError(f"--model: unknown YOLOv8 size {self.model!r}; expected one of {', '.join(MODEL_SIZES)}")
+        if self.image_size % 32:
+            raise ValueError(f"--image-size: must be a multiple of 32 (the YOLOv8 stride), got {self.image_size}")
+        if not 0 < self.conf < 1 or not 0 < self.iou < 1:
+            raise ValueError(f"--conf/--iou: must be in (0, 1), got conf={self.conf} iou={self.iou}")
+        if self.pretrained not in PRETRAINED and not Path(self.pretrained).is_file():
+            raise ValueError(
+                f"--pretrained: expected auto, true, false or an existing .pt file, got {self.pretrained!r}"
+            )
+        if self.train_args:
+            check_train_args(self.train_args)
+
+
+def check_train_args(train_args: dict) -> None:
+    """Known Ultralytics training arguments only, not ones the recipe sets, with values of the right type."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    for key in train_args:
+        if key in OWN_TRAIN_ARGS:
+            raise ValueError(f"--train-args: {key!r} is set by the recipe itself; use the recipe field instead")
+        if key not in DEFAULT_CFG_DICT:
+            raise ValueError(f"--train-args: unknown YOLO.train() argument {key!r}")
+    try:
+        check_cfg(dict(train_args), hard=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--train-args: {' '.join(str(error).split())}") from None
+
+
+# --- types ---------------------------------------------------------------------------------------------
+
+
+def _unwrap(kind: Any) -> tuple[Any, bool]:
+    """(the type without Optional, whether None is allowed)."""
+    if typing.get_origin(kind) is Union:
+        rest = [k for k in typing.get_args(kind) if k is not type(None)]
+        return rest[0], True
+    return kind, False
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _check_type(name: str, value: Any, kind: Any) -> None:
+    kind, optional = _unwrap(kind)
+    if value is None and optional:
+        return
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        if not isinstance(value, list) or not all(_is(v, item) for v in value):
+            raise ValueError(
+                f"{flag(name)}: expected a list of {'numbers' if item is float else 'strings'}, got {value!r}"
+            )
+    elif not _is(value, kind):
+        raise ValueError(f"{flag(name)}: expected {_WORDS[kind]}, got {value!r}")
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like '0.8,0.1,0.1', got {text!r}") from None
+
+
+def _mapping(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def normalise(cls: type[Recipe], values: dict) -> dict:
+    """Yaml spellings into the recipe's types: 'a,b' -> ['a', 'b'] for lists, booleans and numbers given to a
+    string field (`pretrained: true`, `device: 0`) -> their text. Anything else is left for `check`."""
+    types = cls.types()
+    out = dict(values)
+    for name, value in values.items():
+        kind, _ = _unwrap(types.get(name, Any))
+        if typing.get_origin(kind) is list and isinstance(value, str):
+            out[name] = _names(value) if typing.get_args(kind)[0] is str else _numbers(value)
+        elif kind is str and isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif kind is str and isinstance(value, (int, float)):
+            out[name] = str(value)
+    return out
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one ValueError line (the entry point prints it and exits 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ValueError(message)
+
+
+def build_parser(cls: type[Recipe], description: str = "") -> argparse.ArgumentParser:
+    parser = _Parser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", help="yaml recipe (its fields become the defaults that flags override)")
+    for name, kind in cls.types().items():
+        kind, _ = _unwrap(kind)
+        if kind is bool:
+            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction)
+        elif name == "pretrained":
+            parser.add_argument(
+                flag(name),
+                dest=name,
+                nargs="?",
+                const="true",
+                help="auto | true (no value) | false | a local folder/file",
+            )
+        elif typing.get_origin(kind) is list:
+            item = typing.get_args(kind)[0]
+            example = "'hands,roboflow'" if item is str else "'0.8,0.1,0.1'"
+            parser.add_argument(
+                flag(name), dest=name, type=_names if item is str else _numbers, help=f"comma-separated, e.g. {example}"
+            )
+        else:
+            parser.add_argument(flag(name), dest=name, type=_mapping if kind is dict else kind)
+    return parser
+
+
+def read_yaml(cls: type[Recipe], path: Path) -> dict:
+    """The fields of a recipe yaml; unknown keys are an error naming the file."""
+    if not path.is_file():
+        raise ValueError(f"--config {path}: file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of recipe fields, got {type(values).__name__}")
+    known = cls.types()
+    unknown = sorted(str(key) for key in values if key not in known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return normalise(cls, values)
+
+
+def parse_recipe(cls: type[R], argv: Optional[Sequence[str]] = None, description: str = "") -> tuple[R, set[str]]:
+    """Defaults < yaml (`--config`) < flags, checked. Returns the recipe and the names of the fields the yaml or
+    the flags gave (the others are the dataclass defaults). Raises ValueError with one line."""
+    pre = _Parser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    parser = build_parser(cls, description)
+    if known.config:
+        parser.set_defaults(**read_yaml(cls, Path(known.config)))
+    values = vars(parser.parse_args(argv))
+    values.pop("config", None)
+    recipe = cls(**normalise(cls, values))
+    return recipe.check(), set(values)
+
+
+def load_recipe(cls: type[R], argv: Optional[Sequence[str]] = None, description: str = "") -> R:
+    """`parse_recipe`, then the output folder is checked to be creatable or writable."""
+    recipe, _ = parse_recipe(cls, argv, description)
+    check_output(Path(recipe.output))
+    return recipe
+
+
+def from_dict(cls: type[R], values: dict) -> R:
+    """A recipe saved with a run (metrics.json, recipe.yaml); fields this version does not know are skipped."""
+    known = cls.types()
+    return cls(**normalise(cls, {k: v for k, v in values.items() if k in known}))
+
+
+def check_output(out: Path) -> None:
+    """The output folder must be a folder we can create or write into (checked before anything is made)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output: {out} exists and is not a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    try:  # a real probe: os.access says yes to root even where the file system refuses
+        Path(tempfile.mkdtemp(prefix=".write-probe-", dir=existing)).rmdir()
+    except OSError as error:
+        raise ValueError(f"--output: {out}: {existing} is not a writable folder ({error.strerror})") from None
+
+
+def save_recipe(recipe: Recipe, folder: Path) -> Path:
+    """The resolved recipe as `recipe.yaml` in `folder` (loadable again with `--config`)."""
+    return write_text(Path(folder) / RECIPE_NAME, yaml.safe_dump(recipe.as_dict(), sort_keys=False))
+
+
+def show(value: Any) -> str:
+    """A recipe value as a person writes it on the command line (for error messages)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    return json.dumps(value) if isinstance(value, (list, bool, dict)) or value is None else str(value)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def read_splits(recipe: Recipe, merge_labels: bool = True) -> dict[str, list]:
+    """Records of every `data` entry, limited (seeded shuffle, first `limit`), split train/val/test. Raises
+    ValueError naming the source when it is missing, unreadable or empty, or when train or val is empty."""
+    from hybrid.data import read_dataset, split_records
+
+    records = []
+    for source in recipe.data:
+        try:
+            found = read_dataset(source, format=recipe.format, merge_labels=merge_labels)
+        except (OSError, ValueError) as error:  # missing folder, malformed annotation (DataError), bad format
+            raise ValueError(f"--data: {' '.join(str(error).split())}") from None
+        if not found:
+            raise ValueError(f"--data: {source} has no images")
+        records += found
+    if recipe.limit:
+        random.Random(recipe.seed).shuffle(records)
+        records = records[: recipe.limit]
+    splits = split_records(records, seed=recipe.seed, fractions=tuple(recipe.split))
+    for name in ("train", "val"):
+        if not splits.get(name):
+            raise ValueError(f"--data: the {name} split of {show(recipe.data)} is empty ({len(records)} records)")
+    return splits

@@ -1,0 +1,100 @@
+"""hybrid.runtime: the one owner of backends and precision, seen through the models' `compile()`."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from hybrid.classifier import GestureClassifier
+from hybrid.crops import square_crop
+from hybrid.pipeline import HybridPipeline
+from hybrid.runtime import Backend, Precision, TorchNetwork
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def crops(data_root):
+    """THE inference crops of real hands (Hands Dataset test photos, their labelled boxes)."""
+    from hybrid.data import read_dataset
+
+    records = [record for record in read_dataset("hands", split="test") if record.boxes][:6]
+    found = [square_crop(record.load(), box.xyxy) for record in records for box in record.boxes]
+    assert len(found) >= 6
+    return found
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    """Untrained YOLOv8n and ResNet-18 (built from their architectures; no training, no download)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from hybrid.detector import HandDetector
+
+    detector = HandDetector(DetectionModel("yolov8n.yaml", nc=1, verbose=False), ["hand"], image_size=64)
+    return detector, GestureClassifier.create("resnet18", ["a", "b"], image_size=32, device="cpu", precision="fp32")
+
+
+def test_compiled_classifier_agrees_with_torch(trained_classifier, crops, tmp_path):
+    clf = GestureClassifier.from_pretrained(trained_classifier, device="cpu", precision="fp32")
+    expected = clf.probabilities(crops)
+    top2 = expected.topk(2, dim=-1).values
+    for precision, tolerance in ((Precision.FP32, 1e-4), (Precision.AUTO, 0.05)):
+        compiled = clf.compile("openvino", precision, cache_dir=tmp_path)
+        assert compiled.network.backend is Backend.OPENVINO and compiled.model is clf.model
+        assert compiled.precision == compiled.network.precision != Precision.AUTO  # precision lives in one object
+        got = compiled.probabilities(crops)
+        assert got.shape == expected.shape
+        difference = (got - expected).abs().max()
+        assert difference < tolerance, precision
+        clear = top2[:, 0] - top2[:, 1] > 2 * difference  # top-1 can only flip where two classes are that close
+        assert clear.sum() >= len(crops) // 2, "the fixture classifier is too unsure to compare top-1"
+        assert got.argmax(-1)[clear].tolist() == expected.argmax(-1)[clear].tolist(), precision
+    exact = clf.compile("openvino", "fp32", cache_dir=tmp_path)
+    assert [r[0].label for r in exact.predict(crops, top_k=1)] == [r[0].label for r in clf.predict(crops, top_k=1)]
+    # The original keeps running in PyTorch: compile() returns a copy.
+    assert isinstance(clf.network, TorchNetwork) and clf.precision == Precision.FP32
+
+
+@pytest.mark.parametrize(
+    "field, value", [("backend", "tensorrt"), ("backend", "OpenVINO"), ("precision", "fp16"), ("precision", "half")]
+)
+def test_unknown_backend_or_precision_is_refused_before_any_export(tiny_models, tmp_path, field, value):
+    detector, classifier = tiny_models
+    with pytest.raises(ValueError) as error:
+        HybridPipeline(detector, classifier, onnx_cache_dir=tmp_path, **{field: value})
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{field} must be one of") and repr(value) in message
+    assert not any(tmp_path.iterdir())  # refused before anything was exported
+    with pytest.raises(ValueError, match=f"^{field} must be one of"):
+        if field == "backend":
+            classifier.compile(backend=value, cache_dir=tmp_path)
+        else:
+            classifier.compile(precision=value, cache_dir=tmp_path)
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails(tiny_models, tmp_path, monkeypatch, caplog):
+    from hybrid import runtime
+
+    def broken(*args):
+        raise RuntimeError("exporter broke")
+
+    _, classifier = tiny_models
+    monkeypatch.setitem(runtime._EXPORTS, "classifier", broken)
+    with caplog.at_level(logging.WARNING, logger="hybrid.runtime"):
+        fallback = classifier.compile("auto", "fp32", cache_dir=tmp_path)
+    assert isinstance(fallback.network, TorchNetwork) and "exporter broke" in caplog.text
+    with pytest.raises(RuntimeError, match="exporter broke"):  # asked for by name: no silent fallback
+        classifier.compile("openvino", "fp32", cache_dir=tmp_path)
+
+
+def test_detector_compiles_in_fp32_only(tiny_models, tmp_path):
+    detector, _ = tiny_models
+    compiled = detector.compile("openvino", cache_dir=tmp_path)
+    assert compiled.network.backend is Backend.OPENVINO and compiled.network.precision is Precision.FP32
+    assert isinstance(detector.network, TorchNetwork)
+    batch = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled.network(batch), detector.network(batch)[0], rtol=1e-3, atol=1e-3)
