@@ -18,3 +18,14 @@ def data_root() -> Path:
     root = Path(os.environ.get("HYBRID_DATA", REPO.parent / "shared" / "data"))
     assert root.is_dir(), f"real data not found at {root}; set HYBRID_DATA"
     return root
+
+
+# Tests that need a model trained on real data (directly or through the app server) take minutes in total.
+TRAINED = {"trained_detector", "trained_classifier", "hand_classifier", "app_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a trained-model fixture as slow, so `pytest -m "not slow"` skips it."""
+    for item in items:
+        if TRAINED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

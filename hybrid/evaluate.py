@@ -383,13 +383,21 @@ def select_split(records: Sequence, split: str, model_folders: Sequence = (), se
     """The records of `split` ('all': every record) as the models in `model_folders` were trained (their
     split.json; `hybrid.data.splits.held_out`), and a few words on where that split comes from.
     Raises ValueError when a chosen record is one the models trained on."""
-    from hybrid.data.splits import held_out, load_split
+    from hybrid.data.splits import held_out, load_split, record_id
 
     chosen = held_out(records, model_folders, split, seed=seed)
     if split == "all":
         return chosen, "every image"
-    if any(load_split(folder) is not None for folder in model_folders if folder is not None):
-        return chosen, f"the {split} split recorded with the models (split.json), seeded split for other images"
+    recorded = set()
+    for folder in model_folders:
+        splits = load_split(folder) if folder is not None else None
+        recorded |= set().union(*splits.values()) if splits else set()
+    listed = sum(record_id(record) in recorded for record in chosen)
+    if listed:
+        rest = len(chosen) - listed
+        return chosen, f"the {split} split recorded with the models (split.json)" + (
+            f", and a seeded {split} split of the {rest} images they do not list" if rest else ""
+        )
     if any(record.split == split for record in records):
         return chosen, f"the dataset's own {split} split"
     return chosen, (

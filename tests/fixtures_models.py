@@ -46,12 +46,14 @@ def trained_detector(tmp_path_factory, data_root) -> Path:
 def train_classifier(
     output: Path, *args: str, data_root: Path | None = None, launcher: list[str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """Run `train/classifier.py` (optionally under a launcher, e.g. accelerate) in a subprocess, offline."""
+    """Run `train/classifier.py` (optionally under a launcher, e.g. accelerate) in a subprocess, offline,
+    from the output's parent folder, so nothing the run writes lands in the checkout."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if data_root is not None:
         env["HYBRID_DATA"] = str(data_root)
     command = [*(launcher or [sys.executable]), str(_REPO / "train" / "classifier.py"), "--output", str(output), *args]
-    return subprocess.run(command, env=env, cwd=_REPO, capture_output=True, text=True, timeout=timeout)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(command, env=env, cwd=output.parent, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -91,12 +91,15 @@ def test_predict_sorted_batched(trained_classifier, hand_crops):
     clf = GestureClassifier.from_pretrained(trained_classifier, precision="fp32")
     assert clf.label_names == ["0", "1", "2", "3", "4", "5"]
     single = clf.predict(hand_crops[0], top_k=3)
-    assert len(single) == 3 and all(isinstance(p, Prediction) for p in single)
+    assert len(single) == 3
+    assert all(isinstance(p, Prediction) for p in single)
     assert [p.score for p in single] == sorted((p.score for p in single), reverse=True)
     batch = clf.predict(hand_crops, top_k=10)  # top_k is capped at the class count
-    assert len(batch) == len(hand_crops) and all(len(row) == 6 for row in batch)
+    assert len(batch) == len(hand_crops)
+    assert all(len(row) == 6 for row in batch)
     assert sum(p.score for p in batch[0]) == pytest.approx(1.0, abs=1e-4)
-    assert batch[0][0].label == single[0].label and batch[0][0].score == pytest.approx(single[0].score, abs=1e-5)
+    assert batch[0][0].label == single[0].label
+    assert batch[0][0].score == pytest.approx(single[0].score, abs=1e-5)
     assert clf.target_layer is clf.model.layer4[-1]
     assert clf.predict([], top_k=5) == []
 
@@ -104,9 +107,12 @@ def test_predict_sorted_batched(trained_classifier, hand_crops):
 def test_config_is_timm_format_transformers_safe(trained_classifier):
     config = json.loads((trained_classifier / "config.json").read_text())
     assert config["architecture"] == "resnet50"
-    assert config["num_classes"] == 6 and config["label_names"] == ["0", "1", "2", "3", "4", "5"]
+    assert config["num_classes"] == 6
+    assert config["label_names"] == ["0", "1", "2", "3", "4", "5"]
     cfg = config["pretrained_cfg"]
-    assert cfg["input_size"] == [3, 32, 32] and cfg["crop_pct"] == 1.0 and len(cfg["mean"]) == 3
+    assert cfg["input_size"] == [3, 32, 32]
+    assert cfg["crop_pct"] == 1.0
+    assert len(cfg["mean"]) == 3
     assert "num_classes" not in config.get("model_args", {})  # transformers 5.x passes num_classes itself
     assert not {"tag", "hf_hub_id", "license", "url"} & set(cfg)  # no claims about ImageNet source weights
 
@@ -124,8 +130,8 @@ def test_save_round_trip_and_bad_folder(trained_classifier, tmp_path, hand_crops
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="config.json"):
         GestureClassifier.from_pretrained(tmp_path / "broken")
+    (tmp_path / "broken" / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        (tmp_path / "broken" / "model.safetensors").unlink()
         GestureClassifier.from_pretrained(tmp_path / "broken")
 
 
@@ -142,10 +148,12 @@ def test_training_outputs(trained_classifier):
     assert (trained_classifier / "confusion_matrix.png").stat().st_size > 1000
 
     card = ModelCard.load(trained_classifier / "README.md")
-    assert card.data.library_name == "timm" and card.data.pipeline_tag == "image-classification"
+    assert card.data.library_name == "timm"
+    assert card.data.pipeline_tag == "image-classification"
     assert card.data.license == "agpl-3.0"
     assert card.data.eval_results[-1].metric_value == pytest.approx(metrics["test_accuracy"])
-    assert "CC BY 4.0" in card.text and "Soubhi Hadri" in card.text  # dataset attributions
+    assert "CC BY 4.0" in card.text
+    assert "Soubhi Hadri" in card.text  # dataset attributions
 
     events = _events(trained_classifier / "runs")
     scalars = events.Tags()["scalars"]
@@ -163,7 +171,8 @@ def test_folder_holds_its_split_and_recipe(trained_classifier):
 
     split = load_split(trained_classifier)
     assert sum(len(ids) for ids in split.values()) == 160
-    assert not (split["train"] & split["test"]) and not (split["train"] & split["val"])
+    assert not (split["train"] & split["test"])
+    assert not (split["train"] & split["val"])
     metrics = json.loads((trained_classifier / "metrics.json").read_text())
     assert sorted(metrics["per_class"]) == metrics["label_names"]
     recipe, _ = parse_recipe(ClassifierRecipe, ["--config", str(trained_classifier / "recipe.yaml")])
@@ -173,6 +182,7 @@ def test_folder_holds_its_split_and_recipe(trained_classifier):
 # --- training runs -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a model (~30 s or more)
 def test_two_process_cpu_run_loss_falls(tmp_path, data_root):
     """2 CPU processes (DDP over gloo) through accelerate's launcher with the shipped config; loss falls."""
     output = tmp_path / "ddp"
@@ -195,17 +205,19 @@ def test_two_process_cpu_run_loss_falls(tmp_path, data_root):
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["timing"]["processes"] == 2
     losses = [row["train_loss"] for row in metrics["history"]]
-    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert len(losses) == 3, losses
+    assert losses[-1] < losses[0], losses
     steps = [e.value for e in _events(output / "runs").Scalars("train/loss_step")]
     assert len(steps) >= 3 * 3  # 7 batches of 32 per epoch, shared by 2 processes
     assert metrics["split_sizes"]["train"] == 240
 
 
+@pytest.mark.slow  # trains a model (~30 s or more)
 def test_resume_after_kill(tmp_path, data_root):
     output = tmp_path / "resume"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_DATA": str(data_root)}
     command = [sys.executable, str(TRAIN), *SMALL, "--limit", "120", "--epochs", "2", "--output", str(output)]
-    process = subprocess.Popen(command, env=env, cwd=_REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while not (output / "checkpoints" / "epoch_1").is_dir():
@@ -216,12 +228,14 @@ def test_resume_after_kill(tmp_path, data_root):
     finally:
         process.kill()
         process.wait()
-    assert not (output / "metrics.json").exists() and not (output / "model.safetensors").exists()
+    assert not (output / "metrics.json").exists()
+    assert not (output / "model.safetensors").exists()
 
-    refused = subprocess.run(command, env=env, cwd=_REPO, capture_output=True, text=True, timeout=120)
-    assert refused.returncode != 0 and "--resume" in refused.stderr
+    refused = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "--resume" in refused.stderr
 
-    done = subprocess.run([*command, "--resume"], env=env, cwd=_REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*command, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from" in done.stderr
     metrics = json.loads((output / "metrics.json").read_text())
@@ -237,7 +251,8 @@ def test_recipe_yaml_and_flags(tmp_path):
     config = str(_REPO / "train" / "configs" / "classifier.yaml")
     recipe = _recipe("--config", config)
     assert (recipe.model, recipe.lr, recipe.batch_size, recipe.epochs) == ("resnet50", 0.001, 32, 50)
-    assert recipe.flip and recipe.rotation == 15
+    assert recipe.flip
+    assert recipe.rotation == 15
     recipe = _recipe(
         "--config",
         config,
@@ -298,4 +313,5 @@ def test_fine_tune_from_a_local_model(trained_classifier, tmp_path, data_root):
     front = card.split("---")[1]
     for name in ("sign-digits", "hands", "roboflow"):
         assert f"- {name}" in front, name
-    assert "Soubhi Hadri" in card and "CC BY 4.0" in card  # the starting weights' data, credited
+    assert "Soubhi Hadri" in card
+    assert "CC BY 4.0" in card  # the starting weights' data, credited

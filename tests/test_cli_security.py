@@ -58,8 +58,11 @@ def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier,
     assert done.returncode == 1, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(a), str(bomb), str(b)]
-    assert "hands" in lines[0] and "hands" in lines[2] and "error" not in lines[2]
-    assert set(lines[1]) == {"image", "error"} and "megapixels" in lines[1]["error"]
+    assert "hands" in lines[0]
+    assert "hands" in lines[2]
+    assert "error" not in lines[2]
+    assert set(lines[1]) == {"image", "error"}
+    assert "megapixels" in lines[1]["error"]
     errors = [line for line in done.stderr.splitlines() if not line.startswith("INFO ")]
     assert errors == [f"hybrid: error: {lines[1]['error']}"]
 
@@ -141,7 +144,8 @@ def test_eval_help_documents_split_all(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "{train,val,test,all}" in text and "'all' scores every image" in text
+    assert "{train,val,test,all}" in text
+    assert "'all' scores every image" in text
 
 
 def test_eval_says_what_it_scores_and_lists_unknown_labels(
@@ -160,15 +164,18 @@ def test_eval_says_what_it_scores_and_lists_unknown_labels(
     captured = capsys.readouterr()
     metrics = json.loads(captured.out)
     test_images = metrics["dataset"]["images"]
-    assert 0 < test_images < 6 and metrics["dataset"]["dataset_images"] == 6
+    assert 0 < test_images < 6
+    assert metrics["dataset"]["dataset_images"] == 6
     assert f"scoring {test_images} images of {tmp_path / 'set'} (of 6 in all): a seeded test split" in captured.err
     assert "--split all scores every image" in captured.err
 
     assert main(["eval", str(tmp_path / "set"), "--split", "all", "--json", *models]) == 0
     captured = capsys.readouterr()
     metrics = json.loads(captured.out)
-    assert metrics["images"] == 6 and metrics["dataset"]["unknown_labels"] == {"thumbs_up": 3}
-    assert "scoring 6 images" in captured.err and "every image" in captured.err
+    assert metrics["images"] == 6
+    assert metrics["dataset"]["unknown_labels"] == {"thumbs_up": 3}
+    assert "scoring 6 images" in captured.err
+    assert "every image" in captured.err
     assert "labels the classifier does not know (they count as errors): 'thumbs_up' (3 hands)" in captured.err
 
 
@@ -181,3 +188,20 @@ def test_eval_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys)
     expected = f"hybrid: error: --output {existing}: {existing} is a file, expected a folder"
     assert capsys.readouterr().err.strip() == expected
     assert existing.read_text() == "keep me"
+
+
+def test_eval_refuses_a_models_own_training_records(trained_detector, trained_classifier, tmp_path):
+    """`hybrid eval hands --split train` with models whose split.json lists those records: one line, exit 2,
+    before anything is scored (it used to score them and report a flattering number)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(tmp_path / "cache")}
+    models = ["--detector", str(trained_detector), "--classifier", str(trained_classifier)]
+    done = subprocess.run(
+        [str(HYBRID), "eval", "hands", "--split", "train", *models], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, done.stderr
+    assert "refusing to score" in errors[0]
+    assert "records it was trained on" in errors[0]

@@ -81,7 +81,8 @@ def test_stats_roboflow_matches_sources(capsys, data_root):
 
 def test_stats_sign_digits_matches_sources(capsys, data_root):
     stats = stats_cli(capsys, data_root / DIGITS)
-    assert stats["images"] == 2062 and stats["boxes"] == 2062
+    assert stats["images"] == 2062
+    assert stats["boxes"] == 2062
     assert sorted(stats["labels"]) == [f"asl-{d}" for d in range(10)]
     assert all(204 <= n <= 208 for n in stats["labels"].values())
 
@@ -112,13 +113,15 @@ def test_stats_cli_split_and_merge(capsys, data_root):
         "labels": {"five": 46, "four": 11, "one": 7, "three": 8, "two": 14},
     }
     merged = stats_cli(capsys, data_root / HANDS, "--split", "test", "--merge-labels")
-    assert merged["images"] == 286 and sorted(merged["labels"]) == ["0", "1", "2", "3", "4", "5"]
+    assert merged["images"] == 286
+    assert sorted(merged["labels"]) == ["0", "1", "2", "3", "4", "5"]
 
 
 def test_stats_cli_bad_path_is_one_clear_line(capsys, tmp_path):
     assert main(["data", "stats", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert "nope" in err and "Traceback" not in err
+    assert "nope" in err
+    assert "Traceback" not in err
 
 
 def test_stats_cli_reports_a_decompression_bomb_and_goes_on(capsys, tmp_path, data_root):
@@ -133,12 +136,16 @@ def test_stats_cli_reports_a_decompression_bomb_and_goes_on(capsys, tmp_path, da
     assert main(["data", "stats", str(tmp_path), "--json"]) == 1
     captured = capsys.readouterr()
     stats = json.loads(captured.out)
-    assert stats["images"] == 2 and stats["labels"] == {"five": 2}
-    assert len(stats["bad_images"]) == 1 and "bomb.png: image is over" in stats["bad_images"][0]
+    assert stats["images"] == 2
+    assert stats["labels"] == {"five": 2}
+    assert len(stats["bad_images"]) == 1
+    assert "bomb.png: image is over" in stats["bad_images"][0]
     assert "Traceback" not in captured.err
     assert main(["data", "stats", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "images: 2" in out and "bad images (skipped): 1" in out and "bomb.png" in out
+    assert "images: 2" in out
+    assert "bad images (skipped): 1" in out
+    assert "bomb.png" in out
 
 
 def test_upstream_splits_are_kept(hands, roboflow, data_root):
@@ -158,7 +165,8 @@ def test_boxes_are_pixel_xyxy(roboflow, hands, data_root):
     assert record.boxes[0].label == ["five", "four", "one", "three", "two"][int(line[0])]
     first = next(r for r in hands if r.name == "1528664299.56_pic00002.jpg")
     assert first.boxes == [HandBox(253.0, 161.0, 394.0, 496.0, "4-hand")]
-    assert (first.width, first.height) == (800, 600) and first.load().size == (800, 600)
+    assert (first.width, first.height) == (800, 600)
+    assert first.load().size == (800, 600)
 
 
 def test_real_exif_rotated_digits_load_upright(digits):
@@ -190,7 +198,8 @@ def test_merged_label_space(data_root):
     hands = dataset_stats(read_dataset(data_root / HANDS, merge_labels=True))["labels"]
     robo = dataset_stats(read_dataset(data_root / ROBOFLOW, merge_labels=True))["labels"]
     assert sorted(hands) == ["0", "1", "2", "3", "4", "5"]
-    assert sorted(robo) == ["1", "2", "3", "4", "5"] and robo["5"] == 395
+    assert sorted(robo) == ["1", "2", "3", "4", "5"]
+    assert robo["5"] == 395
     digits = read_dataset(data_root / DIGITS, merge_labels=True)
     assert {r.boxes[0].label for r in digits} == {f"asl-{d}" for d in range(10)}  # ASL signs never merge
     assert {r.source for r in digits} == {"sign-digits"}
@@ -227,12 +236,12 @@ def test_split_roboflow_as_is_and_digits_80_10_10(roboflow, digits):
     assert {k: len(v) for k, v in splits.items()} == {"train": 1650, "val": 206, "test": 206}
     for part in ("val", "test"):
         counts = Counter(r.boxes[0].label for r in splits[part])
-        assert len(counts) == 10 and min(counts.values()) >= 19
+        assert len(counts) == 10
+        assert min(counts.values()) >= 19
     both = split_records(roboflow + digits, seed=0)
     assert len(both["test"]) == 85 + 206
-    assert read_dataset(digits[0].image.parents[2], split="val") and _names(
-        read_dataset(digits[0].image.parents[2], split="val")
-    ) == _names(splits["val"])
+    assert read_dataset(digits[0].image.parents[2], split="val")
+    assert _names(read_dataset(digits[0].image.parents[2], split="val")) == _names(splits["val"])
 
 
 def test_split_keeps_subjects_together():
@@ -254,7 +263,8 @@ def test_split_keeps_subjects_together():
             assert where.setdefault(record.extra["user_id"], split) == split
     assert sum(map(len, splits.values())) == len(records)
     subjects = Counter(where.values())
-    assert subjects["train"] == 48 and subjects["val"] == subjects["test"] == 6
+    assert subjects["train"] == 48
+    assert subjects["val"] == subjects["test"] == 6
 
 
 def test_split_rejects_bad_fractions(digits):
@@ -303,9 +313,12 @@ def test_write_yolo_round_trip(hands, roboflow, tmp_path):
     splits = {"train": [r for r in hands if r.split == "train"][:5], "val": roboflow[:3], "test": []}
     data_yaml = write_yolo_dataset(splits, tmp_path / "yolo")
     config = yaml.safe_load(data_yaml.read_text())
-    assert config["names"] == {0: "hand"} and Path(config["path"]).is_absolute() and "test" not in config
+    assert config["names"] == {0: "hand"}
+    assert Path(config["path"]).is_absolute()
+    assert "test" not in config
     images = sorted((tmp_path / "yolo" / "images" / "train").iterdir())
-    assert len(images) == 5 and all(p.is_symlink() for p in images)
+    assert len(images) == 5
+    assert all(p.is_symlink() for p in images)
     back = read_dataset(tmp_path / "yolo")
     assert len(back) == 8
     original = {_safe_name(f"{r.source}-{Path(r.name).stem}"): r for recs in splits.values() for r in recs}
@@ -315,7 +328,8 @@ def test_write_yolo_round_trip(hands, roboflow, tmp_path):
         for got, want in zip(record.boxes, twin.boxes):
             assert got.xyxy == pytest.approx(want.xyxy, abs=0.01)
     again = write_yolo_dataset({"train": roboflow[:2]}, tmp_path / "yolo")  # an earlier output is replaced
-    assert len(list((again.parent / "images" / "train").iterdir())) == 2 and "val" in yaml.safe_load(again.read_text())
+    assert len(list((again.parent / "images" / "train").iterdir())) == 2
+    assert "val" in yaml.safe_load(again.read_text())
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a folder this writer made"):
@@ -355,7 +369,8 @@ def test_ultralytics_trains_on_written_dataset(roboflow, tmp_path, monkeypatch):
         exist_ok=True,
     )
     assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()
-    assert model.trainer.train_loader.dataset.labels and len(model.trainer.train_loader.dataset.labels) == 12
+    assert model.trainer.train_loader.dataset.labels
+    assert len(model.trainer.train_loader.dataset.labels) == 12
     assert sum(len(item["cls"]) for item in model.trainer.train_loader.dataset.labels) == sum(
         len(r.boxes) for r in splits["train"][:12]
     )
@@ -400,13 +415,15 @@ def _closed_port() -> int:
 
 
 def test_fetch_fails_fast_offline(tmp_path, capsys):
+    url = f"http://127.0.0.1:{_closed_port()}/x.zip"
     start = time.monotonic()
     with pytest.raises(registry.FetchError, match="could not download hands"):
-        registry.fetch("hands", root=tmp_path, url=f"http://127.0.0.1:{_closed_port()}/x.zip", timeout=5)
+        registry.fetch("hands", root=tmp_path, url=url, timeout=5)
     assert time.monotonic() - start < 5
     assert list(tmp_path.iterdir()) == []
     # the real origin is unreachable here (and a CI with internet would get a refused port instead)
-    assert main(["data", "fetch", "nope"]) == 2 and "unknown dataset" in capsys.readouterr().err
+    assert main(["data", "fetch", "nope"]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -512,7 +529,8 @@ def test_hf_classification_layout_and_hub_offline(tmp_path, monkeypatch):
     )
     ds.save_to_disk(str(tmp_path / "cls"))
     records = read_dataset(tmp_path / "cls")
-    assert [r.boxes for r in records][1] == [HandBox(0, 0, 64, 48, "b")] and records[0].split is None
+    assert [r.boxes for r in records][1] == [HandBox(0, 0, 64, 48, "b")]
+    assert records[0].split is None
     assert len(build_crop_dataset(records)) == 3
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -533,7 +551,8 @@ def test_hf_local_imagefolder(tmp_path, monkeypatch):
     assert sorted(r.boxes[0].label for r in records) == ["ok", "peace"]
     assert {r.split for r in records} == {"train"}
     same = read_dataset(tmp_path / "folder")  # detected as a plain image folder
-    assert sorted(r.boxes[0].label for r in same) == ["ok", "peace"] and {r.split for r in same} == {"train"}
+    assert sorted(r.boxes[0].label for r in same) == ["ok", "peace"]
+    assert {r.split for r in same} == {"train"}
 
 
 # --- HaGRID -------------------------------------------------------------------------------------
@@ -583,14 +602,15 @@ def test_hagrid_v2_layout(tmp_path, caplog):
     assert any("1 annotated image(s)" in r.message for r in caplog.records)
     by_name = {r.name: r for r in records}
     two = by_name["04c49801-1101-4b4e-82d0-d4607cd01df0.jpg"]
-    assert (
-        two.split == "train" and two.source == "hagrid" and two.extra["user_id"] == "2fe6a9156ff8ca27fbce8ada318c592b"
-    )
+    assert two.split == "train"
+    assert two.source == "hagrid"
+    assert two.extra["user_id"] == "2fe6a9156ff8ca27fbce8ada318c592b"
     assert two.boxes[0].xyxy == pytest.approx((13.88888888, 31.04166667, 67.22222222, 57.44791667))
     assert [b.label for b in two.boxes] == ["thumb_index2"] * 2
     assert two.extra["united_boxes"][0].xyxy == pytest.approx((13.88888888, 28.75, 171.25, 57.44791667))
     like = by_name["00000001.jpg"]
-    assert like.split == "test" and [b.label for b in like.boxes] == ["like", "no_gesture"]
+    assert like.split == "test"
+    assert [b.label for b in like.boxes] == ["like", "no_gesture"]
     assert like.boxes[1].xyxy == pytest.approx((180, 90, 200, 100))  # clipped to the image
     assert "united_boxes" not in like.extra
 
@@ -665,5 +685,7 @@ def test_unknown_format_and_empty_folder(tmp_path):
 
 def test_records_are_plain(hands):
     record = hands[0]
-    assert isinstance(record, ImageRecord) and isinstance(record.image, Path) and record.source == "hands"
+    assert isinstance(record, ImageRecord)
+    assert isinstance(record.image, Path)
+    assert record.source == "hands"
     assert os.path.isabs(record.image)

@@ -48,13 +48,17 @@ def test_folder_has_everything(trained_detector: Path):
     for name in (CHECKPOINT_NAME, WEIGHTS_NAME, CONFIG_NAME, "metrics.json", "README.md", "pr_curve.png"):
         assert (trained_detector / name).is_file(), name
     config = json.loads((trained_detector / CONFIG_NAME).read_text())
-    assert config["names"] == ["hand"] and config["image_size"] == 64 and config["conf"] == 0.01
+    assert config["names"] == ["hand"]
+    assert config["image_size"] == 64
+    assert config["conf"] == 0.01
     metrics = json.loads((trained_detector / "metrics.json").read_text())
-    assert metrics["split"] == "test" and metrics["images"] > 0
+    assert metrics["split"] == "test"
+    assert metrics["images"] > 0
     for key in ("precision", "recall", "mAP50", "mAP50-95"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["speed_ms_per_image"]["inference"] > 0
-    assert metrics["epochs_trained"] == 1 and metrics["initialisation"] == "random (from yolov8n.yaml)"
+    assert metrics["epochs_trained"] == 1
+    assert metrics["initialisation"] == "random (from yolov8n.yaml)"
     card = (trained_detector / "README.md").read_text()
     for expected in (
         "library_name: ultralytics",
@@ -76,7 +80,8 @@ def test_tensorboard_events_in_output(trained_detector: Path):
     accumulator = EventAccumulator(str(events[0]))
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]
-    assert "train/box_loss" in tags and "metrics/mAP50(B)" in tags, tags
+    assert "train/box_loss" in tags, tags
+    assert "metrics/mAP50(B)" in tags, tags
 
 
 def test_reloads_without_pickle_same_boxes_as_best_pt(trained_detector: Path, images, tmp_path, monkeypatch):
@@ -97,7 +102,8 @@ def test_reloads_without_pickle_same_boxes_as_best_pt(trained_detector: Path, im
         patch.setattr(pickle, "load", refuse)
         patch.setattr(pickle, "loads", refuse)
         detector = HandDetector.from_pretrained(safe_dir)
-    assert detector.names == ["hand"] and detector.image_size == 64
+    assert detector.names == ["hand"]
+    assert detector.image_size == 64
     assert isinstance(detector.model, torch.nn.Module)
     got = detector.predict(images, conf=CONF)
     assert len(got) == len(images)
@@ -136,9 +142,12 @@ def test_predict_inputs_and_outputs(trained_detector: Path, images, data_root):
     detector = HandDetector.from_pretrained(trained_detector)
     image = images[0]
     single = detector.predict(image, conf=CONF)
-    assert isinstance(single, list) and all(isinstance(d, Detection) for d in single)
+    assert isinstance(single, list)
+    assert single, f"no detection at conf={CONF}"
+    assert all(isinstance(d, Detection) for d in single)
     x0, y0, x1, y1 = single[0].box
-    assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+    assert 0 <= x0 < x1 <= image.width
+    assert 0 <= y0 < y1 <= image.height
     assert single == detector.predict([image], conf=CONF)[0]
     assert single == detector.predict(np.asarray(image), conf=CONF)  # RGB array = PIL image
     path = sorted((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))[0]
@@ -156,7 +165,8 @@ def test_save_pretrained_round_trip(trained_detector: Path, images, tmp_path):
     detector.conf = 0.2
     detector.save_pretrained(tmp_path / "copy")
     again = HandDetector.from_pretrained(tmp_path / "copy")
-    assert again.conf == 0.2 and again.names == detector.names
+    assert again.conf == 0.2
+    assert again.names == detector.names
     assert again.predict(images, conf=CONF) == detector.predict(images, conf=CONF)
 
 
@@ -195,8 +205,9 @@ def _parse(argv: list[str]) -> DetectorRecipe:
 def test_bad_recipes_fail_clearly(tmp_path, caplog):
     with pytest.raises(ValueError, match="--model: unknown YOLOv8 size 'q'"):
         _parse(["--model", "q"])
+    ten = DetectorRecipe(epochs="ten")
     with pytest.raises(ValueError, match="--epochs: expected an integer"):
-        DetectorRecipe(epochs="ten").check()
+        ten.check()
     with pytest.raises(ValueError, match="--image-size: must be a multiple of 32"):
         _parse(["--image-size", "100"])
     recipe = tmp_path / "bad.yaml"
@@ -220,8 +231,9 @@ def test_bad_recipes_fail_clearly(tmp_path, caplog):
         ]
     )
     assert (parsed.epochs, parsed.data, parsed.gestures, parsed.device) == (3, ["a", "b"], True, "0,1")
+    resume = _parse(["--resume", "--output", str(tmp_path / "none")])
     with pytest.raises(FileNotFoundError, match="--resume: no interrupted run"):
-        train_detector.train(_parse(["--resume", "--output", str(tmp_path / "none")]))
+        train_detector.train(resume)
 
 
 def test_offline_pretrained_falls_back_with_one_line(monkeypatch, caplog):
@@ -248,7 +260,8 @@ def test_ddp_switches_tensorboard_on_in_a_settings_copy(monkeypatch):
     try:
         assert copy_dir != USER_CONFIG_DIR
         settings = json.loads((copy_dir / "settings.json").read_text())
-        assert settings["tensorboard"] is True and settings["runs_dir"] == SETTINGS["runs_dir"]
+        assert settings["tensorboard"] is True
+        assert settings["runs_dir"] == SETTINGS["runs_dir"]
         assert (user_settings.read_bytes() if user_settings.exists() else None) == before
     finally:
         shutil.rmtree(copy_dir, ignore_errors=True)
@@ -266,6 +279,7 @@ def test_folder_holds_its_split_and_refuses_its_training_records(trained_detecto
     assert (recipe["limit"], recipe["batch_size"], recipe["pretrained"]) == (40, 8, "false")
     records = read_dataset("hands", merge_labels=True) + read_dataset("roboflow", merge_labels=True)
     test = held_out(records, [trained_detector], "test")
-    assert split["test"] <= {record_id(r) for r in test} and not split["train"] & {record_id(r) for r in test}
+    assert split["test"] <= {record_id(r) for r in test}
+    assert not split["train"] & {record_id(r) for r in test}
     with pytest.raises(ValueError, match=f"refusing to score {trained_detector} on 23 records it was trained on"):
         held_out(records, [trained_detector], "train")

@@ -141,7 +141,8 @@ def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path,
     assert code == 0
     metrics = json.loads(capsys.readouterr().out)
     records = read_dataset("hands", split="test", merge_labels=True)[:3]
-    assert metrics["images"] == 3 and metrics["hands"] == sum(len(r.boxes) for r in records)
+    assert metrics["images"] == 3
+    assert metrics["hands"] == sum(len(r.boxes) for r in records)
     assert metrics["hybrid_accuracy"] == pytest.approx(metrics["correct"] / metrics["hands"])
     for key in ("precision", "detection_recall", "map50", "gesture_map50", "classifier_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0, key
@@ -154,7 +155,8 @@ def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path,
     assert metrics["classifier_accuracy"] == pytest.approx(expected)
     # The hands-only detector as a "gesture detector": its label 'hand' is never a gesture.
     assert metrics["gesture_detector"]["hybrid_accuracy"] == 0.0
-    assert metrics["latency"]["images"] == 3 and metrics["latency"]["median_ms"] > 0
+    assert metrics["latency"]["images"] == 3
+    assert metrics["latency"]["median_ms"] > 0
     confusion = metrics["confusion"]
     assert sum(map(sum, confusion["matrix"])) >= metrics["hands"]
     assert Image.open(out / "confusion_matrix.png").size[0] > 100

@@ -72,10 +72,13 @@ def test_gradcam_pastes_back_where_the_evidence_is(photo, crop_pct):
         Hand((-30.0, 500.0, 60.0, 640.0), 0.5, "bright", 0.6, []),
     ]  # past the image's corner
     maps = explain.gradcam_heatmaps(classifier, image, hands)
-    assert maps.shape == (2, image.height, image.width) and maps.dtype == np.float32
-    assert 0.0 <= maps.min() and maps.max() <= 1.0 + 1e-6
+    assert maps.shape == (2, image.height, image.width)
+    assert maps.dtype == np.float32
+    assert 0.0 <= maps.min()
+    assert maps.max() <= 1.0 + 1e-6
     y, x = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
-    assert patch[0] - 8 <= x <= patch[2] + 8 and patch[1] - 8 <= y <= patch[3] + 8
+    assert patch[0] - 8 <= x <= patch[2] + 8
+    assert patch[1] - 8 <= y <= patch[3] + 8
     inside = maps[0][patch[1] : patch[3], patch[0] : patch[2]].mean()
     assert inside > 2 * maps[0][150:330, 260:400].mean()
     # Zero outside each hand's crop square (clipped to the image).
@@ -94,7 +97,8 @@ def test_overlays_and_per_hand_crops(photo):
         Hand((500.0, 50.0, 560.0, 100.0), 0.5, "dark", 0.6, []),
     ]
     overlay = explain.gradcam_image(classifier, photo, hands)
-    assert overlay.size == photo.size and overlay.mode == "RGB"
+    assert overlay.size == photo.size
+    assert overlay.mode == "RGB"
     crops = explain.gradcam_hands(classifier, photo, hands)
     sides = [round(max(x1 - x0, y1 - y0) * 1.3) for x0, y0, x1, y1 in (h.box for h in hands)]
     assert [c.size for c in crops] == [(s, s) for s in sides]
@@ -189,8 +193,11 @@ def test_eigencam_on_the_detector_module(trained_detector, photo):
 
     detector = HandDetector.from_pretrained(trained_detector)
     heat = explain.eigencam(detector, photo, image_size=128)
-    assert heat.shape == (photo.height, photo.width) and heat.dtype == np.float32
-    assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.5
+    assert heat.shape == (photo.height, photo.width)
+    assert heat.dtype == np.float32
+    assert 0.0 <= heat.min()
+    assert heat.max() <= 1.0
+    assert heat.max() > 0.5
     assert not detector.model.training  # hooked the nn.Module; nothing started training
     assert not any(m._forward_hooks for m in detector.model.modules())
     assert explain.eigencam_image(detector, photo, image_size=128).size == photo.size
@@ -233,7 +240,8 @@ def test_trained_heat_lies_inside_the_hand_box(hand_classifier):
 
     records = [r for r in read_dataset("hands", split="test") if len(r.boxes) == 1][::8][:25]
     trained = GestureClassifier.from_pretrained(hand_classifier, precision="fp32")
-    assert trained.label_names == ["background", "hand"] and trained.image_size == 160
+    assert trained.label_names == ["background", "hand"]
+    assert trained.image_size == 160
     torch.manual_seed(0)
     untrained = GestureClassifier.create("resnet18", trained.label_names, image_size=160, precision="fp32")
     trained_ratio, untrained_ratio = (

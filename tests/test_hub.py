@@ -202,7 +202,8 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     space, space_sha = pushed(result)
 
     # the folders were only read
-    assert digest(trained_classifier) == before["classifier"] and digest(trained_detector) == before["detector"]
+    assert digest(trained_classifier) == before["classifier"]
+    assert digest(trained_detector) == before["detector"]
 
     # model repos: one commit each on top of the repo's initial commit, with card, metrics and TensorBoard events
     for repo, revision, folder, required in (
@@ -236,9 +237,13 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     gradio_pin = [
         ln.split("==")[1] for ln in (REPO / "requirements.txt").read_text().splitlines() if ln.startswith("gradio==")
     ]
-    assert front["sdk"] == "gradio" and front["sdk_version"] == gradio_pin[0] and front["app_file"] == "app.py"
-    assert front["models"] == [classifier, detector] and front["license"] == "agpl-3.0"
-    assert front["python_version"] and 0 < len(front["short_description"]) <= 60
+    assert front["sdk"] == "gradio"
+    assert front["sdk_version"] == gradio_pin[0]
+    assert front["app_file"] == "app.py"
+    assert front["models"] == [classifier, detector]
+    assert front["license"] == "agpl-3.0"
+    assert front["python_version"]
+    assert 0 < len(front["short_description"]) <= 60
     assert validate_metadata(readme, "space") == ([], [])
     pins = json.loads(repo_file(hub, "space", space, "hybrid_space.json"))
     assert pins == {"classifier": f"{classifier}@{classifier_sha}", "detector": f"{detector}@{detector_sha}"}
@@ -261,7 +266,8 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
     outputs.append(output)
     assert online["space_pins"] == pins
     # the tiny detector stores conf=0.01 so that it returns boxes: the comparisons below are not vacuous
-    assert any(online["local_detector"]) and any(online["hub_pipeline"])
+    assert any(online["local_detector"])
+    assert any(online["hub_pipeline"])
     assert_same_predictions(online, online)
 
     # servers gone: our loaders and timm load from the Hub cache (transformers was checked online)
@@ -302,7 +308,8 @@ def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):
     )
     repo, second = pushed(result)
     commits = hub.store.git(hub.store.path("model", repo), "rev-list", "main").stdout.decode().split()
-    assert commits[:2] == [second, first[1]] and len(commits) == 3
+    assert commits[:2] == [second, first[1]]
+    assert len(commits) == 3
     assert json.loads(repo_file(hub, "model", repo, "metrics.json"))["note"] == "second push"
     message = hub.store.git(hub.store.path("model", repo), "log", "-1", "--format=%s", "main").stdout.decode().strip()
     assert message == "retrained"
@@ -328,8 +335,10 @@ def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_
         f"{ORG}/hand-detector",
     )
     assert result.returncode == 1
-    assert "creating the repository" in result.stderr and "401" in result.stderr
-    assert "token was rejected" in result.stderr and bad not in result.stderr + result.stdout
+    assert "creating the repository" in result.stderr
+    assert "401" in result.stderr
+    assert "token was rejected" in result.stderr
+    assert bad not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert not hub.store.exists("model", f"{ORG}/hand-detector")
 
@@ -340,7 +349,8 @@ def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_
         str(trained_detector),
         f"{ORG}/hand-detector",
     )
-    assert result.returncode == 1 and "no Hugging Face token" in result.stderr
+    assert result.returncode == 1
+    assert "no Hugging Face token" in result.stderr
 
     # --private: the repo exists for its owner, not for anonymous readers
     repo, _ = pushed(
@@ -357,13 +367,17 @@ def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_
     anonymous = run(
         hub.client_env(tmp_path / "home-anon", token=None), "-c", f"from hybrid.hub import snapshot; snapshot({repo!r})"
     )
-    assert anonymous.returncode == 1 and "FileNotFoundError" in anonymous.stderr and "404" in anonymous.stderr
+    assert anonymous.returncode == 1
+    assert "FileNotFoundError" in anonymous.stderr
+    assert "404" in anonymous.stderr
 
     # a namespace the token may not write to
     result = hybrid_cli(
         hub.client_env(tmp_path / "home-ok"), "push", "detector", str(trained_detector), "someone-else/hand-detector"
     )
-    assert result.returncode == 1 and "403" in result.stderr and "creating the repository" in result.stderr
+    assert result.returncode == 1
+    assert "403" in result.stderr
+    assert "creating the repository" in result.stderr
     assert digest(trained_detector) == before
 
 
@@ -390,7 +404,8 @@ def test_invalid_card_is_rejected_before_upload(hub, trained_classifier, tmp_pat
         folder = _with_card(trained_classifier, tmp_path / f"case{i}", edit)
         result = hybrid_cli(env, "push", "classifier", str(folder), f"{ORG}/bad-card")
         assert result.returncode == 2, (expected, result.stderr)
-        assert "README.md" in result.stderr and expected in result.stderr, result.stderr
+        assert "README.md" in result.stderr, result.stderr
+        assert expected in result.stderr, result.stderr
     assert requests() == []  # nothing reached the Hub
 
     # fine locally, rejected by the Hub's validate-yaml: still before the repo is created
@@ -400,9 +415,9 @@ def test_invalid_card_is_rejected_before_upload(hub, trained_classifier, tmp_pat
         lambda text: re.sub(r"^license: .*$", "license: beerware", text, count=1, flags=re.M),
     )
     result = hybrid_cli(env, "push", "classifier", str(folder), f"{ORG}/bad-card")
-    assert (
-        result.returncode == 2 and "validating the model card metadata" in result.stderr and "license" in result.stderr
-    )
+    assert result.returncode == 2
+    assert "validating the model card metadata" in result.stderr
+    assert "license" in result.stderr
     assert [line.split('"')[1] for line in requests()] == ["POST /api/validate-yaml HTTP/1.1"]
     assert not hub.store.exists("model", f"{ORG}/bad-card")
 
@@ -453,6 +468,7 @@ def test_test_hub_answers_404_to_unknown_routes_and_validates_metadata(hub):
     )
     assert validate_metadata(good, "model") == ([], [])
     errors, _ = validate_metadata(good.replace("value: 0.9", "value: [0.9]"), "model")
-    assert errors and "metrics[0].value" in errors[0]
+    assert errors
+    assert "metrics[0].value" in errors[0]
     assert validate_metadata("---\nsdk: gradio\n---\n", "space")[0]  # sdk_version missing
     assert validate_metadata("no front matter", "model") == ([], ["empty or missing yaml metadata in repo card"])

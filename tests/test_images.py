@@ -86,14 +86,17 @@ def test_decompression_bomb_is_an_image_error_naming_the_file(tmp_path):
     for call in (load_image, image_size, read_header):
         with pytest.raises(ImageError, match=r"bomb\.png: image is over \d+ megapixels .*limit is 50 megapixels"):
             call(bomb)
+    data = bomb.read_bytes()
     with pytest.raises(ImageError, match="image is over"):
-        load_image(bomb.read_bytes())
+        load_image(data)
     with pytest.raises(DataError, match=r"bomb\.png: image is over"):
         read_dataset(tmp_path, format="imagefolder")
     bad: list[str] = []
     Image.new("RGB", (8, 8)).save(tmp_path / "five" / "fine.png")
     records = read_dataset(tmp_path, format="imagefolder", bad_images=bad)
-    assert [r.name for r in records] == ["fine.png"] and len(bad) == 1 and "bomb.png" in bad[0]
+    assert [r.name for r in records] == ["fine.png"]
+    assert len(bad) == 1
+    assert "bomb.png" in bad[0]
 
 
 def test_bomb_warning_range_is_refused_without_a_warning(tmp_path):
@@ -167,15 +170,18 @@ def rotated_photo() -> tuple[bytes, Image.Image]:
 def test_exif_rotated_photo_boxes_refer_to_the_upright_image(tmp_path, caplog):
     data, upright = rotated_photo()
     path = write_voc(tmp_path / "train", "phone", data, (40, 60), [("palm", (5, 10, 15, 30))])
-    assert Image.open(path).size == (60, 40) and image_size(path) == (40, 60)
+    assert Image.open(path).size == (60, 40)
+    assert image_size(path) == (40, 60)
     loaded = load_image(path)
     assert loaded.size == (40, 60)
     assert np.abs(np.asarray(loaded, dtype=int) - np.asarray(upright, dtype=int)).mean() < 4
     (record,) = read_dataset(tmp_path)
-    assert (record.width, record.height) == (40, 60) and record.boxes == [HandBox(5, 10, 15, 30, "palm")]
+    assert (record.width, record.height) == (40, 60)
+    assert record.boxes == [HandBox(5, 10, 15, 30, "palm")]
     crop = build_crop_dataset([record])[0]["image"]
     centre = np.asarray(crop)[crop.height // 2, crop.width // 2]
-    assert centre[0] > 180 and centre[1] < 80  # the crop is centred on the red block
+    assert centre[0] > 180
+    assert centre[1] < 80  # the crop is centred on the red block
     # a VOC file that declares the stored (raw) size is flagged once
     (tmp_path / "train" / "phone.xml").write_text(voc_xml("phone.jpg", (60, 40), [("palm", (5, 10, 15, 30))]))
     with caplog.at_level(logging.WARNING, logger="hybrid.data.readers"):
@@ -193,7 +199,9 @@ def test_exif_rotated_yolo_label_and_yolo_writer(tmp_path):
     assert record.boxes[0].xyxy == pytest.approx((5, 10, 15, 30), abs=1e-3)
     out = write_yolo_dataset({"train": [record]}, tmp_path / "out")
     written = next((out.parent / "images" / "train").iterdir())
-    assert not written.is_symlink() and written.suffix == ".png" and Image.open(written).size == (40, 60)
+    assert not written.is_symlink()
+    assert written.suffix == ".png"
+    assert Image.open(written).size == (40, 60)
     (back,) = read_dataset(out.parent)
     assert back.boxes[0].xyxy == pytest.approx((5, 10, 15, 30), abs=1e-3)
 
@@ -217,7 +225,8 @@ def test_grayscale_rgba_16bit_and_palette_images(tmp_path):
     gray, rgba_rgb, deep, pal = (load_image(folder / n) for n in ("gray.jpg", "rgba.png", "deep.png", "palette.png"))
     assert all(im.mode == "RGB" and im.size == (30, 20) for im in (gray, rgba_rgb, deep, pal))
     assert tuple(np.asarray(gray)[5, 5]) == pytest.approx((90, 90, 90), abs=2)
-    assert tuple(np.asarray(rgba_rgb)[2, 2]) == (0, 0, 255) and tuple(np.asarray(rgba_rgb)[15, 25]) == (255, 255, 255)
+    assert tuple(np.asarray(rgba_rgb)[2, 2]) == (0, 0, 255)
+    assert tuple(np.asarray(rgba_rgb)[15, 25]) == (255, 255, 255)
     assert tuple(np.asarray(deep)[5, 5]) == (100, 100, 100)  # 16-bit scaled by 1/257: brightness kept
     assert tuple(np.asarray(pal)[5, 5]) == (10, 200, 10)
 
@@ -228,7 +237,8 @@ def test_grayscale_rgba_16bit_and_palette_images(tmp_path):
     data_yaml = write_yolo_dataset({"train": records}, tmp_path / "yolo")
     written = {p.stem.split("-", 1)[1]: p for p in (data_yaml.parent / "images" / "train").iterdir()}
     assert written["gray"].is_symlink()  # plain 8-bit JPEG: linked
-    assert not written["rgba"].is_symlink() and not written["deep"].is_symlink()  # re-encoded as RGB PNG
+    assert not written["rgba"].is_symlink()
+    assert not written["deep"].is_symlink()  # re-encoded as RGB PNG
     assert Image.open(written["deep"]).mode == "RGB"
 
 
@@ -269,7 +279,8 @@ def test_boxes_partly_outside_are_clipped_and_zero_area_dropped_with_one_warning
         (record,) = read_dataset(tmp_path / "v")
     assert record.boxes == [HandBox(0, 5, 30, 60, "palm")]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "dropped 2 zero-area box(es)" in warnings[0].getMessage()
+    assert len(warnings) == 1
+    assert "dropped 2 zero-area box(es)" in warnings[0].getMessage()
     assert "a.xml" in warnings[0].getMessage()
 
     write_yolo(tmp_path / "y", ["hand"], {"b": "0 0.95 0.5 0.3 0.2\n0 0.5 0.5 0 0.1\n"})
@@ -277,7 +288,9 @@ def test_boxes_partly_outside_are_clipped_and_zero_area_dropped_with_one_warning
     with caplog.at_level(logging.WARNING, logger="hybrid.data.readers"):
         (record,) = read_dataset(tmp_path / "y")
     assert record.boxes[0].xyxy == pytest.approx((32, 24, 40, 36))
-    assert len(record.boxes) == 1 and len(caplog.records) == 1 and "b.txt:2" in caplog.records[0].getMessage()
+    assert len(record.boxes) == 1
+    assert len(caplog.records) == 1
+    assert "b.txt:2" in caplog.records[0].getMessage()
 
 
 def test_yolo_writer_clips_boxes_of_hand_made_records(tmp_path):
@@ -295,7 +308,8 @@ def test_yolo_writer_clips_boxes_of_hand_made_records(tmp_path):
     )
     data_yaml = write_yolo_dataset({"train": [record]}, tmp_path / "out")
     (back,) = read_dataset(data_yaml.parent)
-    assert len(back.boxes) == 1 and back.boxes[0].xyxy == pytest.approx((0, 10, 20, 60), abs=1e-3)
+    assert len(back.boxes) == 1
+    assert back.boxes[0].xyxy == pytest.approx((0, 10, 20, 60), abs=1e-3)
 
 
 def test_square_crop_bad_boxes():
@@ -339,7 +353,8 @@ def test_malformed_yolo_files(tmp_path):
 def test_missing_label_file_means_no_hands(tmp_path):
     write_yolo(tmp_path / "y", ["hand"], {"with": "0 0.5 0.5 0.5 0.5\n", "without": None, "empty": ""})
     records = {r.name: r for r in read_dataset(tmp_path / "y")}
-    assert len(records["with.jpg"].boxes) == 1 and records["without.jpg"].boxes == [] == records["empty.jpg"].boxes
+    assert len(records["with.jpg"].boxes) == 1
+    assert records["without.jpg"].boxes == [] == records["empty.jpg"].boxes
     data_yaml = write_yolo_dataset({"train": list(records.values())}, tmp_path / "out")
     assert (data_yaml.parent / "labels" / "train" / "y-without.txt").read_text() == ""
 

@@ -63,7 +63,8 @@ def _crafted(source: Path, tmp_path: Path, edit) -> Path:
 
 def test_clean_detector_folder_loads(detector_folder):
     detector = HandDetector.from_pretrained(detector_folder)
-    assert detector.names == ["hand"] and detector.image_size == 64
+    assert detector.names == ["hand"]
+    assert detector.image_size == 64
 
 
 def test_activation_string_is_refused_and_never_evaluated(detector_folder, tmp_path):
@@ -87,8 +88,9 @@ def test_module_name_resolving_to_an_unpickler_is_refused(detector_folder, tmp_p
     def edit(config):
         config["model_yaml"]["backbone"].insert(1, [-1, 1, "torch_safe_load", [repr(str(payload))]])
 
+    crafted = _crafted(detector_folder, tmp_path, edit)
     with pytest.raises(ValueError, match=r"backbone\[1\]: module 'torch_safe_load' is not an allowed"):
-        HandDetector.from_pretrained(_crafted(detector_folder, tmp_path, edit))
+        HandDetector.from_pretrained(crafted)
     assert not marker.exists(), "loading the detector unpickled a file named by the repo"
 
 
@@ -112,8 +114,9 @@ def test_code_strings_elsewhere_in_the_yaml_are_refused(detector_folder, tmp_pat
         else:
             rows["head"][0][3] = [None, 2, [_shell(marker)]]
 
+    crafted = _crafted(detector_folder, tmp_path, edit)
     with pytest.raises(ValueError, match=expected):
-        HandDetector.from_pretrained(_crafted(detector_folder, tmp_path, edit))
+        HandDetector.from_pretrained(crafted)
     assert not marker.exists()
 
 
@@ -138,9 +141,11 @@ def test_code_strings_elsewhere_in_the_yaml_are_refused(detector_folder, tmp_pat
     ],
 )
 def test_detector_config_outside_the_allowlist_is_refused_with_one_line(detector_folder, tmp_path, edit, expected):
+    crafted = _crafted(detector_folder, tmp_path, edit)
     with pytest.raises(ValueError, match=expected) as error:
-        HandDetector.from_pretrained(_crafted(detector_folder, tmp_path, edit))
-    assert "\n" not in str(error.value) and str(tmp_path / "crafted" / CONFIG_NAME) in str(error.value)
+        HandDetector.from_pretrained(crafted)
+    assert "\n" not in str(error.value)
+    assert str(tmp_path / "crafted" / CONFIG_NAME) in str(error.value)
 
 
 def test_a_yaml_that_passes_the_allowlist_but_does_not_build_is_one_line(detector_folder, tmp_path):
@@ -161,7 +166,8 @@ def test_allowlist_covers_ultralytics_detection_yamls_and_names_only_layers():
 
     for name in MODULES:
         layer = getattr(torch.nn, name[3:]) if name.startswith("nn.") else vars(tasks)[name]
-        assert isinstance(layer, type) and issubclass(layer, torch.nn.Module), name
+        assert isinstance(layer, type), name
+        assert issubclass(layer, torch.nn.Module), name
     refused = []
     for path in sorted(glob.glob(str(Path(ultralytics.__file__).parent / "cfg" / "models" / "*" / "*.yaml"))):
         model_yaml = yaml.safe_load(Path(path).read_text())
@@ -212,9 +218,11 @@ def classifier_folder(tmp_path_factory) -> Path:
     ],
 )
 def test_classifier_config_outside_the_schema_is_refused_with_one_line(classifier_folder, tmp_path, edit, expected):
+    crafted = _crafted(classifier_folder, tmp_path, edit)
     with pytest.raises(ValueError, match=expected) as error:
-        GestureClassifier.from_pretrained(_crafted(classifier_folder, tmp_path, edit), device="cpu")
-    assert "\n" not in str(error.value) and str(tmp_path / "crafted" / "config.json") in str(error.value)
+        GestureClassifier.from_pretrained(crafted, device="cpu")
+    assert "\n" not in str(error.value)
+    assert str(tmp_path / "crafted" / "config.json") in str(error.value)
 
 
 def test_classifier_never_unpickles_what_the_repo_points_at(classifier_folder, tmp_path, monkeypatch):
@@ -269,7 +277,8 @@ def test_space_pins_must_be_hub_ids(tmp_path, monkeypatch, pins, expected):
     (tmp_path / "hybrid_space.json").write_text(json.dumps(pins))
     with pytest.raises(ValueError, match=expected) as error:
         default_model("classifier", root=tmp_path)
-    assert "\n" not in str(error.value) and "hybrid_space.json" in str(error.value)
+    assert "\n" not in str(error.value)
+    assert "hybrid_space.json" in str(error.value)
 
 
 def test_good_space_pins_resolve(tmp_path, monkeypatch):

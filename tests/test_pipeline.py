@@ -53,7 +53,8 @@ def _count_forwards(module: torch.nn.Module):
 
 def test_real_photos_one_batched_forward(pipe, hands_photo, monkeypatch):
     # The shipped path is the default (the fixture detector was trained at 64 px, below 320).
-    assert pipe.backend == "openvino" and pipe.detector_size == min(320, pipe.detector.image_size)
+    assert pipe.backend == "openvino"
+    assert pipe.detector_size == min(320, pipe.detector.image_size)
     calls, run = [], pipe.classifier.network.run
     monkeypatch.setattr(pipe.classifier.network, "run", lambda array: calls.append(array.shape[0]) or run(array))
     results = pipe([ZIDANE, BUS, hands_photo])
@@ -65,10 +66,13 @@ def test_real_photos_one_batched_forward(pipe, hands_photo, monkeypatch):
     for path, hands in zip([ZIDANE, BUS, hands_photo], results):
         width, height = Image.open(path).size
         for hand in hands:
-            assert isinstance(hand, Hand) and hand.label in names
+            assert isinstance(hand, Hand)
+            assert hand.label in names
             x0, y0, x1, y1 = hand.box
-            assert -1 <= x0 <= x1 <= width + 1 and -1 <= y0 <= y1 <= height + 1
-            assert 0 <= hand.score <= 1 and 0 <= hand.probability <= 1
+            assert -1 <= x0 <= x1 <= width + 1
+            assert -1 <= y0 <= y1 <= height + 1
+            assert 0 <= hand.score <= 1
+            assert 0 <= hand.probability <= 1
             assert hand.top_k[0].score == pytest.approx(hand.probability)
             assert [p.score for p in hand.top_k] == sorted((p.score for p in hand.top_k), reverse=True)
             assert hand.score >= pipe.detector_threshold
@@ -94,7 +98,8 @@ def test_single_image_inputs_and_thresholds(pipe, hands_photo):
         pipe(hands_photo, detector_threshold=1.5)
     # min_confidence above any probability: every hand is 'unknown', with its top-k kept.
     unsure = pipe(hands_photo, min_confidence=1.01)[0]
-    assert unsure and all(h.label == UNKNOWN and h.top_k for h in unsure)
+    assert unsure
+    assert all(h.label == UNKNOWN and h.top_k for h in unsure)
 
 
 def test_crops_are_the_training_crops(pipe, hands_photo, monkeypatch):
@@ -133,7 +138,9 @@ def test_no_gesture_class_is_kept(pipe, hands_photo):
     fixed.classifier = Fixed()
     image = Image.open(hands_photo).convert("RGB")
     hand = fixed.hands([image], [[Detection((10, 10, 90, 90), 0.8, "hand")]])[0][0]
-    assert hand.label == NO_GESTURE and not hand.is_gesture and hand.probability == pytest.approx(0.9)
+    assert hand.label == NO_GESTURE
+    assert not hand.is_gesture
+    assert hand.probability == pytest.approx(0.9)
     unsure = fixed.hands([image], [[Detection((10, 10, 90, 90), 0.8, "hand")]], min_confidence=0.95)[0][0]
     assert unsure.label == UNKNOWN
 
@@ -167,7 +174,8 @@ def test_openvino_detector_sees_the_pixels_pytorch_sees(pipe, hands_photo, monke
     monkeypatch.setattr(pipe.detector.network, "run", lambda array: seen.append(array.copy()) or run(array))
     found = pipe.detector.predict(images, conf=0.001, image_size=size, max_det=20)
     assert np.array_equal(np.concatenate(seen), pipe.detector.preprocess(images, size).numpy())
-    assert len(found) == 3 and all(0 < len(hands) <= 20 for hands in found)
+    assert len(found) == 3
+    assert all(0 < len(hands) <= 20 for hands in found)
 
 
 def test_openvino_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tmp_path):
@@ -182,7 +190,8 @@ def test_openvino_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tm
     assert (got - expected).abs().max() < 1e-3
     stamp = exact.network.path.stat().st_mtime_ns
     best = pipe.classifier.compile("openvino", "auto", cache_dir=tmp_path)  # bf16 where the CPU has it
-    assert best.network.path.stat().st_mtime_ns == stamp and best.precision in ("bf16", "fp32")
+    assert best.network.path.stat().st_mtime_ns == stamp
+    assert best.precision in ("bf16", "fp32")
     assert (best.network(batch) - expected).abs().max() < 0.05 * expected.abs().max() + 0.05
 
 
@@ -190,13 +199,15 @@ def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
     naive = HybridPipeline(pipe.detector, pipe.classifier, fast=False)
     assert (naive.backend, naive.precision, naive.detector_size) == ("torch", "fp32", pipe.detector.image_size)
     # Built from the shipped pipeline's models: it shares their weights and leaves their networks alone.
-    assert naive.classifier.model is pipe.classifier.model and pipe.backend == "openvino"
+    assert naive.classifier.model is pipe.classifier.model
+    assert pipe.backend == "openvino"
     calls, handle = _count_forwards(pipe.classifier.model)
     try:
         hands = naive([hands_photo, ZIDANE])
     finally:
         handle.remove()
-    assert hands[0] and all(isinstance(h, Hand) for h in hands[0])
+    assert hands[0]
+    assert all(isinstance(h, Hand) for h in hands[0])
     assert calls == [len(hands[0]) + len(hands[1])]  # PyTorch path: one batched forward too
     # Same answers as the shipped path when the detector runs at the same size (OpenVINO in fp32).
     shipped = HybridPipeline(
@@ -207,7 +218,8 @@ def test_naive_path_runs_in_fp32_pytorch(pipe, hands_photo):
         onnx_cache_dir=pipe.detector.network.path.parent,
     )
     for a, b in zip(naive([hands_photo])[0], shipped([hands_photo])[0]):
-        assert a.label == b.label and a.probability == pytest.approx(b.probability, abs=1e-3)
+        assert a.label == b.label
+        assert a.probability == pytest.approx(b.probability, abs=1e-3)
         assert a.box == pytest.approx(b.box, abs=0.5)
 
 
@@ -215,10 +227,12 @@ def test_to_dict_and_image_result_are_json(pipe, hands_photo):
     image = Image.open(hands_photo)
     hands = pipe(image)[0]
     result = json.loads(json.dumps(image_result(str(hands_photo), image, hands)))
-    assert result["image"] == str(hands_photo) and (result["width"], result["height"]) == image.size
+    assert result["image"] == str(hands_photo)
+    assert (result["width"], result["height"]) == image.size
     first = result["hands"][0]
     assert set(first) == {"box", "score", "label", "probability", "top_k"}
-    assert len(first["box"]) == 4 and set(first["top_k"][0]) == {"label", "score"}
+    assert len(first["box"]) == 4
+    assert set(first["top_k"][0]) == {"label", "score"}
 
 
 def test_bad_images_raise_image_error(pipe, tmp_path):
@@ -233,7 +247,8 @@ def test_draw_hands(hands_photo):
     image = Image.open(hands_photo).convert("RGB")
     hands = [Hand((100, 100, 300, 400), 0.9, "5", 0.97, []), Hand((700, -10, 820, 80), 0.4, UNKNOWN, 0.2, [])]
     drawn = draw_hands(image, hands)
-    assert drawn.size == image.size and drawn is not image
+    assert drawn.size == image.size
+    assert drawn is not image
     diff = np.abs(np.asarray(drawn, dtype=int) - np.asarray(image, dtype=int)).sum(axis=2) > 0
     assert diff[100, 150:250].all()  # the top edge of the first box
     assert not diff[500:, :].any()  # nothing drawn far from the boxes
@@ -265,9 +280,11 @@ def test_predict_cli(trained_detector, trained_classifier, hands_photo, tmp_path
     assert "broken.jpg" in captured.err
     lines = [json.loads(line) for line in captured.out.strip().splitlines()]
     assert [line["image"] for line in lines] == [str(hands_photo), str(broken), str(ZIDANE)]
-    assert set(lines[1]) == {"image", "error"} and "broken.jpg: not a readable image" in lines[1]["error"]
+    assert set(lines[1]) == {"image", "error"}
+    assert "broken.jpg: not a readable image" in lines[1]["error"]
     for line in (lines[0], lines[2]):
-        assert line["hands"] and Image.open(line["annotated"]).size == (line["width"], line["height"])
+        assert line["hands"]
+        assert Image.open(line["annotated"]).size == (line["width"], line["height"])
     # Models from the environment when no flags are given; plain-text output.
     monkeypatch.setenv("HYBRID_DETECTOR", str(trained_detector))
     monkeypatch.setenv("HYBRID_CLASSIFIER", str(trained_classifier))

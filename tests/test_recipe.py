@@ -11,6 +11,7 @@ import yaml
 
 from hybrid.data import read_dataset
 from hybrid.data.splits import held_out, load_split, record_id, save_split, split_records
+from hybrid.files import umask
 from hybrid.training.recipe import ClassifierRecipe, DetectorRecipe, Recipe, parse_recipe, save_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,8 @@ def test_every_recipe_yaml_loads(config, tmp_path, monkeypatch):
     written = yaml.safe_load(config.read_text())
     recipe, given = parse_recipe(_kind(config), ["--config", str(config)])
     assert given == set(written)
-    assert isinstance(recipe.data, list) and all(isinstance(name, str) for name in recipe.data)
+    assert isinstance(recipe.data, list)
+    assert all(isinstance(name, str) for name in recipe.data)
     for name in ("epochs", "image_size", "seed", "output"):
         if name in written:
             assert getattr(recipe, name) == written[name], name
@@ -42,7 +44,8 @@ def test_flags_override_yaml():
     )
     assert (recipe.epochs, recipe.data, recipe.plots, recipe.train_args) == (3, ["a", "b"], False, {"mosaic": 0.5})
     assert recipe.patience == 20  # from the yaml
-    assert {"epochs", "data", "plots", "patience"} <= given and "keep_work" not in given
+    assert {"epochs", "data", "plots", "patience"} <= given
+    assert "keep_work" not in given
 
 
 def test_unknown_key_and_bad_values_refused_with_one_line(tmp_path):
@@ -105,7 +108,8 @@ def test_both_models_share_field_names_types_and_meaning():
 def test_saved_recipe_loads_back_the_same(tmp_path):
     recipe, _ = parse_recipe(ClassifierRecipe, ["--epochs", "7", "--crop-scale", "0.5,1", "--data", "sign-digits"])
     saved = save_recipe(recipe, tmp_path)
-    assert saved.name == "recipe.yaml" and oct(saved.stat().st_mode & 0o777) != oct(0o600)
+    assert saved.name == "recipe.yaml"
+    assert oct(saved.stat().st_mode & 0o777) == oct(0o666 & ~umask())  # the umask's mode, not mkstemp's 0600
     again, _ = parse_recipe(ClassifierRecipe, ["--config", str(saved)])
     assert again == recipe
 
@@ -123,7 +127,8 @@ def test_split_file_round_trip_and_held_out(digits, tmp_path):
     save_split(tmp_path, splits, seed=5, fractions=[0.6, 0.2, 0.2])
     content = json.loads((tmp_path / "split.json").read_text())
     assert (content["seed"], content["fractions"]) == (5, [0.6, 0.2, 0.2])
-    assert record_id(digits[0]).startswith("sign-digits:") and not record_id(digits[0]).split(":", 1)[1].startswith("/")
+    assert record_id(digits[0]).startswith("sign-digits:")
+    assert not record_id(digits[0]).split(":", 1)[1].startswith("/")
     loaded = load_split(tmp_path)
     assert {name: len(ids) for name, ids in loaded.items()} == {name: len(part) for name, part in splits.items()}
     assert load_split(tmp_path / "nothing") is None

@@ -43,7 +43,8 @@ def test_compiled_classifier_agrees_with_torch(trained_classifier, crops, tmp_pa
     top2 = expected.topk(2, dim=-1).values
     for precision, tolerance in ((Precision.FP32, 1e-4), (Precision.AUTO, 0.05)):
         compiled = clf.compile("openvino", precision, cache_dir=tmp_path)
-        assert compiled.network.backend is Backend.OPENVINO and compiled.model is clf.model
+        assert compiled.network.backend is Backend.OPENVINO
+        assert compiled.model is clf.model
         assert compiled.precision == compiled.network.precision != Precision.AUTO  # precision lives in one object
         got = compiled.probabilities(crops)
         assert got.shape == expected.shape
@@ -55,7 +56,8 @@ def test_compiled_classifier_agrees_with_torch(trained_classifier, crops, tmp_pa
     exact = clf.compile("openvino", "fp32", cache_dir=tmp_path)
     assert [r[0].label for r in exact.predict(crops, top_k=1)] == [r[0].label for r in clf.predict(crops, top_k=1)]
     # The original keeps running in PyTorch: compile() returns a copy.
-    assert isinstance(clf.network, TorchNetwork) and clf.precision == Precision.FP32
+    assert isinstance(clf.network, TorchNetwork)
+    assert clf.precision == Precision.FP32
 
 
 @pytest.mark.parametrize(
@@ -66,13 +68,12 @@ def test_unknown_backend_or_precision_is_refused_before_any_export(tiny_models, 
     with pytest.raises(ValueError) as error:
         HybridPipeline(detector, classifier, onnx_cache_dir=tmp_path, **{field: value})
     message = str(error.value)
-    assert "\n" not in message and message.startswith(f"{field} must be one of") and repr(value) in message
+    assert "\n" not in message
+    assert message.startswith(f"{field} must be one of")
+    assert repr(value) in message
     assert not any(tmp_path.iterdir())  # refused before anything was exported
     with pytest.raises(ValueError, match=f"^{field} must be one of"):
-        if field == "backend":
-            classifier.compile(backend=value, cache_dir=tmp_path)
-        else:
-            classifier.compile(precision=value, cache_dir=tmp_path)
+        classifier.compile(cache_dir=tmp_path, **{field: value})
 
 
 def test_auto_falls_back_to_torch_when_the_export_fails(tiny_models, tmp_path, monkeypatch, caplog):
@@ -85,7 +86,8 @@ def test_auto_falls_back_to_torch_when_the_export_fails(tiny_models, tmp_path, m
     monkeypatch.setitem(runtime._EXPORTS, "classifier", broken)
     with caplog.at_level(logging.WARNING, logger="hybrid.runtime"):
         fallback = classifier.compile("auto", "fp32", cache_dir=tmp_path)
-    assert isinstance(fallback.network, TorchNetwork) and "exporter broke" in caplog.text
+    assert isinstance(fallback.network, TorchNetwork)
+    assert "exporter broke" in caplog.text
     with pytest.raises(RuntimeError, match="exporter broke"):  # asked for by name: no silent fallback
         classifier.compile("openvino", "fp32", cache_dir=tmp_path)
 
@@ -93,7 +95,8 @@ def test_auto_falls_back_to_torch_when_the_export_fails(tiny_models, tmp_path, m
 def test_detector_compiles_in_fp32_only(tiny_models, tmp_path):
     detector, _ = tiny_models
     compiled = detector.compile("openvino", cache_dir=tmp_path)
-    assert compiled.network.backend is Backend.OPENVINO and compiled.network.precision is Precision.FP32
+    assert compiled.network.backend is Backend.OPENVINO
+    assert compiled.network.precision is Precision.FP32
     assert isinstance(detector.network, TorchNetwork)
     batch = torch.rand(2, 3, 64, 96)
     with torch.inference_mode():

@@ -92,6 +92,7 @@ def test_detector_conf_is_not_config(workdir, data_root):
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.slow  # trains a model (~30 s or more)
 def test_classifier_resume_refuses_a_changed_recipe(workdir, data_root):
     """A checkpoint of a 32 px run cannot be resumed at 48 px (metrics.json and config.json would disagree);
     the refusal names the field and leaves the folder as it was. Extending the run (more epochs) is allowed."""
