@@ -97,6 +97,17 @@ def accuracy(folder: Path, records: list, gestures: bool) -> dict:
     return result
 
 
+def _median_ms(run, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def latency(
     folder: Path, sizes: list[int], repeats: int, image_path: Path, openvino: bool, threads: int | None = None
 ) -> dict:
@@ -106,27 +117,11 @@ def latency(
 
     detector = HandDetector.from_pretrained(folder)
     image = load_image(image_path)
-    rows = {}
-    for size in sizes:
-        for _ in range(3):
-            detector.predict(image, image_size=size)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            detector.predict(image, image_size=size)
-            times.append((time.perf_counter() - started) * 1000)
-        rows[f"torch@{size}"] = statistics.median(times)
+    rows = {f"torch@{size}": _median_ms(lambda: detector.predict(image, image_size=size), repeats) for size in sizes}
     if openvino:  # the pipeline's fast path: the same predict() with the network compiled by OpenVINO
         runner = detector.compile("openvino", threads=threads)
         for size in sizes:
-            for _ in range(3):
-                runner.predict(image, image_size=size)
-            times = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                runner.predict(image, image_size=size)
-                times.append((time.perf_counter() - started) * 1000)
-            rows[f"openvino@{size}"] = statistics.median(times)
+            rows[f"openvino@{size}"] = _median_ms(lambda: runner.predict(image, image_size=size), repeats)
     return rows
 
 

@@ -109,9 +109,7 @@ def _f1(precision: float, recall: float) -> float:
 
 
 def hand_metrics(
-    truths: Sequence[Sequence[Truth]],
-    guesses: Sequence[Sequence[Guess]],
-    iou_threshold: float = IOU_THRESHOLD,
+    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float = IOU_THRESHOLD
 ) -> dict:
     """Hybrid accuracy, precision, detection recall, per-class P/R/F1 and the confusion matrix.
 
@@ -169,9 +167,7 @@ def hand_metrics(
 
 
 def average_precision(
-    truths: Sequence[Sequence[Truth]],
-    guesses: Sequence[Sequence[Guess]],
-    iou_threshold: float = IOU_THRESHOLD,
+    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float = IOU_THRESHOLD
 ) -> float:
     """All-point interpolated AP of `guesses` against `truths`, labels ignored (filter them first)."""
     n_truth = sum(len(t) for t in truths)
@@ -193,9 +189,7 @@ def average_precision(
 
 
 def gesture_average_precision(
-    truths: Sequence[Sequence[Truth]],
-    guesses: Sequence[Sequence[Guess]],
-    iou_threshold: float = IOU_THRESHOLD,
+    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float = IOU_THRESHOLD
 ) -> dict[str, float]:
     """Class-aware AP per ground-truth class (a guess counts only for its own label)."""
     classes = sorted({t.label for image in truths for t in image})

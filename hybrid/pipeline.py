@@ -129,11 +129,7 @@ class HybridPipeline:
 
     @classmethod
     def from_pretrained(
-        cls,
-        detector: Union[str, Path],
-        classifier: Union[str, Path],
-        revision: Optional[str] = None,
-        **kwargs,
+        cls, detector: Union[str, Path], classifier: Union[str, Path], revision: Optional[str] = None, **kwargs
     ) -> "HybridPipeline":
         """Load both models from Hub ids (`org/name`, `org/name@rev`) or local folders; `revision`
         applies to both (an `@rev` in an id wins for that id). Other arguments go to `__init__`."""

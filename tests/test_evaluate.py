@@ -20,12 +20,7 @@ SQUARE = (0.0, 0.0, 10.0, 10.0)
 
 def _case():
     """4 images, 4 ground-truth hands, 5 predictions (answers derived in the comments)."""
-    truths = [
-        [Truth(SQUARE, "1"), Truth((20, 0, 30, 10), "2")],
-        [Truth(SQUARE, "2")],
-        [Truth(SQUARE, "3")],
-        [],
-    ]
+    truths = [[Truth(SQUARE, "1"), Truth((20, 0, 30, 10), "2")], [Truth(SQUARE, "2")], [Truth(SQUARE, "3")], []]
     guesses = [
         [
             Guess(SQUARE, 0.9, "1"),  # matches '1', right gesture

@@ -55,10 +55,7 @@ def workdir(tmp_path) -> Path:
 
 @pytest.mark.parametrize(
     "flag, value, words",
-    [
-        ("--epochs", "-1", ["--epochs", ">= 1", "-1"]),
-        ("--image-size", "0", ["--image-size", ">= 32", "0"]),
-    ],
+    [("--epochs", "-1", ["--epochs", ">= 1", "-1"]), ("--image-size", "0", ["--image-size", ">= 32", "0"])],
 )
 def test_classifier_bad_number_refused_before_work(workdir, data_root, flag, value, words):
     done = _run(CLASSIFIER, "--data", "sign-digits", "--limit", "20", flag, value, cwd=workdir, data_root=data_root)

@@ -11,15 +11,17 @@ from typing import Optional, Sequence
 from hybrid.cli import data, evaluate, predict, push
 
 
+class Parser(argparse.ArgumentParser):
+    """Every parser of the CLI: a prefix of an option must not silently mean another option."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    # allow_abbrev=False everywhere: a prefix of an option must not silently mean another option.
-    parser = argparse.ArgumentParser(
-        prog="hybrid",
-        allow_abbrev=False,
-        description="Find hands and name their gestures; evaluate, inspect data, push.",
-    )
+    parser = Parser(prog="hybrid", description="Find hands and name their gestures; evaluate, inspect data, push.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in (data, predict, evaluate, push):
         group.add_commands(commands)
     return parser

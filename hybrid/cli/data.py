@@ -39,16 +39,18 @@ def fetch_command(args: argparse.Namespace) -> int:
     return 0
 
 
+STATS_DESCRIPTION = (
+    "Count images, boxes and labels. Unreadable images (corrupt, or over the "
+    "pixel limit) are skipped and listed; the exit status is then 1."
+)
+
+
 def add_commands(commands) -> None:
-    data = commands.add_parser("data", help="inspect and fetch datasets", allow_abbrev=False).add_subparsers(
+    data = commands.add_parser("data", help="inspect and fetch datasets").add_subparsers(
         dest="data_command", required=True
     )
     stats = data.add_parser(
-        "stats",
-        allow_abbrev=False,
-        help="count images, boxes and labels of a dataset folder",
-        description="Count images, boxes and labels. Unreadable images (corrupt, or over the "
-        "pixel limit) are skipped and listed; the exit status is then 1.",
+        "stats", help="count images, boxes and labels of a dataset folder", description=STATS_DESCRIPTION
     )
     stats.add_argument("path", help="dataset folder, or a registered dataset name")
     stats.add_argument("--format", default=None, help="voc | yolo | imagefolder | hagrid | hf (default: detected)")
@@ -61,7 +63,7 @@ def add_commands(commands) -> None:
     stats.add_argument("--merge-labels", action="store_true", help="merge finger-count names ('5-hand', 'five' -> '5')")
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=stats_command)
-    fetch = data.add_parser("fetch", allow_abbrev=False, help="download a registered public dataset, checksum-verified")
+    fetch = data.add_parser("fetch", help="download a registered public dataset, checksum-verified")
     fetch.add_argument("name")
     fetch.add_argument("--root", default=None, help="where to put it (default: $HYBRID_DATA, then ../shared/data)")
     fetch.set_defaults(func=fetch_command)

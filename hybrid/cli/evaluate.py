@@ -91,13 +91,15 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_DESCRIPTION = (
+    "End-to-end metrics on a labelled detection dataset. Says first which split it scores and how "
+    "many images, and lists ground-truth labels the classifier does not know (they count as errors)."
+)
+
+
 def add_commands(commands) -> None:
     evaluate = commands.add_parser(
-        "eval",
-        allow_abbrev=False,
-        help="end-to-end metrics on a labelled detection dataset",
-        description="End-to-end metrics on a labelled detection dataset. Says first which split it scores and how "
-        "many images, and lists ground-truth labels the classifier does not know (they count as errors).",
+        "eval", help="end-to-end metrics on a labelled detection dataset", description=EVAL_DESCRIPTION
     )
     evaluate.add_argument("dataset", help="dataset folder or registered name")
     evaluate.add_argument(

@@ -103,15 +103,15 @@ def predict_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+PREDICT_DESCRIPTION = (
+    "Find hands and name their gestures. An image that cannot be read gets an error line (with "
+    '--json: a JSON line {"image", "error"}) and the others go on; the exit status is then 1 '
+    "(2 for bad arguments or models)."
+)
+
+
 def add_commands(commands) -> None:
-    predict = commands.add_parser(
-        "predict",
-        allow_abbrev=False,
-        help="find hands and name their gestures",
-        description="Find hands and name their gestures. An image that cannot be read gets an error line (with "
-        '--json: a JSON line {"image", "error"}) and the others go on; the exit status is then 1 '
-        "(2 for bad arguments or models).",
-    )
+    predict = commands.add_parser("predict", help="find hands and name their gestures", description=PREDICT_DESCRIPTION)
     predict.add_argument("images", nargs="+")
     predict.add_argument(
         "--detector", default=None, help="Hub id[@revision] or folder (default: $HYBRID_DETECTOR, then models/detector)"

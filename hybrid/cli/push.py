@@ -50,7 +50,6 @@ def push_space_command(args: argparse.Namespace) -> int:
 def add_commands(commands) -> None:
     push = commands.add_parser(
         "push",
-        allow_abbrev=False,
         help="push a trained model folder to the Hub in one commit (token: $HF_TOKEN "
         "or `hf auth login`); prints REPO_ID@COMMIT",
     )
@@ -64,7 +63,6 @@ def add_commands(commands) -> None:
 
     space = commands.add_parser(
         "push-space",
-        allow_abbrev=False,
         help="push the Gradio Space (app.py, hybrid/, requirements.txt, README.md) "
         "with both models pinned to their current commit in hybrid_space.json",
     )

@@ -133,16 +133,5 @@ def read_hf(path_or_id: str, source: str, cleaner: BoxCleaner, label_prefix: str
                 label = label_prefix + _label_name(row[label_column], names, where)
                 boxes, extra = [HandBox(0.0, 0.0, float(width), float(height), label)], {"whole_image": True}
             name = Path(value["path"]).name if value.get("path") else f"{part_name or 'dataset'}-{index:06d}"
-            records.append(
-                ImageRecord(
-                    image=image,
-                    boxes=boxes,
-                    source=source,
-                    split=split,
-                    width=width,
-                    height=height,
-                    name=name,
-                    extra=extra,
-                )
-            )
+            records.append(ImageRecord(image, boxes, source, split, width, height, name, extra))
     return records

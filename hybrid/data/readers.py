@@ -204,17 +204,7 @@ def read_voc(
             box = cleaner(x0, y0, x1, y1, label_prefix + name, width, height, where)
             if box is not None:
                 boxes.append(box)
-        records.append(
-            ImageRecord(
-                image=image_path,
-                boxes=boxes,
-                source=source,
-                split=split_of(xml_path, root),
-                width=width,
-                height=height,
-                name=image_path.name,
-            )
-        )
+        records.append(ImageRecord(image_path, boxes, source, split_of(xml_path, root), width, height, image_path.name))
     if raw_size_files:
         log.warning(
             "%s: %d VOC file(s) declare the stored (un-rotated) size of an EXIF-rotated image, e.g. %s; "
@@ -375,17 +365,7 @@ def read_yolo(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = 
                     )
                     if box is not None:
                         boxes.append(box)
-            records.append(
-                ImageRecord(
-                    image=image_path,
-                    boxes=boxes,
-                    source=source,
-                    split=split,
-                    width=width,
-                    height=height,
-                    name=image_path.name,
-                )
-            )
+            records.append(ImageRecord(image_path, boxes, source, split, width, height, image_path.name))
     return records
 
 
@@ -423,16 +403,7 @@ def read_imagefolder(
             width, height, _ = size
             box = HandBox(0.0, 0.0, float(width), float(height), label_prefix + folder.name)
             records.append(
-                ImageRecord(
-                    image=image_path,
-                    boxes=[box],
-                    source=source,
-                    split=split,
-                    width=width,
-                    height=height,
-                    name=image_path.name,
-                    extra={"whole_image": True},
-                )
+                ImageRecord(image_path, [box], source, split, width, height, image_path.name, {"whole_image": True})
             )
     return records
 
@@ -537,18 +508,7 @@ def read_hagrid(
             extra = {"gesture": json_path.stem, "user_id": ann.get("user_id"), "leading_hand": ann.get("leading_hand")}
             if united:
                 extra["united_boxes"] = united
-            records.append(
-                ImageRecord(
-                    image=image_path,
-                    boxes=boxes,
-                    source=source,
-                    split=split,
-                    width=width,
-                    height=height,
-                    name=image_path.name,
-                    extra=extra,
-                )
-            )
+            records.append(ImageRecord(image_path, boxes, source, split, width, height, image_path.name, extra))
     if missing:
         log.warning("%s: %d annotated image(s) are not under %s and were skipped", source, missing, images)
     return records
