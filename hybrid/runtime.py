@@ -232,7 +232,7 @@ def compile_network(
 # --- ONNX export --------------------------------------------------------------------------------------
 
 
-def fingerprint(model: nn.Module) -> str:
+def weights_digest(model: nn.Module) -> str:
     """A short hash of the weights and buffers (changes whenever the model does)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
@@ -289,7 +289,7 @@ _EXPORTS = {"classifier": export_classifier_onnx, "detector": export_detector_on
 def cached_onnx(model: nn.Module, kind: str, image_size: int, cache_dir: Optional[Path] = None) -> Path:
     """`model` exported to ONNX once per set of weights: `cache_dir/KIND-FINGERPRINT.onnx`."""
     cache_dir = Path(cache_dir) if cache_dir is not None else constants.cache_dir() / "onnx"
-    path = cache_dir / f"{kind}-{fingerprint(model)}.onnx"
+    path = cache_dir / f"{kind}-{weights_digest(model)}.onnx"
     with _EXPORT_LOCK:
         if not path.is_file():
             logger.info("exporting the %s to ONNX: %s", kind, path)
