@@ -4,6 +4,7 @@
     HYBRID_CLASSIFIER  the classifier to load by default (Hub id[@revision] or folder)
     HYBRID_DETECTOR    the detector to load by default
     HYBRID_CACHE       compiled networks (default: $XDG_CACHE_HOME/hybrid, else ~/.cache/hybrid)
+    HYBRID_ONNX_KEEP   ONNX exports kept in that cache per kind (classifier, detector), newest first (default 3)
 
 Variables are read when asked for (not at import), so a test or a launcher may set them late.
 """
@@ -16,6 +17,8 @@ from typing import Optional
 
 ENV_DATA = "HYBRID_DATA"
 ENV_CACHE = "HYBRID_CACHE"
+ENV_ONNX_KEEP = "HYBRID_ONNX_KEEP"
+ONNX_KEEP_DEFAULT = 3
 KINDS = ("classifier", "detector")
 
 # The only place that knows where the package sits: a source tree (a checkout, or a Space, which holds app.py
@@ -57,3 +60,14 @@ def cache_dir() -> Path:
     if os.environ.get(ENV_CACHE):
         return Path(os.environ[ENV_CACHE])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hybrid"
+
+
+def onnx_keep() -> int:
+    """How many ONNX exports of each kind the cache keeps: $HYBRID_ONNX_KEEP (an integer >= 1), else 3.
+    Anything else -> ValueError naming the variable."""
+    value = os.environ.get(ENV_ONNX_KEEP, "").strip()
+    if not value:
+        return ONNX_KEEP_DEFAULT
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{ENV_ONNX_KEEP}: expected an integer >= 1, got {value!r}")
+    return int(value)

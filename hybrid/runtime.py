@@ -10,7 +10,9 @@ Backends: 'torch' (eager PyTorch, bf16 through autocast), 'openvino' (the networ
 compiled by OpenVINO for the CPU) and 'auto' (OpenVINO for a model on the CPU when onnx and openvino are
 installed and the export works, else PyTorch with one log line). Each export is cached on disk under a
 name that contains a fingerprint of the weights, so a changed model gets a new export (a stale file is
-never used) and the same model is exported once. A compiled network is a snapshot of the weights.
+never used) and the same model is exported once. The cache is bounded: the newest few exports of each kind
+(by last use) are kept, $HYBRID_ONNX_KEEP (default 3) or `cached_onnx(keep=...)`; older ones are deleted.
+A compiled network is a snapshot of the weights.
 
 Precision: 'auto' is bf16 where the device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or
 AMX), fp32 elsewhere, so machines without it fall back by themselves. The detector always runs in fp32 (its
@@ -286,12 +288,40 @@ def export_classifier_onnx(model: nn.Module, path: Path, image_size: int) -> Pat
 _EXPORTS = {"classifier": export_classifier_onnx, "detector": export_detector_onnx}
 
 
-def cached_onnx(model: nn.Module, kind: str, image_size: int, cache_dir: Optional[Path] = None) -> Path:
-    """`model` exported to ONNX once per set of weights: `cache_dir/KIND-FINGERPRINT.onnx`."""
+def cached_onnx(
+    model: nn.Module, kind: str, image_size: int, cache_dir: Optional[Path] = None, keep: Optional[int] = None
+) -> Path:
+    """`model` exported to ONNX once per set of weights: `cache_dir/KIND-FINGERPRINT.onnx`. The newest `keep`
+    exports of `kind` stay (by last use; default $HYBRID_ONNX_KEEP, else 3), older ones are deleted."""
     cache_dir = Path(cache_dir) if cache_dir is not None else constants.cache_dir() / "onnx"
+    keep = constants.onnx_keep() if keep is None else keep
+    if keep < 1:
+        raise ValueError(f"keep: expected an integer >= 1, got {keep}")
     path = cache_dir / f"{kind}-{weights_digest(model)}.onnx"
     with _EXPORT_LOCK:
-        if not path.is_file():
+        if path.is_file():
+            path.touch()  # last use: what the pruning below orders by
+        else:
             logger.info("exporting the %s to ONNX: %s", kind, path)
             _EXPORTS[kind](model, path, image_size)
+        prune_exports(cache_dir, kind, keep, path)
     return path
+
+
+def prune_exports(cache_dir: Path, kind: str, keep: int, current: Path) -> list[Path]:
+    """Delete all but the newest `keep` exports of `kind` (never `current`); returns the deleted files. A file
+    another process deletes first is skipped; an open one stays readable by whoever compiled it."""
+
+    def last_use(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    others = sorted((p for p in cache_dir.glob(f"{kind}-*.onnx") if p != current), key=last_use, reverse=True)
+    removed = others[keep - 1 :]
+    for old in removed:
+        old.unlink(missing_ok=True)
+    if removed:
+        logger.info("ONNX cache: removed %d older %s export(s) (keeping %d)", len(removed), kind, keep)
+    return removed

@@ -315,3 +315,48 @@ def test_fine_tune_from_a_local_model(trained_classifier, tmp_path, data_root):
         assert f"- {name}" in front, name
     assert "Soubhi Hadri" in card
     assert "CC BY 4.0" in card  # the starting weights' data, credited
+
+
+# --- disk: checkpoints --------------------------------------------------------------------------------
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+@pytest.mark.slow  # trains a model (~20 s)
+def test_finished_recipe_folder_is_at_most_twice_its_weights_and_logs(tmp_path, data_root):
+    """The full recipe (train/configs/classifier.yaml, keep_checkpoints: 0) on a tiny run of several epochs:
+    no checkpoints/ left, the folder <= 2x (model.safetensors + runs/)."""
+    output = tmp_path / "full"
+    args = ["--config", str(_REPO / "train" / "configs" / "classifier.yaml"), "--model", "resnet18", *SMALL]
+    done = train_classifier(output, *args, "--limit", "60", "--epochs", "3", data_root=data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((output / "metrics.json").read_text())["epochs_run"] == 3
+    assert not (output / "checkpoints").exists()
+    weights_and_logs = _size(output / "model.safetensors") + _size(output / "runs")
+    assert _size(output) <= 2 * weights_and_logs, sorted(p.name for p in output.iterdir())
+    again = train_classifier(output, *args, "--limit", "60", "--epochs", "4", "--resume", data_root=data_root)
+    assert again.returncode == 2
+    assert "holds a finished run without checkpoints (--keep-checkpoints 0)" in again.stderr
+
+
+@pytest.mark.slow  # trains a model (~20 s)
+def test_keep_checkpoints_keeps_the_newest_epochs(tmp_path, data_root):
+    """--keep-checkpoints 2 over 3 epochs: the last two epoch states remain; the best model is the folder's."""
+    output = tmp_path / "kept"
+    done = train_classifier(
+        output,
+        *SMALL,
+        "--model",
+        "resnet18",
+        "--limit",
+        "60",
+        "--epochs",
+        "3",
+        "--keep-checkpoints",
+        "2",
+        data_root=data_root,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["epoch_2", "epoch_3"]

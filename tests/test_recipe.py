@@ -155,3 +155,19 @@ def test_held_out_refuses_a_split_file_that_is_not_one(digits, tmp_path):
     (tmp_path / "split.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="split.json: not a split file"):
         held_out(digits, [tmp_path], "test")
+
+
+def test_keep_checkpoints_flag_and_help(capsys):
+    """--keep-checkpoints N: parsed, checked (>= 0), allowed to change on --resume, explained in --help."""
+    from hybrid.training.recipe import build_parser
+
+    assert ClassifierRecipe().keep_checkpoints == 1  # the last epoch stays resumable by default
+    assert parse_recipe(ClassifierRecipe, ["--keep-checkpoints", "0"])[0].keep_checkpoints == 0
+    with pytest.raises(ValueError, match="^--keep-checkpoints: expected an integer >= 0, got -1$"):
+        parse_recipe(ClassifierRecipe, ["--keep-checkpoints", "-1"])
+    assert "keep_checkpoints" in ClassifierRecipe.RESUME_MAY_CHANGE
+    full = yaml.safe_load((REPO / "train" / "configs" / "classifier.yaml").read_text())
+    assert full["keep_checkpoints"] == 0  # the 50-epoch recipe leaves a tidy folder
+    text = " ".join(build_parser(ClassifierRecipe).format_help().split())
+    assert "--keep-checkpoints KEEP_CHECKPOINTS epoch checkpoints (accelerate state with the optimizer" in text
+    assert "timm/resnet50.a1_in1k" in text  # --pretrained says where ImageNet weights come from

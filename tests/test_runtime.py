@@ -101,3 +101,48 @@ def test_detector_compiles_in_fp32_only(tiny_models, tmp_path):
     batch = torch.rand(2, 3, 64, 96)
     with torch.inference_mode():
         torch.testing.assert_close(compiled.network(batch), detector.network(batch)[0], rtol=1e-3, atol=1e-3)
+
+
+def _exports(folder, kind: str = "classifier") -> list:
+    return sorted(p.name for p in folder.glob(f"{kind}-*.onnx"))
+
+
+def test_onnx_cache_keeps_the_newest_exports_per_kind(tiny_models, tmp_path, monkeypatch):
+    """Each new set of weights is a new export; the cache keeps the `keep` most recently used of each kind
+    (argument, else $HYBRID_ONNX_KEEP, else 3) and never touches the other kind's."""
+    import copy
+    import os
+
+    from hybrid.runtime import cached_onnx
+
+    detector, classifier = tiny_models
+    detector_export = cached_onnx(detector.model, "detector", 64, tmp_path)
+    made = []
+    for step in range(4):
+        model = copy.deepcopy(classifier.model)
+        with torch.no_grad():
+            model.get_classifier().bias.fill_(step)  # new weights: a new fingerprint
+        made.append(cached_onnx(model, "classifier", 32, tmp_path, keep=2))
+    assert _exports(tmp_path) == sorted(p.name for p in made[-2:])
+    os.utime(made[2], (1, 1))  # long unused: the next export pushes it out, not the newer one
+    monkeypatch.setenv("HYBRID_ONNX_KEEP", "2")
+    newest = cached_onnx(classifier.model, "classifier", 32, tmp_path)
+    assert _exports(tmp_path) == sorted([made[3].name, newest.name])
+    assert detector_export.is_file()
+    monkeypatch.delenv("HYBRID_ONNX_KEEP")
+    for step in (10, 11):
+        model = copy.deepcopy(classifier.model)
+        with torch.no_grad():
+            model.get_classifier().bias.fill_(step)
+        last = cached_onnx(model, "classifier", 32, tmp_path)
+    assert len(_exports(tmp_path)) == 3  # the default
+    assert last.name in _exports(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_onnx_keep_env_var_is_checked(monkeypatch, value):
+    from hybrid import constants
+
+    monkeypatch.setenv("HYBRID_ONNX_KEEP", value)
+    with pytest.raises(ValueError, match=rf"^HYBRID_ONNX_KEEP: expected an integer >= 1, got '{value}'$"):
+        constants.onnx_keep()

@@ -47,6 +47,11 @@ def check_resume(recipe: ClassifierRecipe, checkpoint: Optional[Path]) -> None:
     """Refuse to train into a folder holding an earlier run unless `--resume`, and refuse a `--resume` whose
     recipe differs from the checkpoint's in anything that changes the model or the data."""
     if checkpoint is None:
+        if (Path(recipe.output) / "metrics.json").is_file():
+            raise ValueError(
+                f"{recipe.output}: holds a finished run without checkpoints (--keep-checkpoints 0), which cannot "
+                "be resumed or extended; choose another --output"
+            )
         return
     if not recipe.resume:
         raise ValueError(
@@ -86,16 +91,82 @@ def load_splits(recipe: ClassifierRecipe) -> dict[str, list]:
 # --- starting weights and their data ---------------------------------------------------------------
 
 
-def starting_weights(recipe: ClassifierRecipe) -> Union[bool, str]:
-    """`--pretrained` as GestureClassifier.create takes it: False, True (ImageNet when reachable) or a path."""
-    return {"false": False, "true": True, "auto": True}.get(recipe.pretrained.lower(), recipe.pretrained)
+@dataclass
+class Start:
+    """Where training starts: `weights` = a local weights file or folder (False: from scratch); `source` = the
+    Hub repo of ImageNet weights (timm's pretrained_cfg: hf_hub_id, licence) when they came from the Hub."""
+
+    weights: Union[bool, str] = False
+    source: Optional[dict] = None
+
+
+def imagenet_source(architecture: str) -> Optional[dict]:
+    """Where timm keeps `architecture`'s ImageNet weights: its pretrained_cfg `hf_hub_id` (e.g.
+    'timm/resnet50.a1_in1k'), the file in that repo and their licence; None when timm knows no Hub weights."""
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(architecture)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    filename = cfg.hf_hub_filename if (cfg.hf_hub_filename or "").endswith(".safetensors") else "model.safetensors"
+    repo_id = cfg.hf_hub_id
+    return {
+        "id": repo_id,
+        "filename": filename,
+        "license": cfg.license or "unknown",
+        "url": f"https://huggingface.co/{repo_id.split('@')[0]}",
+    }
+
+
+def download_imagenet(architecture: str) -> tuple[str, dict]:
+    """timm's ImageNet weights of `architecture`, fetched the way `timm.create_model(..., pretrained=True)` does
+    (huggingface_hub `hf_hub_download` of the pretrained_cfg's hf_hub_id; the cache is shared with timm; only
+    safetensors). From the cache when the Hub is unreachable. Raises ValueError with one line when unavailable."""
+    from huggingface_hub import hf_hub_download
+    from timm.models._hub import hf_split
+
+    from hybrid.classifier import hub_reachable
+
+    source = imagenet_source(architecture)
+    if source is None:
+        raise ValueError(f"--pretrained: timm knows no Hub weights for {architecture}")
+    repo_id, revision = hf_split(source["id"])
+    online = hub_reachable()
+    try:
+        path = hf_hub_download(repo_id, source["filename"], revision=revision, local_files_only=not online)
+    except Exception as error:  # offline and not cached, missing repo or file, network failure
+        reason = "the Hub is unreachable (or HF_HUB_OFFLINE=1) and they are not cached" if not online else error
+        raise ValueError(
+            f"--pretrained: ImageNet weights {source['id']} for {architecture} unavailable: "
+            + " ".join(str(reason).split())[:200]
+        ) from None
+    return path, source
+
+
+def starting_weights(recipe: ClassifierRecipe) -> Start:
+    """`--pretrained` resolved to a local file: 'false' = from scratch; 'true' = timm's ImageNet weights from the
+    Hub (unavailable: ValueError); 'auto' = the same, else from scratch with one log line; a path = itself."""
+    wanted = recipe.pretrained.lower()
+    if wanted == "false":
+        return Start()
+    if wanted not in ("true", "auto"):
+        return Start(recipe.pretrained)
+    try:
+        path, source = download_imagenet(recipe.model)
+    except ValueError as error:
+        if wanted == "true":
+            raise
+        logger.warning("%s; training from scratch", str(error).removeprefix("--pretrained: "))
+        return Start()
+    logger.info("starting from %s (%s licence): %s", source["id"], source["license"], path)
+    return Start(path, source)
 
 
 def starting_weights_data(recipe: ClassifierRecipe) -> list[str]:
     """The data behind local starting weights (`--pretrained DIR` made by this trainer, read from its
     metrics.json): their licences and attributions travel with the weights into the new card."""
-    weights = starting_weights(recipe)
-    if isinstance(weights, bool):
+    weights = recipe.pretrained
+    if weights.lower() in ("true", "false", "auto"):
         return []
     source = Path(weights)
     metrics = (source if source.is_dir() else source.parent) / "metrics.json"
@@ -239,6 +310,7 @@ class Run:
     optimizer: Any
     scheduler: Any
     data_seconds: float
+    start: Start = field(default_factory=Start)
     state: dict = field(default_factory=lambda: {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "history": []})
     writer: Any = None
 
@@ -249,6 +321,12 @@ class Run:
     @property
     def best_dir(self) -> Path:
         return self.out / "checkpoints" / "best"
+
+    @property
+    def best_model(self) -> Path:
+        """The best epoch's model: checkpoints/best, or (a finished run extended with --resume whose new epochs
+        did not beat it) the folder's own model.safetensors, which is where a finished run moved it."""
+        return self.best_dir if self.best_dir.is_dir() else self.out
 
 
 def crop_datasets(recipe: ClassifierRecipe, splits: dict[str, list]) -> tuple[list[str], dict[str, Any]]:
@@ -266,8 +344,10 @@ def crop_datasets(recipe: ClassifierRecipe, splits: dict[str, list]) -> tuple[li
     return names, datasets
 
 
-def prepare(recipe: ClassifierRecipe, splits: dict[str, list], accelerator, read_seconds: float) -> Run:
-    """Crop datasets, the model, loaders, optimizer and schedule, prepared by accelerate."""
+def prepare(
+    recipe: ClassifierRecipe, splits: dict[str, list], accelerator, read_seconds: float, start: Optional[Start] = None
+) -> Run:
+    """Crop datasets, the model (from `start`), loaders, optimizer and schedule, prepared by accelerate."""
     import torch
 
     from hybrid.classifier import GestureClassifier
@@ -285,12 +365,7 @@ def prepare(recipe: ClassifierRecipe, splits: dict[str, list], accelerator, read
         data_seconds,
     )
     clf = GestureClassifier.create(
-        recipe.model,
-        names,
-        image_size=recipe.image_size,
-        device="cpu",
-        precision="fp32",
-        pretrained=starting_weights(recipe),
+        recipe.model, names, image_size=recipe.image_size, device="cpu", precision="fp32", pretrained=start.weights
     )
     model = clf.model.to(memory_format=torch.channels_last) if recipe.channels_last else clf.model
     cfg = clf.data_config
@@ -327,6 +402,7 @@ def prepare(recipe: ClassifierRecipe, splits: dict[str, list], accelerator, read
         optimizer,
         scheduler,
         data_seconds,
+        start or Start(),
     )
 
 
@@ -473,19 +549,26 @@ def save_checkpoint(run: Run, epoch: int) -> None:
     run.accelerator.wait_for_everyone()
     if run.accelerator.is_main_process:
         write_json(tmp / "trainer_state.json", run.state)
-        final = ckpt_dir / f"epoch_{epoch}"
-        replace_dir(tmp, final)
-        for old in ckpt_dir.glob("epoch_*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, ckpt_dir / f"epoch_{epoch}")
+        prune_checkpoints(ckpt_dir, max(run.recipe.keep_checkpoints, 1))  # the last one stays for --resume
     run.accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` epoch checkpoints in `ckpt_dir`; `keep` 0: the whole folder goes."""
+    if keep == 0:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return
+    epochs = sorted(ckpt_dir.glob("epoch_*"), key=lambda p: int(p.name.split("_")[1]), reverse=True)
+    for old in epochs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def final_results(run: Run) -> dict[str, dict]:
     """The best epoch's model on every split, with the clean eval transform."""
     from hybrid.classifier import GestureClassifier
 
-    best = GestureClassifier.from_pretrained(run.best_dir, device="cpu", precision="fp32")
+    best = GestureClassifier.from_pretrained(run.best_model, device="cpu", precision="fp32")
     run.accelerator.unwrap_model(run.model).load_state_dict(best.model.state_dict())
     run.loaders["train_eval"] = run.accelerator.prepare(
         eval_loader(run.recipe, run.datasets["train"], run.classifier.transform)
@@ -501,11 +584,12 @@ def train(recipe: ClassifierRecipe) -> Path:
     """Train per `recipe` (checked) and write its output folder; returns the folder."""
     check_resume(recipe, last_checkpoint(Path(recipe.output) / "checkpoints"))
     started = time.perf_counter()
-    splits = load_splits(recipe)  # data found and non-empty: all before the output folder is made
+    start = starting_weights(recipe)  # weights and data found: all before the output folder is made
+    splits = load_splits(recipe)
     accelerator = make_accelerator(recipe)
     if accelerator.is_main_process:
         Path(recipe.output).mkdir(parents=True, exist_ok=True)
-    run = prepare(recipe, splits, accelerator, time.perf_counter() - started)
+    run = prepare(recipe, splits, accelerator, time.perf_counter() - started, start)
     resume(run)
     open_writer(run)
     fit(run)
@@ -513,6 +597,8 @@ def train(recipe: ClassifierRecipe) -> Path:
     if accelerator.is_main_process:
         export(run, results, splits)
         run.writer.close()
+        shutil.rmtree(run.best_dir, ignore_errors=True)  # it is the folder's model.safetensors now
+        prune_checkpoints(run.out / "checkpoints", recipe.keep_checkpoints)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return Path(recipe.output)
@@ -609,11 +695,12 @@ def export(run: Run, results: dict, splits: dict[str, list]) -> None:
         run_name="hparams",
     )
     for name in ("model.safetensors", "config.json"):
-        with atomic_file(out / name) as tmp:
-            shutil.copyfile(run.best_dir / name, tmp)
+        if run.best_model != out:
+            with atomic_file(out / name) as tmp:
+                shutil.copyfile(run.best_model / name, tmp)
     save_recipe(recipe, out)
     save_split(out, splits, seed=recipe.seed, fractions=recipe.split)
-    write_text(out / "README.md", str(render_model_card(recipe, metrics, run.names)))
+    write_text(out / "README.md", str(render_model_card(recipe, metrics, run.names, run.start.source)))
     write_json(out / "metrics.json", metrics)
     logger.info("%s", summary(out, metrics))
 
@@ -647,10 +734,21 @@ def final_metrics(run: Run, results: dict) -> dict:
         },
         "history": state["history"],
         "recipe": recipe.as_dict(),
+        **base_model(run.start.source),
     }
 
 
-def render_model_card(recipe: ClassifierRecipe, metrics: dict, names: list[str]):
+def base_model(source: Optional[dict]) -> dict:
+    """The Hub weights training started from, as metrics.json records them (`hybrid.publish.fine_tuned_from`
+    reads `base_model`; the card's metadata must then declare it)."""
+    if not source:
+        return {}
+    return {"base_model": source["id"], "base_model_license": source["license"]}
+
+
+def render_model_card(recipe: ClassifierRecipe, metrics: dict, names: list[str], base: Optional[dict] = None):
+    """The card; `base` = the Hub weights training started from (`Start.source`): metadata `base_model`, and
+    `base_weights` (id, license, url) for the template to credit."""
     from huggingface_hub import EvalResult
 
     from hybrid.publish import render_card
@@ -681,6 +779,7 @@ def render_model_card(recipe: ClassifierRecipe, metrics: dict, names: list[str])
         "eval_results": results,
         # Hub dataset ids link on the Hub; registered sets are named as in hybrid.data.registry
         "datasets": [d["name"] for d in data],
+        **({"base_model": base["id"]} if base else {}),
     }
     return render_card(
         "classifier",
@@ -690,6 +789,7 @@ def render_model_card(recipe: ClassifierRecipe, metrics: dict, names: list[str])
         label_names=names,
         data=data,
         model_name=model_name,
+        base_weights=base,
     )
 
 

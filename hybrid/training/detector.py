@@ -65,9 +65,23 @@ def _online() -> bool:
     return ONLINE
 
 
+def check_pretrained(recipe: DetectorRecipe) -> None:
+    """`--pretrained true` needs Ultralytics' COCO weights: offline and not in the working folder -> one
+    ValueError line, before any work."""
+    weights = Path(f"yolov8{recipe.model}.pt")
+    if recipe.pretrained == "true" and not weights.is_file() and not _online():
+        raise ValueError(
+            f"--pretrained true: {weights} (COCO) cannot be downloaded offline; give a local .pt "
+            "(--pretrained FILE.pt), or --pretrained auto to train from scratch when it is unavailable"
+        )
+
+
 def build_model(recipe: DetectorRecipe):
-    """YOLO from pretrained COCO weights when asked and reachable, else from the yaml (random init).
-    `model.initialisation` says which (it goes into metrics.json and the card)."""
+    """YOLO from pretrained weights when asked: an Ultralytics .pt given as `--pretrained FILE.pt` (unpickled:
+    the user brings it), or `yolov8<size>.pt` (COCO, Ultralytics' own lookup and download) for auto/true; else
+    from the yaml (random init). Ultralytics' trainer copies every layer whose shape matches into the new model
+    (a different class count re-initialises the head's last layers). `model.initialisation` says which (it goes
+    into metrics.json and the card)."""
     from ultralytics import YOLO
 
     architecture = f"yolov8{recipe.model}"
@@ -81,13 +95,14 @@ def build_model(recipe: DetectorRecipe):
                 model.initialisation = f"pretrained: {Path(weights).name}"
                 return model
             except Exception as error:  # download failures come as ConnectionError, FileNotFoundError, ...
+                reason = " ".join(str(error).split())[:200]
+                if wanted != "auto":
+                    raise ValueError(f"--pretrained {wanted}: {weights} unavailable ({reason})") from None
                 log.warning(
-                    "pretrained weights %s unavailable (%s): training %s from scratch",
-                    weights,
-                    str(error).strip().splitlines()[0],
-                    architecture,
+                    "pretrained weights %s unavailable (%s): training %s from scratch", weights, reason, architecture
                 )
         elif standard:
+            check_pretrained(recipe)  # true: one error line
             log.warning(
                 "offline: %s.pt (COCO) cannot be downloaded, training %s from scratch", architecture, architecture
             )
@@ -371,6 +386,8 @@ def train(recipe: DetectorRecipe, given: Optional[set[str]] = None) -> Path:
     work = output.with_name(output.name + ".work")
     last = work / "train" / "weights" / "last.pt"
     saved = check_resume(recipe, work, given) if recipe.resume else None
+    if not recipe.resume:
+        check_pretrained(recipe)
     splits = None if recipe.resume else read_splits(recipe)  # before the previous work folder is touched
     log.info("recipe: %s", json.dumps(recipe.as_dict()))
     if _ddp(recipe.device):

@@ -13,8 +13,10 @@ the run as `recipe.yaml`.
 Shared fields:
 - `data`: list of registered names, folders or Hub ids (a comma string on the command line);
 - `split`: three fractions (train, val, test) for sets without upstream splits;
-- `pretrained`: 'auto' or 'true' (the architecture's standard weights: timm ImageNet, Ultralytics COCO,
-  when reachable, else from scratch with one log line), 'false' (from scratch) or a local folder/file;
+- `pretrained`: 'true' (the architecture's standard weights: timm ImageNet through the Hub, as timm resolves
+  them, or Ultralytics COCO; unavailable -> one error line before any work), 'auto' (the same when available,
+  else from scratch with one log line), 'false' (from scratch) or a local folder/file (a detector: an
+  Ultralytics .pt such as yolov8n.pt);
 - `limit`: use N records (a seeded shuffle of all records first), then split; smoke runs.
 """
 
@@ -57,6 +59,17 @@ OWN_TRAIN_ARGS = {
     "model",
     "mode",
     "task",
+}
+# --help text of the flags that need more than their name.
+HELP = {
+    "pretrained": "auto | true (no value) | false | a local folder/file. true: the architecture's standard "
+    "weights (classifier: timm's ImageNet weights from the Hub repo its pretrained_cfg names, e.g. "
+    "timm/resnet50.a1_in1k; detector: Ultralytics' yolov8<size>.pt), one error line when unavailable; auto: the "
+    "same, else from scratch with one log line; a detector also takes an Ultralytics .pt (e.g. yolov8n.pt)",
+    "keep_checkpoints": "epoch checkpoints (accelerate state with the optimizer, for --resume) left in "
+    "checkpoints/ when the run ends: the newest N; 0 = none (the folder then holds the best model, its logs and "
+    "metrics only, and cannot be extended with --resume). While training, the newest max(N, 1) epochs are kept "
+    "and the best epoch's model; the best model becomes model.safetensors at the end",
 }
 _WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
 
@@ -160,8 +173,14 @@ class ClassifierRecipe(Recipe):
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
     max_misclassified: int = 32  # crops in the TensorBoard misclassified grid
+    keep_checkpoints: int = 1  # epoch checkpoints left in checkpoints/ when the run ends (0: none; see HELP)
 
-    MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "grad_accum": 1, "max_misclassified": 0}
+    MINIMUMS: ClassVar[dict[str, int]] = {
+        **Recipe.MINIMUMS,
+        "grad_accum": 1,
+        "max_misclassified": 0,
+        "keep_checkpoints": 0,
+    }
     # Fields a `--resume` may change: they change neither the model nor the data it sees. `epochs` may grow to
     # extend a run (not with the cosine schedule, planned for the original count). Every other field must match.
     RESUME_MAY_CHANGE: ClassVar[set[str]] = {
@@ -172,6 +191,7 @@ class ClassifierRecipe(Recipe):
         "mixed_precision",
         "channels_last",
         "max_misclassified",
+        "keep_checkpoints",
     }
 
     def check_model(self) -> None:
@@ -342,13 +362,7 @@ def build_parser(cls: type[Recipe], description: str = "") -> argparse.ArgumentP
         if kind is bool:
             parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction)
         elif name == "pretrained":
-            parser.add_argument(
-                flag(name),
-                dest=name,
-                nargs="?",
-                const="true",
-                help="auto | true (no value) | false | a local folder/file",
-            )
+            parser.add_argument(flag(name), dest=name, nargs="?", const="true", help=HELP["pretrained"])
         elif typing.get_origin(kind) is list:
             item = typing.get_args(kind)[0]
             example = "'hands,roboflow'" if item is str else "'0.8,0.1,0.1'"
@@ -356,7 +370,7 @@ def build_parser(cls: type[Recipe], description: str = "") -> argparse.ArgumentP
                 flag(name), dest=name, type=_names if item is str else _numbers, help=f"comma-separated, e.g. {example}"
             )
         else:
-            parser.add_argument(flag(name), dest=name, type=_mapping if kind is dict else kind)
+            parser.add_argument(flag(name), dest=name, type=_mapping if kind is dict else kind, help=HELP.get(name))
     return parser
 
 
