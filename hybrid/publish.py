@@ -52,11 +52,56 @@ class HubError(RuntimeError):
 
 def render_card(template: str, card_data: dict, **context):
     """Render `model_cards/<template>.md` (a Jinja template) into a huggingface_hub ModelCard whose
-    YAML metadata comes from `card_data` (ModelCardData fields, e.g. `eval_results`)."""
+    YAML metadata comes from `card_data` (ModelCardData fields, e.g. `eval_results`). Its usage snippets
+    (`{{ usage }}`) load the trained folder (`recipe.output`) until `push_model` names the repo in them."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    recipe = context.get("recipe") or {}
+    context.setdefault(
+        "usage", usage_section(template, folder=recipe.get("output"), image_size=recipe.get("image_size"))
+    )
     text = card_template(template)
     return ModelCard.from_template(ModelCardData(**card_data), template_str=text, **context)
+
+
+USAGE_START, USAGE_END = "<!-- hybrid:usage -->", "<!-- /hybrid:usage -->"
+USAGE_SECTION = re.compile(re.escape(USAGE_START) + ".*?" + re.escape(USAGE_END), re.S)
+PLACEHOLDERS = ("<this repo>", "<org>/<repo>", "path/to/this/folder")  # what cards said before they were pushed
+
+
+def usage_section(
+    kind: str,
+    repo: Optional[str] = None,
+    revision: Optional[str] = None,
+    folder: Optional[str] = None,
+    image_size: Optional[int] = None,
+) -> str:
+    """The usage snippets of a `kind` card (`model_cards/<kind>-usage.md`) between two markers that
+    `card_for_repo` finds again: they load Hub `repo` at `revision` ('main' or None: the default branch),
+    else the local `folder`."""
+    from jinja2 import Template
+
+    text = Template(card_template(f"{kind}-usage")).render(
+        repo=repo, revision=None if revision in (None, "main") else revision, folder=folder, image_size=image_size
+    )
+    return f"{USAGE_START}\n{text.strip()}\n{USAGE_END}"
+
+
+def card_for_repo(kind: str, folder: Path, repo_id: str, revision: Optional[str] = None) -> str:
+    """The text of folder/README.md as pushed to `repo_id`@`revision`: every usage snippet names the repo
+    (a card written before the markers existed gets its placeholders replaced). A placeholder left -> ValueError."""
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    image_size = _read_json(folder / "config.json").get("image_size")
+    usage = usage_section(kind, repo=repo_id, revision=revision, image_size=image_size)
+    text, replaced = USAGE_SECTION.subn(lambda _: usage, text)
+    if not replaced:
+        for placeholder in PLACEHOLDERS:
+            text = text.replace(placeholder, repo_id)
+    left = [placeholder for placeholder in PLACEHOLDERS if placeholder in text]
+    if left:
+        raise ValueError(f"{readme}: the card still says {left[0]!r} outside its usage section; name the repo there")
+    return text
 
 
 def card_template(name: str) -> str:
@@ -274,13 +319,15 @@ def push_model(
     token: Optional[str] = None,
 ):
     """Push a trained classifier/detector folder to `repo_id` in ONE commit; returns the CommitInfo
-    (`.oid` is the commit sha to pin). The folder is only read. Bad folder or card -> ValueError before
+    (`.oid` is the commit sha to pin). The card's usage snippets are written for `repo_id`@`revision`
+    (`card_for_repo`); the folder is only read. Bad folder or card -> ValueError before
     anything is sent; a Hub failure -> HubError naming the step."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     folder = check_model_folder(kind, folder)
     card = check_model_card(kind, folder)
     files = files_to_push(kind, folder, card.content)
+    card_text = card_for_repo(kind, folder, repo_id, revision)
     token = _token(token)
     _refuse_token_in_files(files, token)
     api = HfApi(token=token)
@@ -288,8 +335,11 @@ def push_model(
         card.validate(repo_type="model")
     root = folder.resolve()
     operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p)) for p in files
+        CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))
+        for p in files
+        if p != root / "README.md"
     ]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode("utf-8")))
     message = commit_message or f"Upload {kind} ({len(files)} files)"
     return _commit(api, repo_id, "model", operations, revision, message, private, token)
 

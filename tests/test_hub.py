@@ -151,6 +151,39 @@ def images(data_root: Path, n: int = 3) -> list[str]:
     return [str(p) for p in sorted(folder.glob("*.jpg"))[:n]]
 
 
+def python_blocks(markdown: str) -> list[str]:
+    """The ```python blocks of a markdown text, in order."""
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
+
+
+# Runs code blocks in order, each in a fresh namespace, in one interpreter; a failing block stops the run.
+RUN_BLOCKS = r"""
+import json, sys
+for number, block in enumerate(json.loads(sys.argv[1])):
+    exec(compile(block, f"<block {number}>", "exec"), {"__name__": "__main__"})
+    print(f"BLOCK {number} OK", flush=True)
+"""
+
+
+def run_blocks(env: dict, cwd: Path, blocks: list[str]) -> subprocess.CompletedProcess:
+    """Run `blocks` as written (RUN_BLOCKS) from `cwd`; assert every one of them finished."""
+    env = {**env, "HYBRID_CACHE": str(cwd / ".hybrid-cache"), "YOLO_OFFLINE": "1"}
+    command = [sys.executable, "-c", RUN_BLOCKS, json.dumps(blocks)]
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"BLOCK {len(blocks) - 1} OK" in done.stdout
+    return done
+
+
+def snippet_folder(folder: Path, data_root: Path) -> Path:
+    """A working folder holding the files the usage snippets name: photo.jpg and hand_crop.jpg (real photos)."""
+    folder.mkdir(parents=True)
+    photo = images(data_root, 1)[0]  # a 224x224 Roboflow close-up: a whole photo and a hand crop at once
+    for name in ("photo.jpg", "hand_crop.jpg"):
+        shutil.copy(photo, folder / name)
+    return folder
+
+
 def pull(env: dict, args: dict) -> tuple[dict, str]:
     env = {k: v for k, v in env.items() if k not in ("HYBRID_CLASSIFIER", "HYBRID_DETECTOR")}  # use the Space pins
     result = run(env, "-c", PULL, json.dumps(args))
@@ -216,7 +249,9 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
         assert sum(1 for p in folder.rglob("*tfevents*")) >= 1
         log = hub.store.git(hub.store.path("model", repo), "rev-list", revision).stdout.split()
         assert len(log) == 2  # initial commit + our single push commit
-        assert repo_file(hub, "model", repo, "README.md", revision) == (folder / "README.md").read_text()
+        card = repo_file(hub, "model", repo, "README.md", revision)
+        assert card.split("\n---\n")[0] == (folder / "README.md").read_text().split("\n---\n")[0]  # metadata
+        assert str(folder) not in card  # the usage snippets name the repo, not the local folder
         pointer = repo_file(hub, "model", repo, "model.safetensors", revision)
         assert pointer.startswith("version https://git-lfs.github.com/spec/v1")  # weights went through LFS
     assert repo_files(hub, "model", detector, "main") == [".gitattributes"]  # --revision left main alone
@@ -280,6 +315,58 @@ def test_round_trip_push_pull_space_offline(hub, trained_classifier, trained_det
 
     # the token is in no pushed file, no server file or log, no cache file, no output
     assert token_leaks(hub.token, [hub.root, home], outputs) == []
+
+
+PLACEHOLDERS = ("<this repo>", "<org>", "<repo>", "path/to/this/folder")
+
+
+def test_pushed_cards_name_their_repo_in_every_snippet_and_the_snippets_run(
+    hub, trained_classifier, trained_detector, data_root, tmp_path
+):
+    env = hub.client_env(tmp_path / "hf-home")
+    for folder in (trained_classifier, trained_detector):  # before a push: the snippets load the folder
+        local = (folder / "README.md").read_text()
+        assert all(str(folder) in block for block in python_blocks(local)), local
+        assert not [p for p in PLACEHOLDERS if p in local]
+    classifier, _ = pushed(hybrid_cli(env, "push", "classifier", str(trained_classifier), f"{ORG}/gesture-classifier"))
+    detector, _ = pushed(
+        hybrid_cli(env, "push", "detector", str(trained_detector), f"{ORG}/hand-detector", "--revision", "v1")
+    )
+    blocks = []
+    for repo, revision in ((classifier, "main"), (detector, "v1")):
+        card = repo_file(hub, "model", repo, "README.md", revision)
+        assert [p for p in PLACEHOLDERS if p in card] == []
+        assert str(tmp_path.parent) not in card  # no local path left
+        card_blocks = python_blocks(card)
+        assert len(card_blocks) == (1 if repo == classifier else 2)
+        for block in card_blocks:
+            assert repo in block, block
+            assert revision == "main" or f"@{revision}" in block or f'revision="{revision}"' in block, block
+        blocks += card_blocks
+    # the snippets run as shown, against the test Hub; the local cards' snippets against the folders
+    local_blocks = [
+        b for f in (trained_classifier, trained_detector) for b in python_blocks((f / "README.md").read_text())
+    ]
+    run_blocks(env, snippet_folder(tmp_path / "work", data_root), blocks + local_blocks)
+
+
+def test_card_for_repo_rewrites_the_usage_section_or_an_older_cards_placeholders(tmp_path):
+    from hybrid.publish import card_for_repo, usage_section
+
+    (tmp_path / "config.json").write_text(json.dumps({"image_size": 64}))
+    usage = usage_section("detector", folder="/models/detector", image_size=64)
+    (tmp_path / "README.md").write_text(f"---\nlicense: mit\n---\nbefore\n{usage}\nafter\n")
+    card = card_for_repo("detector", tmp_path, "org/det", "v1")
+    assert card.startswith("---\nlicense: mit\n---\nbefore\n")
+    assert card.endswith("\nafter\n")
+    assert "/models/detector" not in card
+    assert 'HandDetector.from_pretrained("org/det@v1")' in card
+    assert 'hf_hub_download("org/det", "best.pt", revision="v1")' in card
+    assert 'model.predict("photo.jpg", imgsz=64)' in card
+    assert "org/det@" not in card_for_repo("detector", tmp_path, "org/det", "main")  # the default branch
+    # a card rendered before the usage markers existed: its placeholders are replaced
+    (tmp_path / "README.md").write_text('model = timm.create_model("hf-hub:<this repo>")\n')
+    assert card_for_repo("classifier", tmp_path, "org/clf") == 'model = timm.create_model("hf-hub:org/clf")\n'
 
 
 def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):

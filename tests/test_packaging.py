@@ -199,7 +199,8 @@ def test_installed_package_renders_and_pushes_both_cards(tmp_path):
     assert installed.is_relative_to(tmp_path / "venv")
     modules = {p.relative_to(REPO / "hybrid") for p in (REPO / "hybrid").rglob("*.py") if "__pycache__" not in p.parts}
     assert {p.relative_to(installed) for p in installed.rglob("*.py")} >= modules  # no subpackage left out
-    assert sorted(p.name for p in (installed / "model_cards").glob("*.md")) == ["classifier.md", "detector.md"]
+    cards = sorted(p.name for p in (installed / "model_cards").glob("*.md"))
+    assert cards == ["classifier-usage.md", "classifier.md", "detector-usage.md", "detector.md"]
 
     with HubServer(tmp_path / "hub") as hub:
         hub_env = {k: v for k, v in hub.client_env(tmp_path / "hf-home").items() if k not in ("PYTHONPATH",)}
@@ -225,7 +226,11 @@ def test_installed_package_renders_and_pushes_both_cards(tmp_path):
             assert push.returncode == 0, push.stderr[-3000:]
             assert push.stdout.strip().startswith(f"{ORG}/{kind}@")
             card = hub.store.git(hub.store.path("model", f"{ORG}/{kind}"), "show", "main:README.md").stdout.decode()
-            assert card == (folder / "README.md").read_text(encoding="utf-8")
+            local = (folder / "README.md").read_text(encoding="utf-8")
+            assert card.split("\n---\n")[0] == local.split("\n---\n")[0]  # the metadata as rendered
+            assert "path/to/this/folder" in local  # no recipe output given: the local card says so
+            assert "path/to/this/folder" not in card
+            assert f'"{ORG}/{kind}' in card  # the usage snippets, rendered by the installed package at push time
             assert f"# packaged {kind}" in card
             assert "Hands Dataset by Soubhi Hadri" in card
             assert "{{" not in card

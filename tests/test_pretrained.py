@@ -107,6 +107,8 @@ def test_classifier_starts_from_timm_weights_on_the_hub(hub, tmp_path, data_root
     card = (output / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert front["base_model"] == TIMM_REPO
+    assert f"Starting weights: fine-tuned from [{TIMM_REPO}]" in card
+    assert "licence apache-2.0" in card
     assert f"{TIMM_REPO} (apache-2.0 licence)" in trained.stderr  # the log names source and licence
 
 

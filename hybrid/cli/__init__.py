@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -18,13 +19,59 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
 
+DESCRIPTION = """Find every hand in a photo and name its gesture: a YOLOv8 detector finds the hands, a ResNet-50
+classifier names each one. Also scores the models on labelled data, inspects datasets and publishes models
+to the Hugging Face Hub."""
+EPILOG = """examples:
+  hybrid predict photo.jpg                      one line per image: the gesture and probability of each hand
+  hybrid predict *.jpg --json --save-dir out/   JSON per image, annotated copies in out/
+  hybrid eval hands --split test                end-to-end metrics on a labelled dataset
+  hybrid push classifier models/classifier me/gesture-classifier
+
+Models: --detector / --classifier (a Hub id[@revision] or a folder), else $HYBRID_DETECTOR /
+$HYBRID_CLASSIFIER, else the pins of a pushed Space (hybrid_space.json), else models/detector and
+models/classifier. `hybrid COMMAND --help` lists a command's options."""
+
+# Libraries that log on their own loggers; quiet (WARNING) unless -v. Ultralytics keeps its own handler and
+# sets its level when imported, from YOLO_VERBOSE.
+LIBRARY_LOGGERS = (
+    "timm",
+    "ultralytics",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "huggingface_hub",
+    "urllib3",
+    "filelock",
+    "PIL",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="hybrid", description="Find hands and name their gestures; evaluate, inspect data, push.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser = Parser(
+        prog="hybrid", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug lines, the libraries' own log messages, tracebacks"
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND", help="one of:"
+    )
     for group in (data, predict, evaluate, push):
         group.add_commands(commands)
     return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our own lines (the `hybrid` loggers) at INFO, everything at DEBUG with -v; the libraries' at WARNING."""
+    if not verbose:
+        os.environ.setdefault("YOLO_VERBOSE", "False")  # read when ultralytics is imported
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("hybrid").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in LIBRARY_LOGGERS:  # also when one was imported (and configured itself) before
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def error(text: object) -> None:
@@ -34,9 +81,7 @@ def error(text: object) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as failure:

@@ -47,7 +47,7 @@ STATS_DESCRIPTION = (
 
 def add_commands(commands) -> None:
     data = commands.add_parser("data", help="inspect and fetch datasets").add_subparsers(
-        dest="data_command", required=True
+        dest="data_command", required=True, metavar="COMMAND", help="one of:"
     )
     stats = data.add_parser(
         "stats", help="count images, boxes and labels of a dataset folder", description=STATS_DESCRIPTION
@@ -64,6 +64,6 @@ def add_commands(commands) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=stats_command)
     fetch = data.add_parser("fetch", help="download a registered public dataset, checksum-verified")
-    fetch.add_argument("name")
+    fetch.add_argument("name", help="a registered dataset name (hands, roboflow, sign-digits, ...)")
     fetch.add_argument("--root", default=None, help="where to put it (default: $HYBRID_DATA, then ../shared/data)")
     fetch.set_defaults(func=fetch_command)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from hybrid.cli.predict import check_output_folder, model_source
+from hybrid.cli.predict import add_model_arguments, check_output_folder, model_source
 
 
 def _notice(text: str) -> None:
@@ -109,11 +109,10 @@ def add_commands(commands) -> None:
         help="split to score (default: test): the dataset's own split where it has one, else the "
         "seeded split of hybrid.data.split_records; 'all' scores every image",
     )
-    evaluate.add_argument("--detector", default=None)
-    evaluate.add_argument("--classifier", default=None)
+    add_model_arguments(evaluate)
     evaluate.add_argument("--gesture-detector", default=None, help="one-stage gesture detector to compare against")
-    evaluate.add_argument("--format", default=None)
+    evaluate.add_argument("--format", default=None, help="voc | yolo | imagefolder | hagrid | hf (default: detected)")
     evaluate.add_argument("--limit", type=_positive_int, default=None, help="first N images only")
     evaluate.add_argument("--output", default=None, help="folder for the confusion matrix PNG and metrics JSON")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     evaluate.set_defaults(func=eval_command)

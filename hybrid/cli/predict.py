@@ -110,22 +110,25 @@ PREDICT_DESCRIPTION = (
 )
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--detector and --classifier, as `model_source` resolves them."""
+    for kind in ("detector", "classifier"):
+        parser.add_argument(
+            f"--{kind}",
+            default=None,
+            help=f"Hub id[@revision] or folder (default: $HYBRID_{kind.upper()}, the Space pins, then models/{kind})",
+        )
+
+
 def add_commands(commands) -> None:
     predict = commands.add_parser("predict", help="find hands and name their gestures", description=PREDICT_DESCRIPTION)
-    predict.add_argument("images", nargs="+")
-    predict.add_argument(
-        "--detector", default=None, help="Hub id[@revision] or folder (default: $HYBRID_DETECTOR, then models/detector)"
-    )
-    predict.add_argument(
-        "--classifier",
-        default=None,
-        help="Hub id[@revision] or folder (default: $HYBRID_CLASSIFIER, then models/classifier)",
-    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    add_model_arguments(predict)
     predict.add_argument(
         "--min-confidence", type=float, default=None, help="below this gesture probability a hand is 'unknown'"
     )
     predict.add_argument("--detector-threshold", type=float, default=None, help="minimum detector score")
-    predict.add_argument("--json", action="store_true", help="print JSON per image")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per image, one per line")
     predict.add_argument(
         "--save-dir",
         default=None,

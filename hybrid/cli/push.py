@@ -11,18 +11,10 @@ from hybrid.constants import KINDS
 logger = logging.getLogger("hybrid.cli")
 
 
-def _quiet_http_logs() -> None:
-    """One INFO line per HTTP request drowns the push summary; keep them for -v (DEBUG)."""
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        for name in ("httpx", "httpx2"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _publish(args: argparse.Namespace, push, **options) -> int:
     """Run one push; a Hub failure is one error line and exit status 1."""
     from hybrid.publish import HubError
 
-    _quiet_http_logs()
     try:
         info = push(args.repo_id, private=args.private, **options)
     except HubError as error:
@@ -53,12 +45,12 @@ def add_commands(commands) -> None:
         help="push a trained model folder to the Hub in one commit (token: $HF_TOKEN "
         "or `hf auth login`); prints REPO_ID@COMMIT",
     )
-    push.add_argument("kind", choices=list(KINDS))
-    push.add_argument("folder")
-    push.add_argument("repo_id")
-    push.add_argument("--private", action="store_true")
-    push.add_argument("--revision", default=None, help="branch to push to (created if missing)")
-    push.add_argument("--commit-message", default=None)
+    push.add_argument("kind", choices=list(KINDS), help="what the folder holds: " + " | ".join(KINDS))
+    push.add_argument("folder", help="a trained model folder (the output of train/classifier.py or train/detector.py)")
+    push.add_argument("repo_id", help="the Hub repo to push to, e.g. me/gesture-classifier (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    push.add_argument("--revision", default=None, help="branch to push to (created if missing; default: main)")
+    push.add_argument("--commit-message", default=None, help="default: 'Upload KIND (N files)'")
     push.set_defaults(func=push_command)
 
     space = commands.add_parser(
@@ -66,8 +58,8 @@ def add_commands(commands) -> None:
         help="push the Gradio Space (app.py, hybrid/, requirements.txt, README.md) "
         "with both models pinned to their current commit in hybrid_space.json",
     )
-    space.add_argument("repo_id")
-    space.add_argument("--classifier", required=True, help="Hub id[@revision]")
-    space.add_argument("--detector", required=True, help="Hub id[@revision]")
-    space.add_argument("--private", action="store_true")
+    space.add_argument("repo_id", help="the Space to push to, e.g. me/hybrid-gestures (created if missing)")
+    space.add_argument("--classifier", required=True, help="classifier Hub id[@revision], pinned to its commit now")
+    space.add_argument("--detector", required=True, help="detector Hub id[@revision], pinned to its commit now")
+    space.add_argument("--private", action="store_true", help="create the Space private")
     space.set_defaults(func=push_space_command)
