@@ -302,7 +302,7 @@ def cached_onnx(
         if path.is_file():
             path.touch()  # last use: what the pruning below orders by
         else:
-            logger.info("exporting the %s to ONNX: %s", kind, path)
+            logger.debug("exporting the %s to ONNX: %s", kind, path)
             _EXPORTS[kind](model, path, image_size)
         prune_exports(cache_dir, kind, keep, path)
     return path
@@ -323,5 +323,5 @@ def prune_exports(cache_dir: Path, kind: str, keep: int, current: Path) -> list[
     for old in removed:
         old.unlink(missing_ok=True)
     if removed:
-        logger.info("ONNX cache: removed %d older %s export(s) (keeping %d)", len(removed), kind, keep)
+        logger.debug("ONNX cache: removed %d older %s export(s) (keeping %d)", len(removed), kind, keep)
     return removed
