@@ -781,16 +781,8 @@ def render_model_card(recipe: ClassifierRecipe, metrics: dict, names: list[str],
         "datasets": [d["name"] for d in data],
         **({"base_model": base["id"]} if base else {}),
     }
-    return render_card(
-        "classifier",
-        card_data,
-        recipe=recipe.as_dict(),
-        metrics=metrics,
-        label_names=names,
-        data=data,
-        model_name=model_name,
-        base_weights=base,
-    )
+    context = dict(recipe=recipe.as_dict(), metrics=metrics, label_names=names, data=data, model_name=model_name)
+    return render_card("classifier", card_data, base_weights=base, **context)
 
 
 def summary(out: Path, metrics: dict) -> str:
