@@ -11,6 +11,11 @@ _LAZY = {
     "Detection": "hybrid.detector",
     "HybridPipeline": "hybrid.pipeline",
     "Hand": "hybrid.pipeline",
+    "HandTracker": "hybrid.video",
+    "TrackedHand": "hybrid.video",
+    "FrameResult": "hybrid.video",
+    "VideoError": "hybrid.video",
+    "track_video": "hybrid.video",
 }
 
 

@@ -1,4 +1,6 @@
-"""`hybrid predict IMG...`: find hands and name their gestures; optionally save annotated images."""
+"""`hybrid predict IMG|VIDEO...`: find hands and name their gestures; optionally save annotated images.
+A video (by its suffix) gets tracked hands with steady gestures (hybrid.video): JSON lines per frame and,
+with --save-dir, an annotated copy."""
 
 from __future__ import annotations
 
@@ -82,6 +84,9 @@ def predict_command(args: argparse.Namespace) -> int:
     )
     failed = 0
     for path in args.images:
+        if is_video(path):
+            failed += predict_video(pipe, Path(path), save_dir, args.json)
+            continue
         try:
             image = load_image(path)
         except ImageError as error:  # report it, go on with the other images
@@ -103,10 +108,79 @@ def predict_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
+
+
+def is_video(path: str) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def unique_stem(save_dir: Path, stem: str, suffixes: tuple[str, ...]) -> str:
+    """STEM, or STEM-1, STEM-2, ... : the first name for which no STEM.<suffix> exists in save_dir."""
+    number = 0
+    while any((save_dir / f"{stem if number == 0 else f'{stem}-{number}'}{s}").exists() for s in suffixes):
+        number += 1
+    return stem if number == 0 else f"{stem}-{number}"
+
+
+def predict_video(pipe, path: Path, save_dir: Optional[Path], as_json: bool) -> int:
+    """Track the hands of one video. With save_dir: STEM.mp4 (annotated) and STEM.jsonl (one JSON line per
+    frame), both written whole or not at all; without it, the JSON lines on stdout (--json) or one summary
+    line. A video that cannot be read gets one error line; returns the number of failures (0 or 1)."""
+    from contextlib import ExitStack
+
+    from tqdm import tqdm
+
+    from hybrid.files import atomic_file
+    from hybrid.video import VideoError, probe_video, track_video
+
+    try:
+        info = probe_video(path)
+        with ExitStack() as stack:
+            lines, video = None, None
+            if save_dir:
+                stem = unique_stem(save_dir, path.stem, (".mp4", ".jsonl"))
+                video = save_dir / f"{stem}.mp4"
+                lines = stack.enter_context(atomic_file(save_dir / f"{stem}.jsonl")).open("w", encoding="utf-8")
+                stack.callback(lines.close)
+            bar = stack.enter_context(
+                tqdm(total=info.frames or None, unit="frame", desc=path.name, disable=not sys.stderr.isatty())
+            )
+            tracks: dict[int, list[str]] = {}
+            for frame in track_video(pipe, path, output=video):
+                bar.update()
+                text = json.dumps(frame.to_dict(), ensure_ascii=False)
+                if lines or as_json:
+                    print(text, file=lines or sys.stdout, flush=True)
+                for hand in frame.hands:
+                    tracks.setdefault(hand.track_id, []).append(hand.label)
+    except VideoError as error:
+        print(f"hybrid: error: {error}", file=sys.stderr, flush=True)
+        if as_json and not save_dir:
+            print(json.dumps({"video": str(path), "error": str(error)}, ensure_ascii=False), flush=True)
+        return 1
+    if not (as_json and not save_dir):
+        print(f"{path}: {video_summary(tracks)}" + (f" -> {video}" if video else ""), flush=True)
+    return 0
+
+
+def video_summary(tracks: dict[int, list[str]]) -> str:
+    """'#1 5 (92% of 40 frames), #2 ...' : each track's most frequent gesture and its share of the track's frames."""
+    if not tracks:
+        return "no hands"
+    parts = []
+    for track_id, labels in sorted(tracks.items()):
+        top = max(set(labels), key=labels.count)
+        parts.append(f"#{track_id} {top} ({labels.count(top) / len(labels):.0%} of {len(labels)} frames)")
+    return ", ".join(parts)
+
+
 PREDICT_DESCRIPTION = (
     "Find hands and name their gestures. An image that cannot be read gets an error line (with "
     '--json: a JSON line {"image", "error"}) and the others go on; the exit status is then 1 '
-    "(2 for bad arguments or models)."
+    "(2 for bad arguments or models). A video (.mp4, .mov, .avi, .mkv, .webm, ...) gets tracked hands: "
+    "one JSON line per frame (frame, timestamp, hands with track_id and smoothed label); with --save-dir "
+    "STEM.jsonl and the annotated STEM.mp4."
 )
 
 
@@ -122,7 +196,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(commands) -> None:
     predict = commands.add_parser("predict", help="find hands and name their gestures", description=PREDICT_DESCRIPTION)
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...) or videos (.mp4, .mov, ...)"
+    )
     add_model_arguments(predict)
     predict.add_argument(
         "--min-confidence", type=float, default=None, help="below this gesture probability a hand is 'unknown'"

@@ -1,0 +1,327 @@
+"""Hands tracked across video frames, with steady gestures: detect -> track (Ultralytics' ByteTrack) -> crop ->
+classify -> smooth each track's class probabilities over its recent frames.
+
+Example:
+    >>> from hybrid import HybridPipeline
+    >>> from hybrid.video import track_video
+    >>> pipe = HybridPipeline.from_pretrained(detector="models/detector", classifier="models/classifier")
+    >>> for frame in track_video(pipe, "clip.mp4", output="out/clip.mp4"):
+    ...     print(frame.index, [(h.track_id, h.label) for h in frame.hands])
+
+Tracks: a hand keeps its `track_id` while it stays in view; one not seen for `lost_seconds` is forgotten, so a
+hand that leaves and comes back later gets a new id. ByteTrack confirms a track that starts after the first
+frame on its second frame. Gestures: the label of a track is the best class of the mean of its last `window`
+probability vectors, so one odd frame does not flip it (`window=1` turns smoothing off).
+
+Video files are read and written with OpenCV (FFmpeg): any frame rate and size, rotation metadata applied,
+audio ignored (the written video has none); a file OpenCV cannot decode raises `VideoError`, and the annotated
+video is written atomically (hybrid.files), so a failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from hybrid.files import atomic_file
+from hybrid.pipeline import UNKNOWN, Hand, HybridPipeline, draw_hands
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own lines ("moov atom not found") stay quiet
+import cv2  # noqa: E402  (after the log level, which OpenCV reads once)
+
+logger = logging.getLogger(__name__)
+
+WINDOW = 8  # frames whose class probabilities a track's gesture is the mean of
+LOST_SECONDS = 0.5  # a track unseen this long is forgotten: the hand gets a new id when it comes back
+MATCH_THRESHOLD = 0.95  # IoU cost; ByteTrack's 0.8 loses hands that move fast (10% overlap between frames)
+LOW_SCORE_RATIO = 0.4  # ByteTrack's second stage: detections down to this fraction of the detector threshold
+DEFAULT_FPS = 30.0  # when a file does not state its frame rate
+FOURCC = "mp4v"  # MPEG-4 part 2 in .mp4: the encoder every OpenCV wheel ships
+
+
+class VideoError(ValueError):
+    """A video that cannot be read (missing, corrupt, not a video) or written."""
+
+
+@dataclass
+class TrackedHand:
+    """One hand in one frame: `track_id` stays the same while the hand stays in view; `label`/`probability`
+    are the smoothed gesture (mean over the track's recent frames), `raw_label`/`raw_probability` this
+    frame's own classification; `box` (x0, y0, x1, y1) pixels and `score` are the detector's."""
+
+    track_id: int
+    box: tuple[float, float, float, float]
+    score: float
+    label: str
+    probability: float
+    raw_label: str
+    raw_probability: float
+
+    def to_dict(self) -> dict:
+        return {
+            "track_id": self.track_id,
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 4),
+            "label": self.label,
+            "probability": round(float(self.probability), 4),
+            "raw_label": self.raw_label,
+            "raw_probability": round(float(self.raw_probability), 4),
+        }
+
+    def as_hand(self) -> Hand:
+        """A pipeline Hand labelled '#id gesture', for drawing."""
+        return Hand(self.box, self.score, f"#{self.track_id} {self.label}", self.probability)
+
+
+@dataclass
+class FrameResult:
+    """The tracked hands of frame `index` (from 0) at `timestamp` seconds."""
+
+    index: int
+    timestamp: float
+    hands: list[TrackedHand] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-able: {"frame", "timestamp", "hands": [TrackedHand.to_dict()...]}."""
+        return {"frame": self.index, "timestamp": round(self.timestamp, 4), "hands": [h.to_dict() for h in self.hands]}
+
+
+# --- tracking -------------------------------------------------------------------------------------
+
+
+class _Boxes:
+    """The results-like object ByteTrack reads: xyxy/xywh/conf/cls arrays that support boolean indexing."""
+
+    def __init__(self, xyxy: np.ndarray, conf: np.ndarray) -> None:
+        self.xyxy = xyxy.reshape(-1, 4).astype(np.float32)
+        self.conf = conf.reshape(-1).astype(np.float32)
+        self.cls = np.zeros_like(self.conf)
+
+    @classmethod
+    def of(cls, detections: Sequence) -> "_Boxes":
+        return cls(np.array([d.box for d in detections], np.float32), np.array([d.score for d in detections]))
+
+    @property
+    def xywh(self) -> np.ndarray:
+        x0, y0, x1, y1 = self.xyxy.T
+        return np.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], axis=1)
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+    def __getitem__(self, index) -> "_Boxes":
+        return _Boxes(self.xyxy[index], self.conf[index])
+
+
+def tracker_args(detector_threshold: float, fps: float, lost_seconds: float = LOST_SECONDS) -> SimpleNamespace:
+    """ByteTrack's settings (Ultralytics' cfg/trackers/bytetrack.yaml) scaled to our detector and frame rate:
+    tracks start at the detector's threshold, lost tracks live `lost_seconds`."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    args = yaml.safe_load((ROOT / "cfg" / "trackers" / "bytetrack.yaml").read_text())
+    args.update(
+        track_high_thresh=detector_threshold,
+        new_track_thresh=detector_threshold,
+        track_low_thresh=detector_threshold * LOW_SCORE_RATIO,
+        track_buffer=max(1, round(fps * lost_seconds)),
+        match_thresh=MATCH_THRESHOLD,
+    )
+    return SimpleNamespace(**args)
+
+
+class HandTracker:
+    """Feed frames in order; each call returns that frame's tracked hands with smoothed gestures.
+
+    `pipe` does the detection, crops and classification (its thresholds apply); `fps` the frame rate (for
+    how long a lost track lives); `window` frames of probabilities per gesture (1 = no smoothing)."""
+
+    def __init__(
+        self, pipe: HybridPipeline, fps: float = DEFAULT_FPS, window: int = WINDOW, lost_seconds: float = LOST_SECONDS
+    ) -> None:
+        from ultralytics.trackers.byte_tracker import BYTETracker
+
+        if int(window) < 1:
+            raise ValueError(f"window must be at least 1 frame, got {window}")
+        self.pipe = pipe
+        self.window = int(window)
+        self.args = tracker_args(pipe.detector_threshold, fps, lost_seconds)
+        self.tracker = BYTETracker(self.args)
+        self.names = list(pipe.classifier.label_names)
+        self.history: dict[int, deque] = {}
+        self.frames = 0
+
+    def __call__(self, frame: Union[Image.Image, np.ndarray], timestamp: Optional[float] = None) -> FrameResult:
+        """The tracked hands in `frame` (RGB PIL image or HxWx3 uint8 array), the next frame of the video."""
+        image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+        index, self.frames = self.frames, self.frames + 1
+        timestamp = index / DEFAULT_FPS if timestamp is None else float(timestamp)
+        detections = self.pipe.detect([image], threshold=self.args.track_low_thresh)[0]
+        rows = self.tracker.update(_Boxes.of(detections))
+        self._forget()
+        if len(rows) == 0:
+            return FrameResult(index, timestamp)
+        found = [detections[int(row[7])] for row in rows]
+        probabilities = np.asarray(self.pipe.classify(self.pipe.crops(image, [d.box for d in found])), np.float32)
+        hands = [self._hand(int(row[4]), detection, probs) for row, detection, probs in zip(rows, found, probabilities)]
+        return FrameResult(index, timestamp, sorted(hands, key=lambda hand: hand.track_id))
+
+    def _hand(self, track_id: int, detection, probabilities: np.ndarray) -> TrackedHand:
+        history = self.history.setdefault(track_id, deque(maxlen=self.window))
+        history.append(probabilities)
+        label, probability = self._label(probabilities)
+        smooth_label, smooth_probability = self._label(np.mean(history, axis=0))
+        box = tuple(map(float, detection.box))
+        return TrackedHand(track_id, box, float(detection.score), smooth_label, smooth_probability, label, probability)
+
+    def _label(self, probabilities: np.ndarray) -> tuple[str, float]:
+        best = int(np.argmax(probabilities))
+        probability = float(probabilities[best])
+        return (self.names[best] if probability >= self.pipe.min_confidence else UNKNOWN), probability
+
+    def _forget(self) -> None:
+        """Drop the probability history of tracks ByteTrack no longer keeps (tracked or lost)."""
+        alive = {track.track_id for track in (*self.tracker.tracked_stracks, *self.tracker.lost_stracks)}
+        for track_id in set(self.history) - alive:
+            del self.history[track_id]
+
+
+# --- video files --------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoInfo:
+    """What a video file states: frame rate, frame size (after rotation), frame count (0 when unknown)."""
+
+    fps: float
+    width: int
+    height: int
+    frames: int
+
+
+def _open(path: Path) -> "cv2.VideoCapture":
+    if not path.is_file():
+        raise VideoError(f"{path}: no such video file")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its WARN lines; the error below says it
+    try:
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if not capture.isOpened():
+        raise VideoError(f"{path}: not a video OpenCV can decode (corrupt, truncated or another kind of file)")
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # apply the rotation metadata of phone videos
+    return capture
+
+
+def _info(capture: "cv2.VideoCapture") -> VideoInfo:
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = float(fps) if fps and np.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if int(capture.get(cv2.CAP_PROP_ORIENTATION_META)) % 180 == 90:
+        width, height = height, width
+    return VideoInfo(fps, width, height, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))))
+
+
+def probe_video(path: Union[str, Path]) -> VideoInfo:
+    """The frame rate, size and frame count of a video file; VideoError when it cannot be decoded."""
+    capture = _open(Path(path))
+    try:
+        return _info(capture)
+    finally:
+        capture.release()
+
+
+def read_video(path: Union[str, Path]) -> Iterator[tuple[float, np.ndarray]]:
+    """(timestamp seconds, RGB HxWx3 uint8 frame) for every frame, rotation applied. VideoError when the
+    file cannot be decoded or holds no frame."""
+    path = Path(path)
+    capture = _open(path)
+    try:
+        fps, index = _info(capture).fps, 0
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            milliseconds = capture.get(cv2.CAP_PROP_POS_MSEC)
+            yield (milliseconds / 1000 if milliseconds > 0 or index == 0 else index / fps), bgr[..., ::-1].copy()
+            index += 1
+        if index == 0:
+            raise VideoError(f"{path}: no video frames could be decoded")
+    finally:
+        capture.release()
+
+
+@contextmanager
+def video_writer(path: Union[str, Path], fps: float) -> Iterator:
+    """A function that appends one RGB frame to the .mp4 at `path` (the first frame sets the size); the file
+    appears whole when the block ends without error, and not at all otherwise."""
+    path = Path(path)
+    writer = None
+
+    def write(frame: Union[Image.Image, np.ndarray]) -> None:
+        nonlocal writer
+        bgr = np.ascontiguousarray(np.asarray(frame)[..., ::-1])
+        if writer is None:
+            size = (bgr.shape[1], bgr.shape[0])
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
+            if not writer.isOpened():
+                raise VideoError(f"{path}: OpenCV cannot write an {FOURCC} video of size {size} at {fps} fps")
+        writer.write(bgr)
+
+    with atomic_file(path) as tmp:
+        try:
+            yield write
+        finally:
+            if writer is not None:
+                writer.release()
+        if writer is None:
+            raise VideoError(f"{path}: no frames to write")
+
+
+def annotate(frame: Union[Image.Image, np.ndarray], result: FrameResult, names: Sequence[str] = ()) -> Image.Image:
+    """The frame with each tracked hand's box and '#id gesture probability' drawn (hybrid.pipeline.draw_hands)."""
+    image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+    return draw_hands(image, [hand.as_hand() for hand in result.hands], names)
+
+
+def track_video(
+    pipe: HybridPipeline, source: Union[str, Path], output: Optional[Union[str, Path]] = None, **tracker_kwargs
+) -> Iterator[FrameResult]:
+    """Track the hands of every frame of the video file `source`, one FrameResult per frame, in order.
+    With `output`, the annotated video (same frame rate and size) is written there as .mp4, atomically:
+    it only appears once the last frame is done. `tracker_kwargs` go to HandTracker (window, lost_seconds)."""
+    fps = probe_video(source).fps
+    tracker = HandTracker(pipe, fps=fps, **tracker_kwargs)
+    if output is None:
+        for timestamp, frame in read_video(source):
+            yield tracker(frame, timestamp)
+        return
+    with video_writer(output, fps) as write:
+        for timestamp, frame in read_video(source):
+            result = tracker(frame, timestamp)
+            write(annotate(frame, result, tracker.names))
+            yield result
+
+
+__all__ = [
+    "FrameResult",
+    "HandTracker",
+    "TrackedHand",
+    "VideoError",
+    "VideoInfo",
+    "annotate",
+    "probe_video",
+    "read_video",
+    "track_video",
+    "video_writer",
+]
