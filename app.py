@@ -9,12 +9,15 @@ loaded once, at start-up. Host and port: $GRADIO_SERVER_NAME / $GRADIO_SERVER_PO
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import io
 import logging
 import os
 import sys
+import tempfile
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -30,6 +33,7 @@ except ImportError:
 
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -39,17 +43,31 @@ from hybrid.data.registry import REGISTRY  # noqa: E402
 from hybrid.hub import default_model, snapshot, split_revision  # noqa: E402
 from hybrid.images import MAX_PIXELS, ImageError, load_image, pil_open  # noqa: E402
 from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
+from hybrid.video import HandTracker, VideoError, annotate, probe_video, read_video, track_video  # noqa: E402
 
 logger = logging.getLogger("hybrid.app")
 
 REPO = Path(__file__).resolve().parent
-MAX_FPS = 4.0  # live webcam: frames sent to the server per second at most (CPU inference is the limit)
+# Live webcam: frames the browser sends per second (stream_every = 1 / LIVE_FPS). Measured on the 2-core dev CPU
+# with the demo models and Chromium on the same cores: 8 frames/s answered at 10 sent, 11 at 20 sent (the tracker
+# alone: ~22 frames/s at 640x480); 12 keeps the answers coming without a backlog.
+LIVE_FPS = 12.0
+LIVE_NOTE = (
+    f"The browser sends {LIVE_FPS:g} frames per second (stream_every {1 / LIVE_FPS:.3f} s); on 2 CPU cores the "
+    "server answers about 8 to 11 of them. Each hand keeps a track id (#N) while it stays in view; its gesture is "
+    "the mean over its last frames, so one odd frame does not flip it."
+)
 LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
 MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
 MAX_QUEUE = 16  # requests waiting for the model at most; more are refused at once ("Queue is full")
 MAX_SESSIONS = 200  # sessions whose page state Gradio keeps in memory (its default, 10000, grows RSS ~0.5 MB each)
+MAX_VIDEO_SECONDS, MAX_VIDEO_FRAMES = 30, 1800  # an uploaded clip: at most this long (and MAX_UPLOAD)
 MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored): a low threshold can find hundreds
 HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
+VIDEO_HINT = (
+    f"Upload a clip (MP4, WebM, MOV or AVI; at most {MAX_VIDEO_SECONDS} s, {MAX_VIDEO_FRAMES} frames and "
+    f"{MAX_UPLOAD.upper()}): every hand gets a track id, its gesture is smoothed over its recent frames."
+)
 
 # --- models ------------------------------------------------------------------------------------
 
@@ -112,7 +130,7 @@ def load_pipeline() -> tuple[HybridPipeline, list[ModelSource]]:
 # errors tell nothing about the server's disk. Gradio alone does not enforce this: it checks a payload's path
 # only when the payload carries {"meta": {"_type": "gradio.FileData"}}, with or without preprocessing.
 
-NOT_AN_UPLOAD = "This is not an uploaded image. Please upload a photo (JPEG, PNG or WebP) and try again."
+NOT_AN_UPLOAD = "This is not an uploaded file. Please upload a photo (JPEG, PNG or WebP) or a clip and try again."
 GRAYSCALE, TRANSPARENT = ("L", "I", "I;16", "F", "1"), ("RGBA", "LA", "PA")
 
 
@@ -192,6 +210,62 @@ def read_image(payload: Any, notify: bool = True) -> Image.Image:
     return image
 
 
+def read_video_upload(payload: Any) -> tuple[str, str]:
+    """An uploaded clip -> (its file in Gradio's upload cache, the name to show); a clip that cannot be decoded,
+    or is longer than the limits, gets a gr.Error that says so (and names no server path)."""
+    if payload is None:
+        raise gr.Error("Please upload a video clip first.")
+    if not isinstance(payload, dict) or payload.get("path") is None:
+        raise gr.Error(NOT_AN_UPLOAD)
+    path, name = uploaded_file(payload["path"]), _name(payload)
+    try:
+        info = probe_video(path)
+    except VideoError:
+        raise gr.Error(f"This file can't be analysed: {name} is not a readable video. {VIDEO_HINT}") from None
+    if info.frames > MAX_VIDEO_FRAMES or info.frames / info.fps > MAX_VIDEO_SECONDS:
+        raise gr.Error(f"{name} is too long ({info.frames / info.fps:.0f} s, {info.frames} frames). {VIDEO_HINT}")
+    if info.width * info.height > MAX_PIXELS:
+        raise gr.Error(f"{name} is too large ({info.width}x{info.height} pixels). {VIDEO_HINT}")
+    return path, name
+
+
+def write_webm(source: Path, output: Path) -> None:
+    """The .mp4 `track_video` wrote, re-encoded as VP8 WebM: what browsers play (OpenCV's wheel has no H.264
+    encoder, and the MPEG-4 part 2 video it writes plays in no browser)."""
+    import cv2  # after hybrid.video, which sets FFmpeg's log level before OpenCV reads it
+
+    writer = None
+    try:
+        for _, frame in read_video(source):
+            if writer is None:
+                fps, size = probe_video(source).fps, (frame.shape[1], frame.shape[0])
+                writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    finally:
+        if writer is not None:
+            writer.release()
+
+
+def track_rows(results: list) -> list[list]:
+    """One row per track: id, frames seen, its most frequent (smoothed) gesture, that gesture's share of them."""
+    labels: dict[int, list[str]] = defaultdict(list)
+    for result in results:
+        for hand in result.hands:
+            labels[hand.track_id].append(hand.label)
+    rows = []
+    for track_id in sorted(labels):
+        label, count = Counter(labels[track_id]).most_common(1)[0]
+        rows.append([track_id, len(labels[track_id]), label, f"{count / len(labels[track_id]):.0%}"])
+    return rows
+
+
+def live_text(result) -> str:
+    """The live view's hands as text, one '#id gesture probability' per tracked hand."""
+    if not result.hands:
+        return "No hands in view."
+    return "  \n".join(f"**#{hand.track_id}** {hand.label} {hand.probability:.0%}" for hand in result.hands)
+
+
 def friendly(fn: Callable) -> Callable:
     """Any unexpected failure becomes a readable message in the page; the server keeps serving."""
 
@@ -221,6 +295,13 @@ class App:
         self.pipeline = pipeline
         self.sources = sources
         self.names = list(pipeline.classifier.label_names)  # fixed box colour per gesture
+        self.scratch = Path(tempfile.mkdtemp(prefix="hybrid-app-"))  # the annotated clip being written
+
+    def tuned(self, detector_threshold: float, min_confidence: float) -> HybridPipeline:
+        """The pipeline with the page's thresholds (a shallow copy: the networks are shared, not copied)."""
+        pipeline = copy.copy(self.pipeline)
+        pipeline.detector_threshold, pipeline.min_confidence = float(detector_threshold), float(min_confidence)
+        return pipeline
 
     def hands(self, image: Image.Image, detector_threshold: float, min_confidence: float) -> list:
         return self.pipeline(image, detector_threshold=detector_threshold, min_confidence=min_confidence)[0]
@@ -263,16 +344,52 @@ class App:
         image = read_image(payload)
         return self.to_json(payload, image, self.hands(image, detector_threshold, min_confidence))
 
-    def live(self, frame, detector_threshold: float, min_confidence: float):
-        """One webcam frame -> the frame with boxes and gestures drawn (no Grad-CAM: too slow per frame)."""
+    def live(self, frame, detector_threshold: float, min_confidence: float, tracker: Optional[HandTracker]):
+        """One webcam frame -> (the frame with tracked hands drawn, their ids and smoothed gestures as text, the
+        session's tracker). A changed threshold starts a new tracker (new ids). No Grad-CAM: too slow per frame."""
         if frame is None:
-            return None
+            return None, "", tracker
         image = read_image(frame, notify=False)
-        return draw_hands(image, self.hands(image, detector_threshold, min_confidence), self.names)
+        settings = (float(detector_threshold), float(min_confidence))
+        if tracker is None or (tracker.pipe.detector_threshold, tracker.pipe.min_confidence) != settings:
+            tracker = HandTracker(self.tuned(*settings), fps=LIVE_FPS)
+        result = tracker(image, time.monotonic())
+        return annotate(image, result, self.names), live_text(result), tracker
+
+    def track(self, payload, detector_threshold: float, min_confidence: float, progress=gr.Progress()):
+        """Uploaded clip -> (annotated clip, status, one row per track)."""
+        path, name = read_video_upload(payload)
+        started = time.perf_counter()
+        for old in self.scratch.iterdir():  # earlier outputs: Gradio copied them to its cache when they were sent
+            old.unlink(missing_ok=True)
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem)[:60] or "clip"
+        tracked, output = self.scratch / f"{stem}-tracked.mp4", self.scratch / f"{stem}-tracked.webm"
+        pipeline = self.tuned(detector_threshold, min_confidence)
+        try:
+            results = []
+            for result in progress.tqdm(track_video(pipeline, path, output=tracked), desc="tracking hands"):
+                results.append(result)
+                if len(results) > MAX_VIDEO_FRAMES:  # a file that did not state its length
+                    raise gr.Error(f"{name} is too long (more than {MAX_VIDEO_FRAMES} frames). {VIDEO_HINT}")
+            write_webm(tracked, output)
+        except VideoError:
+            raise gr.Error(
+                f"This file can't be analysed: {name} could not be decoded to the end. {VIDEO_HINT}"
+            ) from None
+        rows = track_rows(results)
+        seconds = time.perf_counter() - started
+        status = (
+            f"**{len(rows)} track{'s' if len(rows) != 1 else ''}** in {len(results)} frames "
+            f"({results[-1].timestamp:.1f} s of video), tracked in {seconds:.1f} s"
+        )
+        return str(output), status, rows
 
     @staticmethod
     def to_json(payload, image: Image.Image, hands: list) -> dict:
         return image_result(_name(payload), image, hands)
+
+
+TRACK_COLUMNS = ["track", "frames seen", "gesture", "share of frames"]
 
 
 def table_rows(hands: list) -> list[list]:
@@ -289,7 +406,14 @@ def table_rows(hands: list) -> list[list]:
 
 def model_markdown(sources: list[ModelSource]) -> str:
     lines = [f"- **{s.kind}**: `{s.shown_name}` ({s.revision})" for s in sources]
-    return "**Models running**\n" + "\n".join(lines)
+    text = "**Models running**\n" + "\n".join(lines)
+    if any((s.path / ".demo-recipe").is_file() for s in sources):  # the mark train/demo.py leaves (RECIPE_MARK)
+        text += (
+            "\n\n*These are quick local demo models (`make demo`: about 10 minutes of CPU training), so expect "
+            "mistakes. For the real ones, train the full recipes in `train/configs/` or set `HYBRID_DETECTOR` / "
+            "`HYBRID_CLASSIFIER` to Hub models (see the README).*"
+        )
+    return text
 
 
 def example_images() -> tuple[list[str], str]:
@@ -331,9 +455,22 @@ def build(app: App) -> gr.Blocks:
                     if examples:
                         gr.Examples(examples, inputs=image, label="Examples (real photos)")
                         gr.Markdown(attribution, elem_id="attribution")
+                with gr.Tab("Video"):
+                    clip = gr.Video(label="Video clip", sources=["upload"], elem_id="input-video")
+                    track = gr.Button("Track hands", variant="primary")
+                    video_status = gr.Markdown(VIDEO_HINT, elem_id="video-status")
+                    tracked = gr.Video(label="Tracked hands", elem_id="tracked-video", interactive=False)
+                    tracks = gr.Dataframe(
+                        headers=TRACK_COLUMNS, label="Tracks", elem_id="tracks-table", interactive=False
+                    )
                 with gr.Tab("Live webcam"):
                     camera = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy")
-                    live = gr.Image(label=f"Live (at most {MAX_FPS:g} frames per second)", elem_id="live")
+                    live = gr.Image(
+                        label=f"Live: {LIVE_FPS:g} frames per second, hands tracked", elem_id="live", format="jpeg"
+                    )
+                    live_hands = gr.Markdown(elem_id="live-hands")
+                    gr.Markdown(LIVE_NOTE, elem_id="live-note")
+                    tracker = gr.State(None)  # one HandTracker per browser session
                 det = gr.Slider(
                     0.01,
                     0.95,
@@ -400,11 +537,19 @@ def build(app: App) -> gr.Blocks:
             api_visibility="private",
             concurrency_id="model",
         )
+        track.click(
+            gpu(friendly(app.track)),
+            [clip, det, conf],
+            [tracked, video_status, tracks],
+            api_name="track",
+            preprocess=False,
+            concurrency_id="model",
+        )
         camera.stream(
             gpu(friendly(app.live)),
-            [camera, det, conf],
-            live,
-            stream_every=1 / MAX_FPS,
+            [camera, det, conf, tracker],
+            [live, live_hands, tracker],
+            stream_every=1 / LIVE_FPS,
             time_limit=LIVE_SECONDS,
             concurrency_id="model",
             api_visibility="private",

@@ -1,5 +1,6 @@
 """The app as an attacker sees it: app.py on 127.0.0.1 (the shared server from tests/fixtures_app.py) called
-with bare HTTP requests, as any client can, on every endpoint that takes an image, the private ones included.
+with bare HTTP requests, as any client can, on every endpoint that takes an image or a video, the private ones
+included.
 
 The app must read only files the user uploaded through Gradio, refuse everything else with one answer that
 does not tell whether a path exists, show no server path, refuse a pixel bomb at once, and bound its queue."""
@@ -17,37 +18,45 @@ import httpx
 import pytest
 from gradio.utils import get_upload_folder
 
+from tests import test_video
 from tests.fixtures_app import bomb_png, call_api, upload
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = "subhih-handsdataset/images/test/16_pic00008.jpg"  # Hands Dataset, Soubhi Hadri, Apache-2.0
 META = {"_type": "gradio.FileData"}
-IMAGE_ENDPOINTS = {"analyse", "changed", "live", "predict"}  # at least these take an image (two are private)
+clip = test_video.clip  # the real clip: 22 consecutive Hands Dataset captures, as .mp4
+UPLOAD_ENDPOINTS = {"analyse", "changed", "live", "predict", "track"}  # at least these (two are private)
+FILE_KINDS = {"image", "video"}  # the inputs that name an uploaded file
+SLOT = object()  # an upload's place in an endpoint's data
 
 
-def image_endpoints(url: str) -> dict[str, list]:
-    """Every backend function whose inputs include an image (public, undocumented or private), read from
-    /config: api_name -> its inputs' default data with None in the image slots."""
+def upload_endpoints(url: str) -> dict[str, tuple[str, list]]:
+    """Every backend function whose inputs include an image or a video (public, undocumented or private), read
+    from /config: api_name -> (the kind of file it takes, its inputs' default data with SLOT in the file's place)."""
     config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
     components = {c["id"]: c for c in config["components"]}
     endpoints = {}
     for dependency in config["dependencies"]:
         kinds = [components[i]["type"] for i in dependency["inputs"]]
-        if dependency.get("backend_fn") and "image" in kinds:
-            endpoints[dependency["api_name"]] = [
-                None if kind == "image" else components[i].get("props", {}).get("value")
-                for i, kind in zip(dependency["inputs"], kinds)
-            ]
+        if dependency.get("backend_fn") and FILE_KINDS & set(kinds):
+            (kind,) = FILE_KINDS & set(kinds)
+            endpoints[dependency["api_name"]] = (
+                kind,
+                [
+                    SLOT if kind in FILE_KINDS else components[i].get("props", {}).get("value")
+                    for i, kind in zip(dependency["inputs"], kinds)
+                ],
+            )
     return endpoints
 
 
-def with_image(defaults: list, payload) -> list:
-    return [payload if value is None else value for value in defaults]
+def with_file(defaults: list, payload) -> list:
+    return [payload if value is SLOT else value for value in defaults]
 
 
 @pytest.fixture(scope="module")
-def server_files(trained_classifier: Path, data_root: Path, tmp_path_factory) -> dict[str, str]:
-    """Paths on the server a payload may name: real files (a model's png, a real photo, the README),
+def server_files(trained_classifier: Path, data_root: Path, clip, tmp_path_factory) -> dict[str, str]:
+    """Paths on the server a payload may name: real files (a model's png, a real photo, a real clip, the README),
     a missing file, a folder, tricks that resolve outside Gradio's upload cache."""
     cache = Path(get_upload_folder())
     link_folder = cache / f"test-link-{uuid.uuid4().hex}"
@@ -57,6 +66,7 @@ def server_files(trained_classifier: Path, data_root: Path, tmp_path_factory) ->
         "/etc/passwd": "/etc/passwd",
         "model png": str(trained_classifier / "confusion_matrix.png"),
         "real photo": str(data_root / PHOTO),
+        "real clip": str(clip[0]),
         "README": str(REPO / "README.md"),
         "relative": "README.md",
         "missing": str(REPO / "no-such-image.png"),
@@ -70,16 +80,16 @@ def server_files(trained_classifier: Path, data_root: Path, tmp_path_factory) ->
 
 def test_server_paths_are_refused_on_every_endpoint(app_url: str, server_files: dict[str, str]):
     """Raw {"path": ...}, Gradio's FileData form and a bare string, naming server files, on every endpoint
-    that takes an image (private ones too: anyone can call them over HTTP). Each is refused, with the same
-    answer for an existing image, a missing file and a folder (no oracle), naming no server path."""
-    endpoints = image_endpoints(app_url)
-    assert set(endpoints) >= IMAGE_ENDPOINTS, endpoints
+    that takes an image or a video (private ones too: anyone can call them over HTTP). Each is refused, with the
+    same answer for an existing image or clip, a missing file and a folder (no oracle), naming no server path."""
+    endpoints = upload_endpoints(app_url)
+    assert set(endpoints) >= UPLOAD_ENDPOINTS, endpoints
     forms = {"raw": lambda p: {"path": p}, "FileData": lambda p: {"path": p, "meta": META}, "string": lambda p: p}
-    for api_name, defaults in endpoints.items():
+    for api_name, (_, defaults) in endpoints.items():
         for form, make in forms.items():
             answers = {}
             for target, path in server_files.items():
-                event, message = call_api(app_url, api_name, with_image(defaults, make(path)))
+                event, message = call_api(app_url, api_name, with_file(defaults, make(path)))
                 assert event == "error", f"/{api_name} served {target} ({form} payload {path}): {event} {message}"
                 answers[target] = message
             assert len(set(answers.values())) == 1, f"/{api_name}, {form} payload: answers differ {answers}"
@@ -88,11 +98,15 @@ def test_server_paths_are_refused_on_every_endpoint(app_url: str, server_files: 
             assert "Traceback" not in message, message
 
 
-def test_an_upload_still_works_on_every_endpoint(app_url: str, data_root: Path):
-    """The refusals above are not a closed door: a real photo uploaded through Gradio is answered everywhere."""
-    payload = upload(app_url, "hands.jpg", (data_root / PHOTO).read_bytes())
-    for api_name, defaults in image_endpoints(app_url).items():
-        event, outputs = call_api(app_url, api_name, with_image(defaults, payload))
+def test_an_upload_still_works_on_every_endpoint(app_url: str, data_root: Path, clip):
+    """The refusals above are not a closed door: a real photo (or clip) uploaded through Gradio is answered
+    everywhere."""
+    payloads = {
+        "image": upload(app_url, "hands.jpg", (data_root / PHOTO).read_bytes()),
+        "video": upload(app_url, "clip.mp4", clip[0].read_bytes()),
+    }
+    for api_name, (kind, defaults) in upload_endpoints(app_url).items():
+        event, outputs = call_api(app_url, api_name, with_file(defaults, payloads[kind]))
         assert event in ("complete", "generating"), f"/{api_name}: {event} {outputs}"
         assert outputs, f"/{api_name}: {event} {outputs}"
 
