@@ -1,10 +1,11 @@
 """`make demo`, step 1: make sure the app has models to run.
 
 When $HYBRID_DETECTOR / $HYBRID_CLASSIFIER name models, nothing is done. Otherwise a quick demo
-profile of each model (train/configs/<kind>-demo.yaml: small images, few epochs, a few minutes on a
-laptop CPU) is trained on the shared sample data into models/<kind>, once; later runs reuse it.
-The demo models are a smoke-test quality CPU training: for real accuracy train the full recipes
-(train/configs/) or point the env vars at the published Hub models.
+profile of each model (train/configs/<kind>-demo.yaml: every Hands + Roboflow record, small images and
+a small classifier, about 10 minutes for both on 2 CPU cores) is trained into models/<kind>, once; later
+runs reuse it (a changed demo recipe retrains). The quick models find most hands and name most gestures
+(numbers: README), far from the full recipes: for real accuracy train those (train/configs/) or point
+the env vars at the published Hub models.
 """
 
 from __future__ import annotations
@@ -96,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo: models ready in {time.perf_counter() - started:.0f} s.", flush=True)
     if any((MODELS / kind / RECIPE_MARK).is_file() and default_model(kind) == str(MODELS / kind) for kind in KINDS):
         print(
-            "demo: these are quick CPU demo models, far from accurate; for the real ones train the full "
-            "recipes in train/configs/ or set HYBRID_DETECTOR / HYBRID_CLASSIFIER to the Hub models "
-            "(see README).",
+            "demo: these are quick local demo models (minutes of CPU training), so expect mistakes; for the real "
+            "ones train the full recipes in train/configs/ or set HYBRID_DETECTOR / HYBRID_CLASSIFIER to the Hub "
+            "models (see README).",
             flush=True,
         )
     return 0
