@@ -152,10 +152,11 @@ def test_openvino_detector_matches_pytorch_and_is_cached(pipe, tmp_path):
     got = pipe.detector.network.run(batch.numpy())
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-3
-    # Cached by weight fingerprint: same model -> same file, not rewritten; changed weights -> new file.
+    # Cached by weight digest: same model -> same file, not rewritten (same inode: exports are written to a temp
+    # file and renamed; a reuse only touches the file); changed weights -> new file.
     first = pipe.detector.compile("openvino", cache_dir=tmp_path).network
-    stamp = first.path.stat().st_mtime_ns
-    assert pipe.detector.compile("openvino", cache_dir=tmp_path).network.path.stat().st_mtime_ns == stamp
+    inode = first.path.stat().st_ino
+    assert pipe.detector.compile("openvino", cache_dir=tmp_path).network.path.stat().st_ino == inode
     assert first.path.stat().st_mode & 0o777 == 0o666 & ~umask()  # hybrid.files: not mkstemp's 0600
     import copy
 
@@ -188,9 +189,9 @@ def test_openvino_classifier_matches_pytorch_and_is_cached(pipe, hands_photo, tm
     got = exact.network(batch)
     assert got.shape == expected.shape == (2, len(pipe.classifier.label_names))
     assert (got - expected).abs().max() < 1e-3
-    stamp = exact.network.path.stat().st_mtime_ns
+    inode = exact.network.path.stat().st_ino
     best = pipe.classifier.compile("openvino", "auto", cache_dir=tmp_path)  # bf16 where the CPU has it
-    assert best.network.path.stat().st_mtime_ns == stamp
+    assert best.network.path.stat().st_ino == inode
     assert best.precision in ("bf16", "fp32")
     assert (best.network(batch) - expected).abs().max() < 0.05 * expected.abs().max() + 0.05
 
