@@ -414,13 +414,8 @@ def test_push_to_existing_repo_adds_a_commit(hub, trained_classifier, tmp_path):
 def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_detector, tmp_path):
     before = digest(trained_detector)
     bad = "hf_" + "x" * 34
-    result = hybrid_cli(
-        hub.client_env(tmp_path / "home-bad", token=bad),
-        "push",
-        "detector",
-        str(trained_detector),
-        f"{ORG}/hand-detector",
-    )
+    push = ("push", "detector", str(trained_detector), f"{ORG}/hand-detector")
+    result = hybrid_cli(hub.client_env(tmp_path / "home-bad", token=bad), *push)
     assert result.returncode == 1
     assert "creating the repository" in result.stderr
     assert "401" in result.stderr
@@ -429,13 +424,7 @@ def test_push_with_bad_or_no_token_fails_clearly_and_leaves_folder(hub, trained_
     assert "Traceback" not in result.stderr
     assert not hub.store.exists("model", f"{ORG}/hand-detector")
 
-    result = hybrid_cli(
-        hub.client_env(tmp_path / "home-none", token=None),
-        "push",
-        "detector",
-        str(trained_detector),
-        f"{ORG}/hand-detector",
-    )
+    result = hybrid_cli(hub.client_env(tmp_path / "home-none", token=None), *push)
     assert result.returncode == 1
     assert "no Hugging Face token" in result.stderr
 

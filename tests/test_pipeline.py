@@ -268,12 +268,7 @@ def test_predict_cli(trained_detector, trained_classifier, hands_photo, tmp_path
             str(broken),
             str(ZIDANE),
             "--json",
-            "--save-dir",
-            str(out),
-            "--detector",
-            str(trained_detector),
-            "--classifier",
-            str(trained_classifier),
+            *("--save-dir", str(out), "--detector", str(trained_detector), "--classifier", str(trained_classifier)),
         ]
     )
     captured = capsys.readouterr()
