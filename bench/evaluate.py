@@ -67,15 +67,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--paths",
         nargs="+",
-        choices=["shipped", "naive"],
+        choices=["shipped", "naive", "int8", "bf16", "fp32"],
         default=["shipped"],
-        help="inference paths to score: shipped (defaults) and/or naive (fp32 eager PyTorch)",
+        help="inference paths to score: shipped (defaults), naive (fp32 eager PyTorch), or the OpenVINO path in "
+        "one precision (int8: both networks quantized, calibrated on the models' training split)",
     )
     args = parser.parse_args(argv)
 
     sources = {kind: getattr(args, kind) or default_model(kind) for kind in ("detector", "classifier")}
     shipped = HybridPipeline.from_pretrained(detector=sources["detector"], classifier=sources["classifier"])
-    pipes = {"shipped": shipped, "naive": HybridPipeline(shipped.detector, shipped.classifier, fast=False)}
+    detector, classifier = shipped.detector, shipped.classifier
+    pipes = {"shipped": shipped, "naive": HybridPipeline(detector, classifier, fast=False)}
+    pipes |= {p: HybridPipeline(detector, classifier, precision=p) for p in ("int8", "bf16", "fp32") if p in args.paths}
     gesture = None
     if args.gesture_detector:
         from hybrid.detector import HandDetector

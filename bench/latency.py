@@ -12,9 +12,15 @@ would give). The paths alternate image by image, so both see the same machine lo
 shared: the load average is printed with the table).
 
 Naive: fp32 eager PyTorch, detector at its trained size (640 for the architecture-only model), square
-letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO: detector fp32 at <= 320, same
-letterbox, classifier bf16 where the CPU has native bf16, else fp32). `--torch-bf16` adds
-the best PyTorch-only path (same sizes, classifier in bf16 where native): what runs without openvino.
+letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO at <= 320 px, same letterbox; int8 for
+both where the CPU has VNNI/AMX and the models' training data calibrates them, else a bf16 classifier where
+native and an fp32 detector). `--precisions bf16 fp32` adds those OpenVINO paths (bf16 was the shipped path
+before int8); `--torch-bf16` adds the best PyTorch-only path: what runs without openvino.
+
+Then a per-stage breakdown of each fast path (median ms per photo): decode, detector pre-processing
+(letterbox), detector network, NMS + box scaling, crops, classifier pre-processing, classifier network, and
+drawing the result (what the app adds). Architecture-only models are calibrated for int8 on Hands training
+photos (their split.json is written to a temporary folder).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,15 +43,22 @@ from hybrid.images import load_image
 from hybrid.pipeline import HybridPipeline
 
 
-def architecture_models(classifier_size: int = 224, detector_size: int = 640):
+def architecture_models(classifier_size: int = 224, detector_size: int = 640, calibration_folder=None):
+    """YOLOv8n + ResNet-50 with random weights; with `calibration_folder`, both get a split.json there whose
+    train split is Hands' (what int8 calibrates on)."""
     from ultralytics.nn.tasks import DetectionModel
 
     from hybrid.classifier import GestureClassifier
+    from hybrid.data import read_dataset, split_records
+    from hybrid.data.splits import save_split
     from hybrid.detector import HandDetector
 
     torch.manual_seed(0)
     detector = HandDetector(DetectionModel("yolov8n.yaml", nc=1, verbose=False), ["hand"], image_size=detector_size)
     classifier = GestureClassifier.create("resnet50", [str(i) for i in range(6)], image_size=classifier_size)
+    if calibration_folder is not None:
+        save_split(calibration_folder, split_records(read_dataset("hands", merge_labels=True)), 0, [0.8, 0.1, 0.1])
+        detector.folder = classifier.folder = Path(calibration_folder)
     return detector, classifier
 
 
@@ -79,6 +93,53 @@ def run_once(pipe: HybridPipeline, record, use_truth: bool) -> tuple[float, floa
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+STAGES = ["decode", "det pre", "det network", "NMS", "crops", "clf pre", "clf network", "draw"]
+
+
+def stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, float]:
+    """Seconds of each stage of one photo, run step by step as `pipe(image)` runs them."""
+    from ultralytics.utils.nms import non_max_suppression
+    from ultralytics.utils.ops import scale_boxes
+
+    from hybrid.classifier import Prediction
+    from hybrid.pipeline import draw_hands, merge
+
+    times, clock = {}, time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        times[stage], clock = now - clock, now
+
+    image = load_image(record.image)
+    lap("decode")
+    detector, size = pipe.detector, pipe.detector_size
+    array = np.asarray(image)
+    batch = detector.preprocess([array], size)
+    lap("det pre")
+    raw = detector.network(batch)
+    lap("det network")
+    output = non_max_suppression(raw, pipe.detector_threshold, detector.iou)[0]
+    boxes = scale_boxes((size, size), output[:, :4].clone(), array.shape[:2]).tolist()
+    found = [Detection(tuple(box), float(score), "hand") for box, score in zip(boxes, output[:, 4].tolist())]
+    if use_truth:
+        found = [Detection(box.xyxy, 1.0, "hand") for box in record.boxes]
+    lap("NMS")
+    crops = pipe.crops(image, [d.box for d in found])
+    lap("crops")
+    pixels = pipe.classifier.preprocess(crops)
+    lap("clf pre")
+    probabilities = torch.softmax(pipe.classifier.network(pixels).float(), dim=-1)
+    lap("clf network")
+    names = pipe.classifier.label_names
+    hands = [
+        merge(d, [Prediction(names[int(row.argmax())], float(row.max()))], 0.0) for d, row in zip(found, probabilities)
+    ]
+    draw_hands(image, hands)
+    lap("draw")
+    return times
+
+
 def summarise(times: list[float]) -> tuple[float, float]:
     ms = sorted(1000 * t for t in times)
     return statistics.median(ms), ms[min(len(ms) - 1, int(np.ceil(0.95 * len(ms))) - 1)]
@@ -95,7 +156,18 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--torch-bf16", action="store_true", help="also time the PyTorch-only fast path")
+    parser.add_argument(
+        "--precisions",
+        nargs="*",
+        choices=["fp32", "bf16", "int8"],
+        default=["bf16"],
+        help="also time the OpenVINO path in these precisions (default: bf16, the shipped path before int8)",
+    )
+    parser.add_argument("--classifier-size", type=int, default=112, help="architecture-only classifier input side")
+    parser.add_argument("--threads", type=int, default=None, help="torch/OpenVINO threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.detector and args.classifier:
         from hybrid.classifier import GestureClassifier
@@ -107,12 +179,15 @@ def main(argv=None) -> int:
         )
         use_truth = False
     else:
-        detector, classifier = architecture_models()
+        calibration = tempfile.mkdtemp(prefix="latency-calibration-")
+        detector, classifier = architecture_models(args.classifier_size, calibration_folder=calibration)
         use_truth = True
     paths = {
         "naive (fp32 eager torch)": HybridPipeline(detector, classifier, fast=False),
         "shipped (defaults)": HybridPipeline(detector, classifier),
     }
+    for precision in args.precisions:
+        paths[f"openvino {precision}"] = HybridPipeline(detector, classifier, precision=precision)
     if args.torch_bf16:
         paths["torch only (bf16 where native)"] = HybridPipeline(detector, classifier, backend="torch")
     records = photos(args.images)
@@ -138,7 +213,7 @@ def main(argv=None) -> int:
         f"{len(records)} Hands test photos 800x600, {sum(len(r.boxes) for r in records)} hands, one image per call"
     )
     print(
-        f"{'path':<36} {'backend':<9} {'det px':>6} {'classifier':>10} {'median ms':>10} {'p95 ms':>8} "
+        f"{'path':<36} {'backend':<9} {'detector':>10} {'classifier':>10} {'median ms':>10} {'p95 ms':>8} "
         f"{'CPU ms':>7} {'speed-up':>8}"
     )
     baseline = None
@@ -146,12 +221,20 @@ def main(argv=None) -> int:
         median, p95 = summarise(times[name])
         baseline = baseline or median
         print(
-            f"{name:<36} {pipe.backend:<9} {pipe.detector_size:>6} "
+            f"{name:<36} {pipe.backend:<9} {pipe.detector_precision + ' ' + str(pipe.detector_size):>10} "
             f"{pipe.precision + ' ' + str(classifier.image_size):>10} "
             f"{median:>10.1f} {p95:>8.1f} {statistics.median(cpu[name]) * 1000:>7.1f} {baseline / median:>7.2f}x"
         )
     print("CPU ms: median process CPU time per photo over all threads (less sensitive to other load than wall time)")
-    print(f"peak memory (RSS, whole process, both paths loaded): {peak_mb:.0f} MB")
+    print(f"peak memory (RSS, whole process, all paths loaded): {peak_mb:.0f} MB")
+    print()
+    print("per stage, median ms per photo:")
+    print(f"{'path':<36} " + " ".join(f"{stage:>11}" for stage in STAGES))
+    for name, pipe in paths.items():
+        if not pipe.fast:
+            continue
+        laps = [stage_times(pipe, record, use_truth) for record in records]
+        print(f"{name:<36} " + " ".join(f"{statistics.median(1000 * t[s] for t in laps):>11.2f}" for s in STAGES))
     return 0
 
 

@@ -40,9 +40,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hybrid.calibration import calibration_for
 from hybrid.files import atomic_file, write_text
 from hybrid.images import load_image
-from hybrid.runtime import Network, TorchNetwork, compile_network, resolve_precision
+from hybrid.runtime import Network, Precision, TorchNetwork, compile_network, parse_precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +276,7 @@ class GestureClassifier:
         self.label_names = label_names
         self.pretrained_cfg = dict(pretrained_cfg)
         self.network: Network = TorchNetwork(self.model, resolve_precision(precision, self.device))
+        self.folder: Optional[Path] = None  # where from_pretrained found it (its split.json calibrates int8)
         # Exactly what transformers' TimmWrapperImageProcessor does, so all loaders agree.
         self.data_config = timm.data.resolve_data_config(self.pretrained_cfg, model=None, verbose=False)
         self.transform = timm.data.create_transform(**self.data_config, is_training=False)
@@ -374,7 +376,9 @@ class GestureClassifier:
             label_names = [label_names[k] for k in sorted(label_names, key=int)]
         pretrained_cfg = dict(config["pretrained_cfg"])
         pretrained_cfg.setdefault("num_classes", config.get("num_classes", model.num_classes))
-        return cls(model, label_names, pretrained_cfg, device=device, precision=precision)
+        classifier = cls(model, label_names, pretrained_cfg, device=device, precision=precision)
+        classifier.folder = folder
+        return classifier
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> Path:
         """Write `model.safetensors` + `config.json` into `save_directory` (created; other files kept).
@@ -405,17 +409,17 @@ class GestureClassifier:
         threads: Optional[int] = None,
     ) -> "GestureClassifier":
         """A copy of this classifier (sharing `model`) whose network runs on `backend` ('auto' | 'torch' |
-        'openvino', see hybrid.runtime) in `precision` ('auto' | 'fp32' | 'bf16'; default: this one's)."""
+        'openvino', see hybrid.runtime) in `precision` ('auto' | 'fp32' | 'bf16' | 'int8'; default: this one's).
+        int8 is calibrated on the hand crops of this model's training split (hybrid.calibration)."""
+        precision = parse_precision(precision or self.precision)
+        calibration = None
+        if precision in (Precision.AUTO, Precision.INT8):
+            calibration = calibration_for(
+                self.folder, "classifier", self.image_size, lambda crops: self.preprocess(crops).cpu().numpy()
+            )
         compiled = copy.copy(self)
         compiled.network = compile_network(
-            self.model,
-            "classifier",
-            self.image_size,
-            self.device,
-            backend,
-            precision or self.precision,
-            cache_dir,
-            threads,
+            self.model, "classifier", self.image_size, self.device, backend, precision, cache_dir, threads, calibration
         )
         return compiled
 

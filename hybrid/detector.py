@@ -36,9 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from hybrid.calibration import calibration_for
+from hybrid.data.splits import SPLIT_NAME
 from hybrid.files import atomic_file, write_text
 from hybrid.images import ImageInput, load_image
-from hybrid.runtime import Network, Precision, TorchNetwork, compile_network
+from hybrid.runtime import Network, Precision, TorchNetwork, can_int8, compile_network, parse_precision
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ class HandDetector:
             raise ValueError("HandDetector needs the Ultralytics model yaml (model.yaml or model_yaml=...)")
         self.stride = int(max(getattr(model, "stride", torch.tensor([32.0])).tolist()))
         self.network: Network = TorchNetwork(self.model, Precision.FP32)
+        self.folder: Optional[Path] = None  # where from_pretrained found it (its split.json calibrates int8)
 
     # --- loading and saving -------------------------------------------------------------------------
 
@@ -171,9 +174,11 @@ class HandDetector:
             return cls._from_checkpoint(path, allow_pickle, device)
         from hybrid.hub import snapshot
 
-        folder = snapshot(repo_or_dir, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+        folder = snapshot(repo_or_dir, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, SPLIT_NAME])
         if (folder / WEIGHTS_NAME).is_file():
-            return cls._from_safetensors(folder, device)
+            detector = cls._from_safetensors(folder, device)
+            detector.folder = folder
+            return detector
         if allow_pickle and not path.is_dir():  # a Hub repo without safetensors: fetch its checkpoint
             folder = snapshot(repo_or_dir, revision=revision, allow_patterns=[CONFIG_NAME, CHECKPOINT_NAME])
         if (folder / CHECKPOINT_NAME).is_file():
@@ -274,13 +279,35 @@ class HandDetector:
         return folder
 
     def compile(
-        self, backend: str = "auto", cache_dir: Union[str, Path, None] = None, threads: Optional[int] = None
+        self,
+        backend: str = "auto",
+        cache_dir: Union[str, Path, None] = None,
+        threads: Optional[int] = None,
+        precision: str = "fp32",
+        image_size: Optional[int] = None,
     ) -> "HandDetector":
         """A copy of this detector (sharing `model`) whose network runs on `backend` ('auto' | 'torch' |
-        'openvino', see hybrid.runtime), always in fp32: its outputs are pixel coordinates."""
+        'openvino', see hybrid.runtime) in `precision`: 'fp32', 'int8' (NNCF, calibrated on this model's
+        training photos letterboxed to `image_size`, see hybrid.calibration; the box decoding stays fp32) or
+        'auto' (int8 where it can, else fp32). Never bf16: its outputs are pixel coordinates."""
+        precision = parse_precision(precision)
+        if precision is Precision.BF16:
+            raise ValueError("the detector runs in fp32 or int8 (its outputs are pixel coordinates), not bf16")
+        calibration = None
+        if precision is not Precision.FP32:
+            size = int(image_size or self.image_size)
+            calibration = calibration_for(
+                self.folder,
+                "detector",
+                size,
+                lambda images: self.preprocess(images, size).cpu().numpy(),
+                ignored=(rf".*/model\.{len(self.model.model) - 1}/(?!cv).*",),  # box decoding: after the convs
+            )
+            if precision is Precision.AUTO and not can_int8(self.device, backend, calibration):
+                precision = Precision.FP32
         compiled = copy.copy(self)
         compiled.network = compile_network(
-            self.model, "detector", self.image_size, self.device, backend, Precision.FP32, cache_dir, threads
+            self.model, "detector", self.image_size, self.device, backend, precision, cache_dir, threads, calibration
         )
         return compiled
 

@@ -83,7 +83,9 @@ class HybridPipeline:
     `detector_threshold`: minimum detector score (default: the detector's own `conf`).
     `fast`: the shipped speed path (see module doc); `backend` 'openvino' | 'torch' | 'auto' for both networks;
     `detector_size`: detector input side (default 320 when fast, else the detector's trained size);
-    `precision` of the classifier: 'auto' (bf16 where native, when fast) | 'bf16' | 'fp32'.
+    `precision`: 'auto' (when fast: int8 for both networks where the CPU has fast int8 and the models' training
+    data is here to calibrate them, hybrid.calibration; else bf16 classifier where native, fp32 detector) |
+    'int8' | 'bf16' (the classifier; the detector stays fp32) | 'fp32'.
     `detector` and `classifier` hold the networks compiled for this pipeline (copies sharing the given
     models' weights; hybrid.runtime), so the pipeline only wires detect -> crop -> classify -> merge.
     """
@@ -101,7 +103,7 @@ class HybridPipeline:
         precision: Optional[str] = None,
         onnx_cache_dir: Optional[Union[str, Path]] = None,
     ) -> None:
-        from hybrid.runtime import Backend, parse_backend, parse_precision
+        from hybrid.runtime import Backend, Precision, parse_backend, parse_precision
 
         backend = parse_backend(backend)
         if backend is Backend.AUTO and not fast:
@@ -113,13 +115,22 @@ class HybridPipeline:
         self.fast = bool(fast)
         fast_size = min(FAST_DETECTOR_SIZE, detector.image_size)
         self.detector_size = int(detector_size or (fast_size if fast else detector.image_size))
-        self.detector = detector.compile(backend, cache_dir=onnx_cache_dir)
+        # the detector never computes in bf16 (pixel coordinates): 'bf16' means bf16 for the classifier only
+        detector_precision = Precision.FP32 if precision is Precision.BF16 else precision
+        self.detector = detector.compile(
+            backend, cache_dir=onnx_cache_dir, precision=detector_precision, image_size=self.detector_size
+        )
         self.classifier = classifier.compile(backend, precision, cache_dir=onnx_cache_dir)
 
     @property
     def precision(self) -> str:
-        """What the classifier computes in: 'fp32' | 'bf16' (the detector always runs fp32)."""
+        """What the classifier computes in: 'fp32' | 'bf16' | 'int8' (the detector: `detector_precision`)."""
         return self.classifier.precision
+
+    @property
+    def detector_precision(self) -> str:
+        """What the detector computes in: 'fp32' | 'int8'."""
+        return self.detector.network.precision
 
     @property
     def backend(self) -> str:
@@ -188,6 +199,7 @@ class HybridPipeline:
         return (
             f"HybridPipeline(detector={self.detector!r}, classifier={self.classifier!r}, backend={self.backend}, "
             f"detector_size={self.detector_size}, precision={self.precision}, "
+            f"detector_precision={self.detector_precision}, "
             f"min_confidence={self.min_confidence}, detector_threshold={self.detector_threshold})"
         )
 

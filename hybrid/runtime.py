@@ -32,14 +32,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import importlib.util
+import io
 import logging
 import threading
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Optional, Union
+from typing import Callable, ClassVar, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -61,9 +65,21 @@ class Backend(StrEnum):
 
 
 class Precision(StrEnum):
-    AUTO = "auto"  # bf16 where the device computes it natively, else fp32
+    AUTO = "auto"  # int8 where it can (see resolve_precision), else bf16 where native, else fp32
     FP32 = "fp32"
     BF16 = "bf16"
+    INT8 = "int8"  # NNCF post-training quantization, OpenVINO only, needs calibration samples
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What INT8 quantization of one network needs: `samples()` gives preprocessed input batches (called only
+    when the quantized model is not cached yet), `key` names them in the cache (a digest of what they are),
+    `ignored` are regular expressions of node names kept in floating point (e.g. a detector's box decoding)."""
+
+    key: str
+    samples: Callable[[], Sequence[np.ndarray]]
+    ignored: tuple[str, ...] = ()
 
 
 def parse_backend(value: Union[str, Backend]) -> Backend:
@@ -72,7 +88,7 @@ def parse_backend(value: Union[str, Backend]) -> Backend:
 
 
 def parse_precision(value: Union[str, Precision]) -> Precision:
-    """'auto' | 'fp32' | 'bf16' -> Precision; anything else -> one ValueError line."""
+    """'auto' | 'fp32' | 'bf16' | 'int8' -> Precision; anything else -> one ValueError line."""
     return _parse(Precision, value, "precision")
 
 
@@ -84,23 +100,47 @@ def _parse(kind, value, name: str):
 
 
 @lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split())
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bf16 natively (AMX or AVX512-BF16); emulated bf16 is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
-def resolve_precision(precision: Union[str, Precision], device: torch.device) -> Precision:
-    """'auto' -> bf16 where `device` runs bf16 natively (CUDA with bf16, AMX/AVX512-BF16 CPU), else fp32."""
+def cpu_has_fast_int8() -> bool:
+    """True where the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI or AMX-INT8)."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
+
+
+def int8_available() -> bool:
+    """NNCF and OpenVINO are installed (found, not imported: importing NNCF costs a second and a torch warning)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("nncf", "openvino"))
+
+
+def can_int8(device: torch.device, backend: Union[str, Backend], calibration: Optional[Calibration]) -> bool:
+    """Whether precision 'auto' becomes int8 for a network on `device` and `backend` with `calibration`."""
+    possible = calibration is not None and parse_backend(backend) is not Backend.TORCH and int8_available()
+    return resolve_precision(Precision.AUTO, device, int8=possible) is Precision.INT8
+
+
+def resolve_precision(precision: Union[str, Precision], device: torch.device, int8: bool = False) -> Precision:
+    """'auto' -> int8 when `int8` (the caller can quantize: OpenVINO, NNCF and calibration samples) and the
+    CPU has fast int8; else bf16 where `device` runs bf16 natively (CUDA with bf16, AMX/AVX512-BF16 CPU);
+    else fp32."""
     precision = parse_precision(precision)
     if precision is not Precision.AUTO:
         return precision
     device = torch.device(device)
     if device.type == "cuda":
         return Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP32
+    if device.type == "cpu" and int8 and cpu_has_fast_int8():
+        return Precision.INT8
     return Precision.BF16 if device.type == "cpu" and cpu_has_native_bf16() else Precision.FP32
 
 
@@ -126,6 +166,8 @@ class TorchNetwork(Network):
     backend = Backend.TORCH
 
     def __init__(self, model: nn.Module, precision: Precision = Precision.FP32) -> None:
+        if Precision(precision) is Precision.INT8:
+            raise ValueError("precision 'int8' runs on the openvino backend only")
         self.model = model
         self.precision = Precision(precision)
 
@@ -147,12 +189,13 @@ class OpenVinoNetwork(Network):
         config = {
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
+            # an int8 model keeps its unquantized parts (e.g. box decoding) in f32
             "INFERENCE_PRECISION_HINT": "bf16" if precision is Precision.BF16 else "f32",
         }
         self.path = Path(path)
         self.model = ov.Core().compile_model(str(path), "CPU", config)
         computed = self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # 'bf16' | 'f32' | ...
-        self.precision = Precision.FP32 if computed == "f32" else Precision(computed)
+        self.precision = Precision.INT8 if precision is Precision.INT8 else Precision(computed.replace("f32", "fp32"))
         self._local = threading.local()
 
     @staticmethod
@@ -173,8 +216,12 @@ class OpenVinoNetwork(Network):
         precision: Precision,
         cache_dir: Optional[Path] = None,
         threads: Optional[int] = None,
+        calibration: Optional[Calibration] = None,
     ) -> "OpenVinoNetwork":
-        return cls(cached_onnx(model, kind, image_size, cache_dir), precision, threads)
+        path = cached_onnx(model, kind, image_size, cache_dir)
+        if precision is Precision.INT8:
+            path = cached_int8(path, kind, calibration, cache_dir)
+        return cls(path, precision, threads)
 
     def run(self, array: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
@@ -205,11 +252,19 @@ def compile_network(
     precision: Union[str, Precision] = Precision.AUTO,
     cache_dir: Optional[Union[str, Path]] = None,
     threads: Optional[int] = None,
+    calibration: Optional[Calibration] = None,
 ) -> Network:
     """A `Network` running `model` (`kind`: 'classifier' | 'detector', which sets how it is exported) on
     `backend` in `precision` (resolved for `device`). A backend asked for by name must work (a missing package or a
-    failed export is raised); 'auto' falls back to PyTorch with one log line."""
-    backend, precision = parse_backend(backend), resolve_precision(precision, device)
+    failed export is raised); 'auto' falls back to PyTorch with one log line. 'int8' needs `calibration`, the
+    OpenVINO backend and NNCF; 'auto' picks it only where all are there and the CPU has fast int8."""
+    backend = parse_backend(backend)
+    can_int8 = calibration is not None and backend is not Backend.TORCH and int8_available()
+    precision = resolve_precision(precision, device, int8=can_int8)
+    if precision is Precision.INT8 and not can_int8:
+        if calibration is None:
+            raise ValueError(f"precision 'int8' needs calibration samples for the {kind} (see hybrid.calibration)")
+        raise RuntimeError("precision 'int8' needs the openvino backend and the nncf package")
     if kind not in _EXPORTS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, _EXPORTS))}, got {kind!r}")
     if backend is Backend.TORCH or (backend is Backend.AUTO and torch.device(device).type != "cpu"):
@@ -221,7 +276,8 @@ def compile_network(
         logger.info("onnx/openvino not installed: the %s runs in PyTorch", kind)
         return TorchNetwork(model, precision)
     try:
-        return runner.build(model, kind, image_size, precision, None if cache_dir is None else Path(cache_dir), threads)
+        cache = None if cache_dir is None else Path(cache_dir)
+        return runner.build(model, kind, image_size, precision, cache, threads, calibration)
     except Exception as error:  # an export failure must not stop inference under 'auto': PyTorch still works
         if backend is not Backend.AUTO:
             raise
@@ -308,9 +364,58 @@ def cached_onnx(
     return path
 
 
-def prune_exports(cache_dir: Path, kind: str, keep: int, current: Path) -> list[Path]:
-    """Delete all but the newest `keep` exports of `kind` (never `current`); returns the deleted files. A file
-    another process deletes first is skipped; an open one stays readable by whoever compiled it."""
+def cached_int8(
+    onnx_path: Path, kind: str, calibration: Calibration, cache_dir: Optional[Path] = None, keep: Optional[int] = None
+) -> Path:
+    """The ONNX model at `onnx_path` quantized to INT8 by NNCF on `calibration`'s samples, saved once as
+    OpenVINO IR: `<onnx stem>-int8-<calibration key>.xml` (+ .bin) next to it; bounded like `cached_onnx`."""
+    keep = constants.onnx_keep() if keep is None else keep
+    xml = onnx_path.with_name(f"{onnx_path.stem}-int8-{calibration.key}.xml")
+    with _EXPORT_LOCK:
+        if xml.is_file() and xml.with_suffix(".bin").is_file():
+            xml.touch()
+        else:
+            _quantize(onnx_path, xml, calibration)
+        prune_exports(onnx_path.parent, kind, keep, xml, suffix=".xml")
+    return xml
+
+
+def _quantize(onnx_path: Path, xml: Path, calibration: Calibration) -> None:
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # NNCF imports it: "No CUDA runtime"
+    import nncf
+    import openvino as ov
+
+    samples = list(calibration.samples())
+    if not samples:
+        raise ValueError(f"no calibration samples for {xml.name}")
+    logger.debug("quantizing %s to int8 on %d calibration samples (once per model)", onnx_path.name, len(samples))
+    ignored = nncf.IgnoredScope(patterns=list(calibration.ignored)) if calibration.ignored else None
+    nncf_logger = logging.getLogger("nncf")
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)
+    try:  # NNCF draws progress bars on stdout, which is for results (hybrid predict --json)
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize(
+                ov.Core().read_model(str(onnx_path)),
+                nncf.Dataset(samples),
+                subset_size=len(samples),
+                ignored_scope=ignored,
+            )
+    finally:
+        nncf_logger.setLevel(level)
+    # the .bin goes into place first (inner context): a reader that finds the .xml finds its weights
+    with atomic_file(xml) as tmp_xml, atomic_file(xml.with_suffix(".bin")) as tmp_bin:
+        try:
+            ov.save_model(quantized, str(tmp_xml), compress_to_fp16=False)  # writes tmp_xml and its .bin
+            tmp_xml.with_suffix(".bin").replace(tmp_bin)
+        finally:
+            tmp_xml.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def prune_exports(cache_dir: Path, kind: str, keep: int, current: Path, suffix: str = ".onnx") -> list[Path]:
+    """Delete all but the newest `keep` exports of `kind` ending in `suffix` (never `current`; an IR's .bin goes
+    with its .xml); returns the deleted files. A file another process deletes first is skipped; an open one
+    stays readable by whoever compiled it."""
 
     def last_use(p: Path) -> float:
         try:
@@ -318,10 +423,15 @@ def prune_exports(cache_dir: Path, kind: str, keep: int, current: Path) -> list[
         except FileNotFoundError:
             return 0.0
 
-    others = sorted((p for p in cache_dir.glob(f"{kind}-*.onnx") if p != current), key=last_use, reverse=True)
+    exports = (p for p in cache_dir.glob(f"{kind}-*{suffix}") if p != current and p.suffix == suffix)
+    if suffix == ".onnx":
+        exports = (p for p in exports if "-int8-" not in p.name)
+    others = sorted(exports, key=last_use, reverse=True)
     removed = others[keep - 1 :]
     for old in removed:
         old.unlink(missing_ok=True)
+        if suffix == ".xml":
+            old.with_suffix(".bin").unlink(missing_ok=True)
     if removed:
         logger.debug("ONNX cache: removed %d older %s export(s) (keeping %d)", len(removed), kind, keep)
     return removed

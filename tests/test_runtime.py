@@ -41,7 +41,7 @@ def test_compiled_classifier_agrees_with_torch(trained_classifier, crops, tmp_pa
     clf = GestureClassifier.from_pretrained(trained_classifier, device="cpu", precision="fp32")
     expected = clf.probabilities(crops)
     top2 = expected.topk(2, dim=-1).values
-    for precision, tolerance in ((Precision.FP32, 1e-4), (Precision.AUTO, 0.05)):
+    for precision, tolerance in ((Precision.FP32, 1e-4), (Precision.BF16, 0.05)):
         compiled = clf.compile("openvino", precision, cache_dir=tmp_path)
         assert compiled.network.backend is Backend.OPENVINO
         assert compiled.model is clf.model
@@ -146,3 +146,71 @@ def test_onnx_keep_env_var_is_checked(monkeypatch, value):
     monkeypatch.setenv("HYBRID_ONNX_KEEP", value)
     with pytest.raises(ValueError, match=rf"^HYBRID_ONNX_KEEP: expected an integer >= 1, got '{value}'$"):
         constants.onnx_keep()
+
+
+def test_int8_is_calibrated_on_the_training_split_cached_and_close_to_fp32(trained_classifier, crops, tmp_path, caplog):
+    from hybrid.calibration import training_ids
+    from hybrid.data.splits import load_split
+
+    splits = load_split(trained_classifier)
+    ids = training_ids(trained_classifier)
+    assert ids and set(ids) <= splits["train"] and not set(ids) & (splits["test"] | splits["val"])
+    clf = GestureClassifier.from_pretrained(trained_classifier, device="cpu", precision="fp32")
+    with caplog.at_level(logging.DEBUG, logger="hybrid.runtime"):
+        compiled = clf.compile("openvino", "int8", cache_dir=tmp_path)
+    assert "quantizing" in caplog.text
+    assert compiled.precision == compiled.network.precision == Precision.INT8
+    (xml,) = tmp_path.glob("classifier-*-int8-*.xml")
+    assert xml.with_suffix(".bin").is_file()
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+    expected, got = clf.probabilities(crops), compiled.probabilities(crops)
+    assert (got - expected).abs().max() < 0.1
+    caplog.clear()
+    inode = xml.stat().st_ino
+    with caplog.at_level(logging.DEBUG, logger="hybrid.runtime"):
+        again = clf.compile("openvino", "int8", cache_dir=tmp_path)
+    assert "quantizing" not in caplog.text and xml.stat().st_ino == inode  # reused, not quantized again
+    torch.testing.assert_close(again.probabilities(crops), got)
+
+
+def test_int8_detector_keeps_its_box_decoding_in_floating_point(trained_detector, tmp_path):
+    import openvino as ov
+
+    from hybrid.detector import HandDetector
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    compiled = detector.compile("openvino", cache_dir=tmp_path, precision="int8")
+    assert compiled.network.precision is Precision.INT8
+    (xml,) = tmp_path.glob("detector-*-int8-*.xml")
+    model = ov.Core().read_model(xml)
+    quantized_inputs = {
+        op.get_friendly_name()
+        for op in model.get_ops()
+        for value in op.input_values()
+        if value.get_node().get_type_name() == "FakeQuantize"
+    }
+    assert any("/cv2." in name or "/cv3." in name for name in quantized_inputs)  # the head's convs are int8
+    head = f"/model.{len(detector.model.model) - 1}/"
+    decoding = [n for n in quantized_inputs if head in n and "/cv" not in n and "/Shape" not in n]  # shapes: sizes
+    assert not decoding, decoding
+
+
+def test_int8_needs_calibration_and_openvino(tiny_models, tmp_path):
+    detector, classifier = tiny_models  # built in memory: no split.json, nothing to calibrate on
+    for model in (detector, classifier):
+        with pytest.raises(ValueError, match="^precision 'int8' needs calibration samples for the"):
+            model.compile("openvino", cache_dir=tmp_path, precision="int8")
+    with pytest.raises(ValueError, match="needs calibration"):
+        HybridPipeline(detector, classifier, precision="int8", onnx_cache_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before any export
+    auto = HybridPipeline(detector, classifier, onnx_cache_dir=tmp_path)  # 'auto' falls back quietly
+    assert auto.precision in ("bf16", "fp32") and auto.detector_precision == "fp32"
+    with pytest.raises(ValueError, match="fp32 or int8"):
+        detector.compile("openvino", cache_dir=tmp_path, precision="bf16")
+
+
+def test_int8_is_not_a_torch_precision(trained_classifier, tmp_path):
+    clf = GestureClassifier.from_pretrained(trained_classifier, device="cpu", precision="fp32")
+    with pytest.raises(RuntimeError, match="int8' needs the openvino backend"):
+        clf.compile("torch", "int8", cache_dir=tmp_path)
+    assert clf.compile("torch", "auto").precision in (Precision.BF16, Precision.FP32)  # auto: never int8 in torch
