@@ -328,9 +328,9 @@ class HandDetector:
         from ultralytics.data.augment import LetterBox
 
         letterbox = LetterBox((image_size, image_size), auto=False, stride=self.stride, padding_value=PAD_VALUE)
-        batch = np.stack([letterbox(image=image) for image in images])
-        tensor = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).contiguous()
-        return tensor.float().div_(255)
+        batch = np.stack([letterbox(image=image) for image in images]).transpose(0, 3, 1, 2)
+        # numpy, not torch ops: those would wake torch's thread pool, which then competes with OpenVINO's
+        return torch.from_numpy(np.divide(batch, 255, dtype=np.float32)).to(self.device)
 
     @torch.inference_mode()
     def predict(
