@@ -5,17 +5,19 @@
 
 Photos: 800x600 Hands Dataset test images with 1-2 hands, one image at a time. Each timed call is what
 `pipe(image)` does for that photo: decode, detect, cut THE crops, classify all crops in one batch.
-Without trained models (the default) the networks have the shipped architectures (YOLOv8n, ResNet-50 at
-224) and random weights; latency does not depend on the weights, but an untrained detector finds no
-hands, so the classifier then gets the photo's ground-truth boxes (1-2 per photo, as the real detector
-would give). The paths alternate image by image, so both see the same machine load (this machine is
-shared: the load average is printed with the table).
+Without trained models (the default) the networks have the shipped architectures (YOLOv8n at 320, ResNet-50
+at --classifier-size, 112) and random weights; latency does not depend on the weights, but an untrained detector
+finds no hands, so the classifier then gets the photo's ground-truth boxes (1-2 per photo, as the real detector
+would give). The paths take turns in blocks of --block photos (10), so all see the same machine load (this
+machine is shared: the load average is printed with the table), and a path's timing does not include the
+thread pools the previous path left spinning (eager PyTorch's would otherwise slow OpenVINO's next photo).
 
-Naive: fp32 eager PyTorch, detector at its trained size (640 for the architecture-only model), square
-letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO at <= 320 px, same letterbox; int8 for
-both where the CPU has VNNI/AMX and the models' training data calibrates them, else a bf16 classifier where
-native and an fp32 detector). `--precisions bf16 fp32` adds those OpenVINO paths (bf16 was the shipped path
-before int8); `--torch-bf16` adds the best PyTorch-only path: what runs without openvino.
+Naive: fp32 eager PyTorch, detector at its trained size (320 for the architecture-only model, as
+detector.yaml trains it), square letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO at
+<= 320 px, same letterbox; int8 for both where the CPU has VNNI/AMX and the models' training data calibrates
+them, else a bf16 classifier where native and an fp32 detector). `--precisions bf16 fp32` adds those OpenVINO
+paths (bf16 was the shipped path before int8); `--torch-bf16` adds the best PyTorch-only path: what runs
+without openvino.
 
 Then a per-stage breakdown of each fast path (median ms per photo): decode, detector pre-processing
 (letterbox), detector network, NMS + box scaling, crops, classifier pre-processing, classifier network, and
@@ -43,7 +45,7 @@ from hybrid.images import load_image
 from hybrid.pipeline import HybridPipeline
 
 
-def architecture_models(classifier_size: int = 224, detector_size: int = 640, calibration_folder=None):
+def architecture_models(classifier_size: int = 112, detector_size: int = 320, calibration_folder=None):
     """YOLOv8n + ResNet-50 with random weights; with `calibration_folder`, both get a split.json there whose
     train split is Hands' (what int8 calibrates on)."""
     from ultralytics.nn.tasks import DetectionModel
@@ -155,6 +157,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--images", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--block", type=int, default=10, help="photos per turn of each path")
     parser.add_argument("--torch-bf16", action="store_true", help="also time the PyTorch-only fast path")
     parser.add_argument(
         "--precisions",
@@ -196,11 +199,14 @@ def main(argv=None) -> int:
             run_once(pipe, record, use_truth)
     times: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, list[float]] = {name: [] for name in paths}
-    for record in records:  # alternate the paths so both see the same load
+    for start in range(0, len(records), args.block):  # the paths take turns, a block of photos each
         for name, pipe in paths.items():
-            wall, used = run_once(pipe, record, use_truth)
-            times[name].append(wall)
-            cpu[name].append(used)
+            block = records[start : start + args.block]
+            run_once(pipe, block[0], use_truth)  # not timed: the previous path's threads may still spin
+            for record in block:
+                wall, used = run_once(pipe, record, use_truth)
+                times[name].append(wall)
+                cpu[name].append(used)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     capability = torch.backends.cpu.get_cpu_capability()
