@@ -100,6 +100,11 @@ STAGES = ["decode", "det pre", "det network", "NMS", "crops", "clf pre", "clf ne
 
 def stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, float]:
     """Seconds of each stage of one photo, run step by step as `pipe(image)` runs them."""
+    with torch.inference_mode():
+        return _stage_times(pipe, record, use_truth)
+
+
+def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, float]:
     from ultralytics.utils.nms import non_max_suppression
     from ultralytics.utils.ops import scale_boxes
 

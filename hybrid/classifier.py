@@ -456,7 +456,9 @@ class GestureClassifier:
         if not images:
             return torch.empty(0, len(self.label_names))
         logits = self.network(self.preprocess(images))
-        return logits.float().softmax(dim=-1).cpu()
+        logits = logits.float().cpu().numpy()  # numpy, not torch: see preprocess
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return torch.from_numpy(exp / exp.sum(axis=-1, keepdims=True))
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5):
         """Top-k predictions, most probable first: a list for one image, a list of lists for a list."""

@@ -39,7 +39,7 @@ from torch import nn
 from hybrid.calibration import calibration_for
 from hybrid.data.splits import SPLIT_NAME
 from hybrid.files import atomic_file, write_text
-from hybrid.images import ImageInput, load_image
+from hybrid.images import ImageInput, rgb_array
 from hybrid.runtime import Network, Precision, TorchNetwork, can_int8, compile_network, parse_precision
 
 logger = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ class HandDetector:
         size = self._check_size(image_size or self.image_size)
         results: list[list[Detection]] = []
         for start in range(0, len(sources), BATCH_SIZE):
-            arrays = [np.asarray(load_image(source)) for source in sources[start : start + BATCH_SIZE]]
+            arrays = [rgb_array(source) for source in sources[start : start + BATCH_SIZE]]
             batch = self.preprocess(arrays, size)
             outputs = non_max_suppression(self.network(batch), conf, iou, max_det=max_det)
             for array, output in zip(arrays, outputs):

@@ -139,6 +139,14 @@ def load_image(source: ImageInput) -> Image.Image:
             raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
 
 
+def rgb_array(source: ImageInput) -> np.ndarray:
+    """`source` as an HxWx3 uint8 RGB array: such an array as it is (size checked; no copy), else `load_image`."""
+    if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3:
+        _check_size(source.shape[1], source.shape[0], _describe(source))
+        return source
+    return np.asarray(load_image(source))
+
+
 @dataclass(frozen=True)
 class Header:
     """What an image's header says: upright size (EXIF rotation applied), stored size, mode, orientation."""

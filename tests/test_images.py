@@ -418,3 +418,14 @@ def test_hf_unknown_category_id(tmp_path):
     datasets.Dataset(bad, info=ds.info).save_to_disk(str(tmp_path / "labelled"))
     with pytest.raises(DataError, match=r"label id 7 is not one of the 2 classes"):
         read_dataset(tmp_path / "labelled")
+
+
+def test_rgb_array_passes_rgb_arrays_through_and_checks_the_rest(tmp_path):
+    from hybrid.images import MAX_PIXELS, rgb_array
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    assert rgb_array(frame) is frame  # a video frame or a decoded photo: no copy
+    grey = np.zeros((48, 64), np.uint8)
+    assert rgb_array(grey).shape == (48, 64, 3)  # anything else goes through load_image
+    with pytest.raises(ImageError, match="megapixels"):
+        rgb_array(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (MAX_PIXELS // 1000 + 1, 1000, 3)))
