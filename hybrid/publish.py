@@ -60,6 +60,7 @@ def render_card(template: str, card_data: dict, **context):
     context.setdefault(
         "usage", usage_section(template, folder=recipe.get("output"), image_size=recipe.get("image_size"))
     )
+    context.setdefault("generalization", card_template("generalization").strip())  # bench/generalize.py wrote it
     text = card_template(template)
     return ModelCard.from_template(ModelCardData(**card_data), template_str=text, **context)
 

@@ -76,6 +76,7 @@ def read_dataset(
     those images are skipped and one error line per image is appended to it.
     """
     location, source, prefix, subdirs, registered_format = _resolve(path_or_name)
+    keep = REGISTRY[source].keep_labels if source in REGISTRY and source == os.fspath(path_or_name) else ()
     if format is not None and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     if format is None:
@@ -92,6 +93,8 @@ def read_dataset(
         kwargs = {"subdirs": subdirs} if subdirs and format in ("voc", "imagefolder") else {}
         records = READERS[format](path, source, cleaner, prefix, **kwargs, **reader_options)
     cleaner.report(source)
+    if keep:
+        records = [r for r in records if r.boxes and all(b.label in keep for b in r.boxes)]
     if merge_labels:
         for record in records:
             record.boxes = [HandBox(b.x0, b.y0, b.x1, b.y1, canonical_label(b.label)) for b in record.boxes]

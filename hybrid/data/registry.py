@@ -14,6 +14,7 @@ brings the whole upstream repository.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -44,6 +45,7 @@ class DatasetInfo:
     format: str
     subdirs: tuple[str, ...] = ()  # where the annotated data sits inside the folder (default: all of it)
     label_prefix: str = ""
+    keep_labels: tuple[str, ...] = ()  # read only these labels (a view of a set); empty: all
     sha256: Optional[str] = None
 
     @property
@@ -54,6 +56,23 @@ class DatasetInfo:
     def origin(self) -> str:
         return f"https://github.com/{self.repo}/tree/{self.commit}"
 
+
+SIGN_DIGITS = DatasetInfo(
+    name="sign-digits",
+    folder="sign-language-digits",
+    repo="ardamavi/Sign-Language-Digits-Dataset",
+    commit="4b09433ef9d5c60602e8805bb54b8aa2428527f8",
+    licence="Apache-2.0",
+    attribution=(
+        "Sign Language Digits Dataset by Turkey Ankara Ayrancı Anadolu High School students "
+        "(project leads Zeynep Dikle and Arda Mavi), https://github.com/ardamavi/Sign-Language-Digits-Dataset, "
+        'Apache License 2.0. Cite: Mavi, A. (2020), "A New Dataset and Proposed Convolutional Neural Network '
+        'Architecture for Classification of American Sign Language Digits", arXiv:2011.08927.'
+    ),
+    format="imagefolder",
+    subdirs=("Dataset",),
+    label_prefix="asl-",  # ASL digit signs, not finger counts: see hybrid/data/labels.py
+)
 
 REGISTRY: dict[str, DatasetInfo] = {
     info.name: info
@@ -84,21 +103,13 @@ REGISTRY: dict[str, DatasetInfo] = {
             ),
             format="yolo",
         ),
-        DatasetInfo(
-            name="sign-digits",
-            folder="sign-language-digits",
-            repo="ardamavi/Sign-Language-Digits-Dataset",
-            commit="4b09433ef9d5c60602e8805bb54b8aa2428527f8",
-            licence="Apache-2.0",
-            attribution=(
-                "Sign Language Digits Dataset by Turkey Ankara Ayrancı Anadolu High School students "
-                "(project leads Zeynep Dikle and Arda Mavi), https://github.com/ardamavi/Sign-Language-Digits-Dataset, "
-                'Apache License 2.0. Cite: Mavi, A. (2020), "A New Dataset and Proposed Convolutional Neural Network '
-                'Architecture for Classification of American Sign Language Digits", arXiv:2011.08927.'
-            ),
-            format="imagefolder",
-            subdirs=("Dataset",),
-            label_prefix="asl-",  # ASL digit signs, not finger counts: see hybrid/data/labels.py
+        SIGN_DIGITS,
+        # The same images seen as finger counts: ASL digits 1-5 extend one to five fingers (1 index, 2 index +
+        # middle, 3 thumb + index + middle, 4 four fingers, 5 open palm), so they mean what the Hands and
+        # Roboflow labels '1'..'5' mean: close-ups of many people's hands. ASL 0 (an O shape) and 6-9 (thumb
+        # touching a finger) are not finger counts and are left out.
+        dataclasses.replace(
+            SIGN_DIGITS, name="sign-digits-counts", label_prefix="", keep_labels=("1", "2", "3", "4", "5")
         ),
     )
 }

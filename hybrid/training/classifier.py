@@ -202,6 +202,13 @@ def train_transform(recipe: ClassifierRecipe, mean, std):
         steps.append(T.RandAugment(interpolation=T.InterpolationMode.BILINEAR, fill=fill))
     elif recipe.augment == "trivialaugment":
         steps.append(T.TrivialAugmentWide(interpolation=T.InterpolationMode.BILINEAR, fill=fill))
+    if recipe.color_jitter:
+        jitter = recipe.color_jitter
+        steps.append(T.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter / 4))
+    if recipe.grayscale:
+        steps.append(T.RandomGrayscale(recipe.grayscale))
+    if recipe.blur:
+        steps.append(T.RandomApply([T.GaussianBlur(5, sigma=(0.1, 2.0))], p=recipe.blur))
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
 

@@ -371,9 +371,15 @@ def start_work(recipe: DetectorRecipe, work: Path, splits: dict[str, list]):
         log.info("removing the previous unfinished run %s (use --resume to continue it)", work)
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    save_split(work, splits, seed=recipe.seed, fractions=recipe.split)
+    if recipe.zoom_copies:
+        from hybrid.data.zoom import zoom_copies
+
+        extra = zoom_copies(splits["train"], work / "zoom", recipe.zoom_copies, recipe.zoom_span, recipe.seed)
+        log.info("zoom copies: %d more training images (hands spanning %s of the width)", len(extra), recipe.zoom_span)
+        splits = {**splits, "train": splits["train"] + extra}
     data_yaml, stats = build_yolo_dataset(recipe, work / "yolo", splits)
     write_text(work / "dataset_stats.json", json.dumps(stats))
-    save_split(work, splits, seed=recipe.seed, fractions=recipe.split)
     model = build_model(recipe)
     write_text(work / "recipe.json", json.dumps({**recipe.as_dict(), "initialisation": model.initialisation}))
     return model, data_yaml, stats

@@ -169,6 +169,9 @@ class ClassifierRecipe(Recipe):
     flip: bool = True
     rotation: float = 15.0  # degrees, 0 = off
     augment: str = "none"  # none | randaugment | trivialaugment (torchvision's policies, after flip and rotation)
+    color_jitter: float = 0.0  # brightness, contrast, saturation +-x and hue +-x/4 (0 = off): skin and light
+    grayscale: float = 0.0  # probability of a grey crop
+    blur: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2 px)
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
@@ -209,6 +212,11 @@ class ClassifierRecipe(Recipe):
             raise ValueError(f"--scheduler: expected none|cosine, got {self.scheduler!r}")
         if self.augment not in ("none", "randaugment", "trivialaugment"):
             raise ValueError(f"--augment: expected none|randaugment|trivialaugment, got {self.augment!r}")
+        if not 0 <= self.color_jitter <= 1:
+            raise ValueError(f"--color-jitter: expected a number in [0, 1], got {self.color_jitter}")
+        for name in ("grayscale", "blur"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{flag(name)}: expected a probability in [0, 1], got {getattr(self, name)}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError(f"--crop-scale: expected 'min,max' in (0, 1], got {self.crop_scale}")
         import timm
@@ -234,8 +242,10 @@ class DetectorRecipe(Recipe):
     plots: bool = True
     keep_work: bool = False  # keep <output>.work/ (the Ultralytics run) after success
     train_args: dict = field(default_factory=dict)  # extra YOLO.train() arguments, e.g. {"mosaic": 0.5}
+    zoom_copies: int = 0  # extra training copies per image at other hand sizes (hybrid/data/zoom.py)
+    zoom_span: list[float] = field(default_factory=lambda: [0.08, 0.8])  # hand width / copy width, min,max
 
-    MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "patience": 1}
+    MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "patience": 1, "zoom_copies": 0}
     # Fields a --resume may give with a new value: where the run goes, not what it trains.
     RESUME_MAY_CHANGE: ClassVar[set[str]] = {"output", "resume", "keep_work"}
 
@@ -250,6 +260,8 @@ class DetectorRecipe(Recipe):
             raise ValueError(
                 f"--pretrained: expected auto, true, false or an existing .pt file, got {self.pretrained!r}"
             )
+        if len(self.zoom_span) != 2 or not 0 < self.zoom_span[0] <= self.zoom_span[1] <= 1:
+            raise ValueError(f"--zoom-span: expected 'min,max' in (0, 1], got {self.zoom_span}")
         if self.train_args:
             check_train_args(self.train_args)
 

@@ -1,0 +1,113 @@
+"""The generalization levers (issue 14): zoom copies for the detector, photometric augmentation for the
+classifier, Sign Language Digits 1-5 as finger counts, and the cross-domain section of the model cards."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hybrid.data import read_dataset
+from hybrid.data.zoom import zoom_copies, zoom_copy
+from hybrid.training.recipe import ClassifierRecipe, DetectorRecipe, parse_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def records(data_root):
+    hands = [r for r in read_dataset("hands", merge_labels=True) if r.boxes][:12]
+    roboflow = [r for r in read_dataset("roboflow", merge_labels=True) if r.boxes][:12]
+    return hands + roboflow
+
+
+def test_zoom_copies_put_whole_hands_at_the_asked_sizes(records, tmp_path):
+    span = (0.08, 0.8)
+    made = zoom_copies(records, tmp_path, copies=3, span=span, seed=0)
+    assert len(made) >= 2 * len(records)  # a copy is dropped only when it would cut a hand
+    fractions = []
+    for record in made:
+        image = Image.open(record.image)
+        assert image.size == (record.width, record.height) and image.mode == "RGB"
+        assert record.boxes and record.split == "train"
+        for box in record.boxes:
+            assert 0 <= box.x0 < box.x1 <= record.width + 1e-6 and 0 <= box.y0 < box.y1 <= record.height + 1e-6
+        widest = max(b.x1 - b.x0 for b in record.boxes)
+        fractions.append(widest / record.width)
+    # the widest hand spans the drawn fraction of the copy's width (clipped a little at the image edges)
+    assert min(fractions) < 0.15 and max(fractions) > 0.6
+    assert all(span[0] * 0.9 <= f <= 1.0 for f in fractions)
+    again = zoom_copies(records, tmp_path / "again", copies=3, span=span, seed=0)
+    assert [r.boxes for r in again] == [r.boxes for r in made]  # seeded
+
+
+def test_a_zoom_copy_shows_the_pixels_of_its_box(records):
+    record = records[0]
+    image, boxes = zoom_copy(record, (0.5, 0.5), random.Random(1))
+    (box,) = boxes
+    source = record.load().crop(tuple(round(v) for v in record.boxes[0].xyxy))
+    copied = image.crop(tuple(round(v) for v in box.xyxy)).resize(source.size)
+    difference = np.abs(np.asarray(copied, float) - np.asarray(source, float)).mean()
+    assert difference < 12, difference  # the same hand (resampling only), not another part of the photo
+
+
+def test_sign_digits_counts_is_asl_one_to_five_as_finger_counts(data_root):
+    records = read_dataset("sign-digits-counts", merge_labels=True)
+    labels = Counter(box.label for record in records for box in record.boxes)
+    assert sorted(labels) == ["1", "2", "3", "4", "5"]
+    assert sum(labels.values()) == len(records) == 1032
+    everything = Counter(b.label for r in read_dataset("sign-digits") for b in r.boxes)
+    assert sum(everything[f"asl-{n}"] for n in "12345") == 1032  # the same images, ASL 0 and 6-9 left out
+
+
+def test_new_recipe_fields_are_checked_with_one_line():
+    recipe, _ = parse_recipe(DetectorRecipe, ["--zoom-copies", "2", "--zoom-span", "0.1,0.7"])
+    assert (recipe.zoom_copies, recipe.zoom_span) == (2, [0.1, 0.7])
+    for flags, message in (
+        (["--zoom-copies", "-1"], "--zoom-copies: expected an integer >= 0"),
+        (["--zoom-span", "0.5,0.2"], "--zoom-span: expected 'min,max' in (0, 1]"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_recipe(DetectorRecipe, flags)
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--color-jitter", "0.4", "--grayscale", "0.2", "--blur", "0.1"])
+    assert (recipe.color_jitter, recipe.grayscale, recipe.blur) == (0.4, 0.2, 0.1)
+    for flags, message in (
+        (["--color-jitter", "2"], "--color-jitter: expected a number in [0, 1]"),
+        (["--grayscale", "1.5"], "--grayscale: expected a probability in [0, 1]"),
+        (["--blur", "-0.1"], "--blur: expected a probability in [0, 1]"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_recipe(ClassifierRecipe, flags)
+
+
+def test_photometric_augmentation_changes_colour_not_shape(records):
+    from hybrid.training.classifier import train_transform
+
+    recipe = ClassifierRecipe(
+        image_size=32, crop_scale=[1.0, 1.0], flip=False, rotation=0, color_jitter=0.4, grayscale=1.0, blur=1.0
+    )
+    crop = records[0].load().crop(tuple(round(v) for v in records[0].boxes[0].xyxy))
+    out = train_transform(recipe, [0.5] * 3, [0.5] * 3)(crop)
+    assert out.shape == (3, 32, 32)
+    assert np.allclose(out[0], out[1]) and np.allclose(out[1], out[2])  # grayscale=1.0: every crop grey
+    plain = train_transform(
+        ClassifierRecipe(image_size=32, crop_scale=[1.0, 1.0], flip=False, rotation=0), [0.5] * 3, [0.5] * 3
+    )
+    assert not np.allclose(plain(crop)[0], plain(crop)[1])  # without it, colour stays
+
+
+def test_both_model_cards_carry_the_cross_domain_table_the_readme_shows():
+    from hybrid.publish import card_template
+
+    section = card_template("generalization")
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(rows) >= 3 and "Hands→Roboflow" in rows[0]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert all(row in readme for row in rows)  # one table: bench/generalize.py --card wrote it, README copies it
+    for kind in ("classifier", "detector"):
+        assert "{{ generalization }}" in card_template(kind)
