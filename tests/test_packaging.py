@@ -200,7 +200,7 @@ def test_installed_package_renders_and_pushes_both_cards(tmp_path):
     modules = {p.relative_to(REPO / "hybrid") for p in (REPO / "hybrid").rglob("*.py") if "__pycache__" not in p.parts}
     assert {p.relative_to(installed) for p in installed.rglob("*.py")} >= modules  # no subpackage left out
     cards = sorted(p.name for p in (installed / "model_cards").glob("*.md"))
-    assert cards == ["classifier-usage.md", "classifier.md", "detector-usage.md", "detector.md"]
+    assert cards == ["classifier-usage.md", "classifier.md", "detector-usage.md", "detector.md", "generalization.md"]
 
     with HubServer(tmp_path / "hub") as hub:
         hub_env = {k: v for k, v in hub.client_env(tmp_path / "hf-home").items() if k not in ("PYTHONPATH",)}
@@ -233,6 +233,7 @@ def test_installed_package_renders_and_pushes_both_cards(tmp_path):
             assert f'"{ORG}/{kind}' in card  # the usage snippets, rendered by the installed package at push time
             assert f"# packaged {kind}" in card
             assert "Hands Dataset by Soubhi Hadri" in card
+            assert "## Across people and cameras" in card and "| baseline |" in card  # the cross-domain table
             assert "{{" not in card
             assert "{%" not in card
         assert (
