@@ -429,9 +429,7 @@ def prune_exports(cache_dir: Path, kind: str, keep: int, current: Path, suffix: 
         except FileNotFoundError:
             return 0.0
 
-    exports = (p for p in cache_dir.glob(f"{kind}-*{suffix}") if p != current and p.suffix == suffix)
-    if suffix == ".onnx":
-        exports = (p for p in exports if "-int8-" not in p.name)
+    exports = (p for p in cache_dir.glob(f"{kind}-*{suffix}") if p != current)  # int8 IRs are .xml, never .onnx
     others = sorted(exports, key=last_use, reverse=True)
     removed = others[keep - 1 :]
     for old in removed:
