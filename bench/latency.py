@@ -14,8 +14,9 @@ thread pools the previous path left spinning (eager PyTorch's would otherwise sl
 
 Naive: fp32 eager PyTorch, detector at its trained size (320 for the architecture-only model, as
 detector.yaml trains it), square letterbox. Shipped: `HybridPipeline` defaults (both networks in OpenVINO at
-<= 320 px, same letterbox; int8 for both where the CPU has VNNI/AMX and the models' training data calibrates
-them, else a bf16 classifier where native and an fp32 detector). `--precisions bf16 fp32` adds those OpenVINO
+<= 320 px, letterbox padded to a stride multiple: 320x256 for these photos; int8 for both where the CPU has
+VNNI/AMX and the models' training data calibrates them, else a bf16 classifier where native and an fp32
+detector). `--precisions bf16 fp32` adds those OpenVINO
 paths (bf16 was the shipped path before int8); `--torch-bf16` adds the best PyTorch-only path: what runs
 without openvino.
 
@@ -122,12 +123,12 @@ def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, flo
     lap("decode")
     detector, size = pipe.detector, pipe.detector_size
     array = np.asarray(image)
-    batch = detector.preprocess([array], size)
+    batch = detector.preprocess([array], size, rect=pipe.fast)
     lap("det pre")
     raw = detector.network(batch)
     lap("det network")
     output = non_max_suppression(raw, pipe.detector_threshold, detector.iou)[0]
-    boxes = scale_boxes((size, size), output[:, :4].clone(), array.shape[:2]).tolist()
+    boxes = scale_boxes(batch.shape[2:], output[:, :4].clone(), array.shape[:2]).tolist()
     found = [Detection(tuple(box), float(score), "hand") for box, score in zip(boxes, output[:, 4].tolist())]
     if use_truth:
         found = [Detection(box.xyxy, 1.0, "hand") for box in record.boxes]

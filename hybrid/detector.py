@@ -322,12 +322,15 @@ class HandDetector:
 
     # --- inference -----------------------------------------------------------------------------------
 
-    def preprocess(self, images: Sequence[np.ndarray], image_size: int) -> torch.Tensor:
-        """RGB uint8 HxWx3 arrays -> float tensor (N, 3, S, S) in 0..1, letterboxed exactly as Ultralytics'
-        predictor does (aspect kept, grey padding, centred)."""
+    def preprocess(self, images: Sequence[np.ndarray], image_size: int, rect: bool = False) -> torch.Tensor:
+        """RGB uint8 HxWx3 arrays -> float tensor (N, 3, H, W) in 0..1, letterboxed exactly as Ultralytics'
+        predictor does (aspect kept, grey padding, centred): to S x S, or with `rect` and images of one shape
+        to the smallest stride multiple around the scaled image (an 800x600 photo at 320: 320x256, 20 % less
+        to compute at the same scale; Ultralytics' predictor with rect=True)."""
         from ultralytics.data.augment import LetterBox
 
-        letterbox = LetterBox((image_size, image_size), auto=False, stride=self.stride, padding_value=PAD_VALUE)
+        rect = rect and len({image.shape for image in images}) == 1
+        letterbox = LetterBox((image_size, image_size), auto=rect, stride=self.stride, padding_value=PAD_VALUE)
         batch = np.stack([letterbox(image=image) for image in images]).transpose(0, 3, 1, 2)
         # numpy, not torch ops: those would wake torch's thread pool, which then competes with OpenVINO's
         return torch.from_numpy(np.divide(batch, 255, dtype=np.float32)).to(self.device)
@@ -340,12 +343,14 @@ class HandDetector:
         iou: Optional[float] = None,
         image_size: Optional[int] = None,
         max_det: int = 300,
+        rect: bool = False,
     ) -> Union[list[Detection], list[list[Detection]]]:
         """Detect objects in one image (-> list of Detection) or a list of images (-> one list per image).
 
         Images are anything `hybrid.images.load_image` takes: a path, bytes, an RGB PIL image, or an RGB
         numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image. The batch
-        goes through `self.network`; pre- and post-processing are these on every backend.
+        goes through `self.network`; pre- and post-processing are these on every backend. `rect`: the
+        letterbox pads only to a stride multiple, not to a square (see `preprocess`).
         """
         from ultralytics.utils.nms import non_max_suppression
         from ultralytics.utils.ops import scale_boxes
@@ -358,10 +363,10 @@ class HandDetector:
         results: list[list[Detection]] = []
         for start in range(0, len(sources), BATCH_SIZE):
             arrays = [rgb_array(source) for source in sources[start : start + BATCH_SIZE]]
-            batch = self.preprocess(arrays, size)
+            batch = self.preprocess(arrays, size, rect)
             outputs = non_max_suppression(self.network(batch), conf, iou, max_det=max_det)
             for array, output in zip(arrays, outputs):
-                boxes = scale_boxes((size, size), output[:, :4].clone(), array.shape[:2]).cpu().tolist()
+                boxes = scale_boxes(batch.shape[2:], output[:, :4].clone(), array.shape[:2]).cpu().tolist()
                 results.append(
                     [
                         Detection(box=tuple(round(v, 2) for v in box), score=float(score), label=self.names[int(cls)])

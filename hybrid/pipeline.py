@@ -7,12 +7,13 @@ Example:
     >>> hands[0].label, hands[0].probability, hands[0].box
     ('5', 0.98, (412.0, 120.5, 530.2, 301.9))
 
-Speed: the default ("shipped") path runs both networks in OpenVINO (hybrid.runtime): the detector in
-fp32 at `detector_size` <= 320 (the same letterbox as PyTorch), the classifier in bf16 where the CPU
-computes bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere. Without openvino (or on a GPU) the networks
-run in PyTorch, the classifier in bf16 where native. `HybridPipeline(..., fast=False)` is the naive
-path: fp32 eager PyTorch, detector at its trained size. bench/latency.py measures both, and
-bench/evaluate.py --paths shipped naive checks that the fast path keeps the accuracy.
+Speed: the default ("shipped") path runs both networks in OpenVINO (hybrid.runtime): int8 where the CPU has
+fast int8 and the models' training data is here to calibrate them, else an fp32 detector and a bf16 classifier
+where the CPU computes bf16 natively (fp32 elsewhere). The detector runs at `detector_size` <= 320 with the
+letterbox padded only to a multiple of its stride (an 800x600 photo: 320x256, not 320x320). Without openvino
+(or on a GPU) the networks run in PyTorch. `HybridPipeline(..., fast=False)` is the naive path: fp32 eager
+PyTorch, detector at its trained size, square letterbox. bench/latency.py measures both, and
+bench/evaluate.py --paths checks that the fast path keeps the accuracy.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ class HybridPipeline:
         conf = self.detector_threshold if threshold is None else float(threshold)
         if not 0.0 <= conf <= 1.0:
             raise ValueError(f"detector_threshold must be between 0 and 1, got {conf}")
-        return self.detector.predict([np.asarray(image) for image in images], conf=conf, image_size=self.detector_size)
+        arrays = [np.asarray(image) for image in images]
+        return self.detector.predict(arrays, conf=conf, image_size=self.detector_size, rect=self.fast)
 
     def classify(self, crops: Sequence[Image.Image]) -> torch.Tensor:
         """Class probabilities (N, classes), fp32, of all crops in ONE forward pass (the classifier's)."""

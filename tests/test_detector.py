@@ -138,6 +138,35 @@ def test_same_boxes_as_ultralytics_predict(trained_detector: Path, images):
         assert torch.equal(detector.preprocess([np.asarray(image)], 64), expected_input)
 
 
+def test_rect_letterbox_is_ultralytics_rect_and_finds_the_same_hands(trained_detector: Path, images):
+    """`rect` (the shipped path) pads a photo only to a stride multiple, as Ultralytics' predictor with
+    rect=True does: the square input minus its extra padding rows. (bench/evaluate.py --paths naive shipped
+    checks on trained models that it finds the same hands: the shipped path uses it.)"""
+    from ultralytics import YOLO
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    yolo = YOLO(str(trained_detector / CHECKPOINT_NAME))
+    for image in images:
+        array = np.asarray(image)
+        yolo.predict(image, imgsz=128, rect=True, verbose=False, device="cpu")
+        rect = detector.preprocess([array], 128, rect=True)
+        assert torch.equal(rect, yolo.predictor.preprocess([np.ascontiguousarray(array[..., ::-1])]))
+        square = detector.preprocess([array], 128)
+        pad = (square.shape[2] - rect.shape[2]) // 2
+        assert pad == (0 if image.width == image.height else 16)  # 800x600 at 128: 128x96, not 128x128
+        assert torch.equal(square[:, :, pad : pad + rect.shape[2]], rect)
+        shapes = []
+        network = detector.network
+        detector.network = lambda batch: shapes.append(tuple(batch.shape)) or network(batch)
+        found = detector.predict(image, conf=CONF, image_size=128, rect=True)
+        detector.network = network
+        assert shapes == [tuple(rect.shape)]  # predict(rect=True) runs the network on the rect input
+        assert all(0 <= d.box[0] < d.box[2] <= image.width and 0 <= d.box[1] < d.box[3] <= image.height for d in found)
+    # images of different shapes share one batch: square, as before
+    mixed = detector.preprocess([np.asarray(images[0]), np.asarray(images[0])[:, :100]], 128, rect=True)
+    assert mixed.shape[2:] == (128, 128)
+
+
 def test_predict_inputs_and_outputs(trained_detector: Path, images, data_root):
     detector = HandDetector.from_pretrained(trained_detector)
     image = images[0]

@@ -103,6 +103,19 @@ def test_detector_compiles_in_fp32_only(tiny_models, tmp_path):
         torch.testing.assert_close(compiled.network(batch), detector.network(batch)[0], rtol=1e-3, atol=1e-3)
 
 
+def test_first_input_shapes_get_their_own_compiled_model_and_answer_the_same(tiny_models, tmp_path):
+    from hybrid import runtime
+
+    _, classifier = tiny_models
+    network = classifier.compile("openvino", "fp32", cache_dir=tmp_path).network
+    batches = [torch.rand(n, 3, 32, 32) for n in (1, 2, 3, 1)]
+    with torch.inference_mode():
+        for batch in batches:
+            torch.testing.assert_close(network(batch), classifier.network(batch), rtol=1e-4, atol=1e-4)
+    assert list(network._static) == [(1, 3, 32, 32), (2, 3, 32, 32)][: runtime.STATIC_SHAPES]
+    assert network._compiled_for((3, 3, 32, 32)) is network.model  # later shapes: the dynamic model
+
+
 def _exports(folder, kind: str = "classifier") -> list:
     return sorted(p.name for p in folder.glob(f"{kind}-*.onnx"))
 
