@@ -29,3 +29,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if TRAINED & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One $HYBRID_CACHE for the tests that only run the fixture models, so their ONNX exports and int8 models
+    are made once, not in every test (NNCF quantizes each network in seconds to tens of seconds). Tests of the
+    cache itself, and of a first run's output, use a fresh one."""
+    return tmp_path_factory.mktemp("hybrid-cache")

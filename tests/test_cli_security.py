@@ -30,13 +30,13 @@ def photos(data_root) -> list[Path]:
 # --- predict --------------------------------------------------------------------------------------
 
 
-def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier, photos, tmp_path):
+def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier, photos, tmp_path, model_cache):
     """`hybrid predict a.jpg bomb.png b.jpg --json`: used to print a DecompressionBombError traceback and
     lose b.jpg. Now every image gets its JSON line (the bomb's with "error"), stderr holds exactly one
     line naming the bomb, and the exit status is 1. Run as the installed command, as a user would."""
     a, b = shutil.copy(photos[0], tmp_path / "a.jpg"), shutil.copy(photos[1], tmp_path / "b.jpg")
     bomb = bomb_png(tmp_path / "bomb.png")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(model_cache)}
     done = subprocess.run(
         [
             str(HYBRID),
@@ -68,11 +68,11 @@ def test_predict_batch_goes_on_past_a_bomb(trained_detector, trained_classifier,
 
 
 def test_save_dir_same_stem_never_overwrites(
-    trained_detector, trained_classifier, photos, tmp_path, capsys, monkeypatch
+    trained_detector, trained_classifier, photos, tmp_path, capsys, monkeypatch, model_cache
 ):
     """a/x.jpg and b/x.jpg both used to be saved as DIR/x.jpg (the first one lost), and an earlier run's
     x.jpg was replaced. Now each gets its own name and nothing already there is touched."""
-    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HYBRID_CACHE", str(model_cache))
     first, second = tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"
     for source, target in ((photos[0], first), (photos[1], second)):
         target.parent.mkdir()
@@ -149,12 +149,12 @@ def test_eval_help_documents_split_all(capsys):
 
 
 def test_eval_says_what_it_scores_and_lists_unknown_labels(
-    trained_detector, trained_classifier, photos, tmp_path, capsys, monkeypatch
+    trained_detector, trained_classifier, photos, tmp_path, capsys, monkeypatch, model_cache
 ):
     """A folder without splits (6 images: 3 of a known label '5', 3 of 'thumbs_up' the classifier lacks).
     `hybrid eval` used to score the seeded test split (1 image) without saying so and count the unknown
     label silently. Now it says which split, how many of how many images, and names the unknown label."""
-    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HYBRID_CACHE", str(model_cache))
     for label, chosen in (("5", photos[:3]), ("thumbs_up", photos[3:])):
         (tmp_path / "set" / label).mkdir(parents=True)
         for photo in chosen:
@@ -190,10 +190,10 @@ def test_eval_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys)
     assert existing.read_text() == "keep me"
 
 
-def test_eval_refuses_a_models_own_training_records(trained_detector, trained_classifier, tmp_path):
+def test_eval_refuses_a_models_own_training_records(trained_detector, trained_classifier, tmp_path, model_cache):
     """`hybrid eval hands --split train` with models whose split.json lists those records: one line, exit 2,
     before anything is scored (it used to score them and report a flattering number)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HYBRID_CACHE": str(model_cache)}
     models = ["--detector", str(trained_detector), "--classifier", str(trained_classifier)]
     done = subprocess.run(
         [str(HYBRID), "eval", "hands", "--split", "train", *models], capture_output=True, text=True, env=env

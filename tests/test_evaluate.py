@@ -102,7 +102,7 @@ def test_hand_metrics_rejects_mismatched_lengths():
 # --- the command on real images with the fixture models ---------------------------------------------
 
 
-def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path, capsys, monkeypatch):
+def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path, capsys, monkeypatch, model_cache):
     import json
 
     from PIL import Image
@@ -112,7 +112,7 @@ def test_eval_cli_on_real_images(trained_detector, trained_classifier, tmp_path,
     from hybrid.crops import square_crop
     from hybrid.data import canonical_label, read_dataset
 
-    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HYBRID_CACHE", str(model_cache))
     out = tmp_path / "eval"
     code = main(
         [

@@ -44,9 +44,9 @@ def test_failure_inside_atomic_file_keeps_the_old_file_and_no_temp(tmp_path):
 
 
 def test_eval_output_and_predict_save_dir_files_get_the_umask_mode(
-    trained_detector, trained_classifier, data_root, tmp_path, umask_022, monkeypatch, capsys
+    trained_detector, trained_classifier, data_root, tmp_path, umask_022, monkeypatch, capsys, model_cache
 ):
-    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HYBRID_CACHE", str(model_cache))
     models = ["--detector", str(trained_detector), "--classifier", str(trained_classifier)]
     out = tmp_path / "eval"
     assert main(["eval", "hands", "--split", "test", "--limit", "1", "--output", str(out), "--json", *models]) == 0

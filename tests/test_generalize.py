@@ -111,3 +111,29 @@ def test_both_model_cards_carry_the_cross_domain_table_the_readme_shows():
     assert all(row in readme for row in rows)  # one table: bench/generalize.py --card wrote it, README copies it
     for kind in ("classifier", "detector"):
         assert "{{ generalization }}" in card_template(kind)
+
+
+def test_balanced_sampling_draws_each_class_equally_often():
+    import torch
+
+    from hybrid.training.classifier import balanced_sampler
+
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--balanced"])
+    assert recipe.balanced and not ClassifierRecipe().balanced
+    labels = [0] * 900 + [1] * 80 + [2] * 20  # as skewed as Roboflow's 'five' and worse
+    drawn = Counter(labels[i] for i in balanced_sampler(labels, torch.Generator().manual_seed(0)))
+    assert sum(drawn.values()) == len(labels)  # an epoch is as long as before
+    assert all(280 <= drawn[label] <= 390 for label in (0, 1, 2)), drawn  # ~333 each, not 900/80/20
+    again = Counter(labels[i] for i in balanced_sampler(labels, torch.Generator().manual_seed(0)))
+    assert again == drawn  # seeded
+
+
+def test_bench_cache_key_is_what_the_run_trains():
+    """bench/generalize.py reuses a trained run when the effective recipe is the same, whatever the yaml's
+    wording or the fields added since (at their defaults), and retrains when a value changes."""
+    from bench.generalize import recipe_digest
+
+    plain = ClassifierRecipe(color_jitter=0.4, output="a")
+    assert recipe_digest(plain) == recipe_digest(ClassifierRecipe(color_jitter=0.4, balanced=False, output="b"))
+    assert recipe_digest(plain) != recipe_digest(ClassifierRecipe(color_jitter=0.4, balanced=True))
+    assert recipe_digest(plain) != recipe_digest(ClassifierRecipe(color_jitter=0.3))

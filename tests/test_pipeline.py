@@ -261,8 +261,8 @@ def test_draw_hands(hands_photo):
     assert np.array_equal(np.asarray(draw_hands(image, [])), np.asarray(image))
 
 
-def test_predict_cli(trained_detector, trained_classifier, hands_photo, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("HYBRID_CACHE", str(tmp_path / "cache"))
+def test_predict_cli(trained_detector, trained_classifier, hands_photo, tmp_path, capsys, monkeypatch, model_cache):
+    monkeypatch.setenv("HYBRID_CACHE", str(model_cache))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 truncated")
     out = tmp_path / "annotated"

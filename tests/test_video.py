@@ -50,9 +50,9 @@ def clip(data_root, tmp_path_factory) -> tuple[Path, list[tuple[tuple[float, ...
 
 
 @pytest.fixture(scope="module")
-def pipe(trained_detector, trained_classifier, tmp_path_factory) -> HybridPipeline:
+def pipe(trained_detector, trained_classifier, model_cache) -> HybridPipeline:
     return HybridPipeline.from_pretrained(
-        detector=str(trained_detector), classifier=str(trained_classifier), onnx_cache_dir=tmp_path_factory.mktemp("ov")
+        detector=str(trained_detector), classifier=str(trained_classifier), onnx_cache_dir=model_cache / "onnx"
     )
 
 
@@ -142,10 +142,10 @@ def hybrid(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_cli_writes_the_annotated_clip_and_one_json_line_per_frame(
-    clip, trained_detector, trained_classifier, tmp_path
+    clip, trained_detector, trained_classifier, tmp_path, model_cache
 ):
     path, truth = clip
-    env = {**os.environ, "HYBRID_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HYBRID_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"}
     models = ("--detector", str(trained_detector), "--classifier", str(trained_classifier))
     done = hybrid("predict", str(path), "--save-dir", str(tmp_path / "out"), *models, env=env)
     assert done.returncode == 0, done.stderr
@@ -159,13 +159,13 @@ def test_cli_writes_the_annotated_clip_and_one_json_line_per_frame(
 
 @pytest.mark.parametrize("content", [b"not a video at all\n", "truncated"])
 def test_a_corrupt_video_gets_one_error_line_and_no_output(
-    clip, trained_detector, trained_classifier, tmp_path, content
+    clip, trained_detector, trained_classifier, tmp_path, content, model_cache
 ):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(clip[0].read_bytes()[:3000] if content == "truncated" else content)
     with pytest.raises(VideoError, match="bad.mp4"):
         next(read_video(bad))
-    env = {**os.environ, "HYBRID_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HYBRID_CACHE": str(model_cache), "OMP_NUM_THREADS": "1"}
     models = ("--detector", str(trained_detector), "--classifier", str(trained_classifier))
     done = hybrid("predict", str(bad), "--save-dir", str(tmp_path / "out"), *models, env=env)
     assert done.returncode == 1

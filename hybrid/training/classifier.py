@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -376,15 +377,17 @@ def prepare(
     )
     model = clf.model.to(memory_format=torch.channels_last) if recipe.channels_last else clf.model
     cfg = clf.data_config
+    generator = torch.Generator().manual_seed(recipe.seed)
     loaders = {
         "train": torch.utils.data.DataLoader(
             with_transform(datasets["train"], train_transform(recipe, cfg["mean"], cfg["std"])),
             batch_size=recipe.batch_size,
-            shuffle=True,
+            shuffle=None if recipe.balanced else True,
+            sampler=balanced_sampler(datasets["train"]["label"], generator) if recipe.balanced else None,
             drop_last=len(datasets["train"]) > recipe.batch_size,
             collate_fn=collate,
             num_workers=recipe.num_workers,
-            generator=torch.Generator().manual_seed(recipe.seed),
+            generator=generator,
         )
     }
     for name in ("val", "test"):
@@ -411,6 +414,15 @@ def prepare(
         data_seconds,
         start or Start(),
     )
+
+
+def balanced_sampler(labels: Sequence[int], generator):
+    """An epoch of len(labels) crops drawn with replacement, each class equally likely (class-balanced sampling)."""
+    import torch
+
+    counts = Counter(labels)
+    weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
+    return torch.utils.data.WeightedRandomSampler(weights, num_samples=len(labels), generator=generator)
 
 
 def eval_loader(recipe: ClassifierRecipe, dataset, transform):

@@ -172,6 +172,7 @@ class ClassifierRecipe(Recipe):
     color_jitter: float = 0.0  # brightness, contrast, saturation +-x and hue +-x/4 (0 = off): skin and light
     grayscale: float = 0.0  # probability of a grey crop
     blur: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2 px)
+    balanced: bool = False  # draw training crops with equal odds per class (Roboflow is 47 % 'five')
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
