@@ -37,6 +37,7 @@ from hybrid.constants import data_root  # noqa: E402
 from hybrid.data.labels import canonical_label  # noqa: E402
 from hybrid.data.records import ImageRecord  # noqa: E402
 from hybrid.data.splits import load_split, record_id  # noqa: E402
+from hybrid.evaluate import iou_matrix  # noqa: E402
 from hybrid.pipeline import HybridPipeline  # noqa: E402
 from hybrid.video import WINDOW, HandTracker  # noqa: E402
 
@@ -70,22 +71,16 @@ def clip(recording: str, first: int, last: int) -> tuple[list[Image.Image], list
     return frames, truth, paths
 
 
-def iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def right_hands(pipe: HybridPipeline, frames, truth: list[Truth], window: int) -> int:
     """True hands whose best-overlapping tracked hand has the true label, one tracker over the clip."""
     tracker = HandTracker(pipe, fps=10.0, window=window)
     right = 0
     for frame, hands_true in zip(frames, truth):
         hands = tracker(frame).hands
-        for box, label in hands_true:
-            best = max((h for h in hands if iou(h.box, box) >= 0.5), key=lambda h: iou(h.box, box), default=None)
-            right += best is not None and best.label == label
+        overlaps = iou_matrix([hand.box for hand in hands], [box for box, _ in hands_true])  # found x true
+        for column, (_, label) in enumerate(hands_true):
+            if hands and overlaps[:, column].max() >= 0.5:
+                right += hands[int(overlaps[:, column].argmax())].label == label
     return right
 
 
