@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 MAX_PIXELS = 50_000_000  # larger images are refused: a 100-megapixel upload would eat the server's memory
 
@@ -76,9 +76,15 @@ def _check_size(width: int, height: int, name: str) -> None:
         )
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB with EXIF rotation applied; 16-bit and float modes rescaled, transparency put on white."""
-    image = ImageOps.exif_transpose(image)
+def to_rgb(image: Image.Image, in_place: bool = False) -> Image.Image:
+    """RGB with EXIF rotation applied; 16-bit and float modes rescaled, transparency put on white.
+    An upright RGB image is returned as it is, not copied (a copy of an 800x600 photo costs about as much as
+    decoding it): callers that draw on the result copy it first. `in_place`: `image` is ours to change (one we
+    opened), so a rotated one is turned upright in place; otherwise in a copy."""
+    if in_place:
+        ImageOps.exif_transpose(image, in_place=True)
+    elif image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # A fixed scale keeps brightness (a per-image min-max stretch would brighten dark photos):
         # 16-bit integers /257, floats in [0, 1] *255; only other ranges are stretched to 0..255.
@@ -126,7 +132,8 @@ def load_image(source: ImageInput) -> Image.Image:
     if isinstance(source, Image.Image):
         _check_size(*source.size, name)
         try:
-            return to_rgb(source)  # a lazily opened PIL image decodes here
+            source.load()  # a lazily opened PIL image decodes here
+            return to_rgb(source)
         except Exception as error:
             raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
     opened = _open(source, name)
@@ -134,7 +141,7 @@ def load_image(source: ImageInput) -> Image.Image:
         _check_size(*opened.size, name)
         try:
             opened.load()
-            return to_rgb(opened)
+            return to_rgb(opened, in_place=True)
         except Exception as error:  # a bad stream or EXIF block fails here, with any of Pillow's error types
             raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
 

@@ -175,6 +175,10 @@ def test_exif_rotated_photo_boxes_refer_to_the_upright_image(tmp_path, caplog):
     loaded = load_image(path)
     assert loaded.size == (40, 60)
     assert np.abs(np.asarray(loaded, dtype=int) - np.asarray(upright, dtype=int)).mean() < 4
+    assert load_image(data).size == (40, 60)
+    theirs = Image.open(io.BytesIO(data))  # a caller's own image is turned upright in a copy, never changed
+    assert load_image(theirs).size == (40, 60)
+    assert theirs.size == (60, 40) and theirs.getexif().get(0x0112) == 6
     (record,) = read_dataset(tmp_path)
     assert (record.width, record.height) == (40, 60)
     assert record.boxes == [HandBox(5, 10, 15, 30, "palm")]
