@@ -51,7 +51,12 @@ def square_crop(
     rng: Optional[random.Random] = None,
 ) -> Image.Image:
     """Cut the square around `box` (pixels, x0 y0 x1 y1) out of `image`, padding with grey outside it."""
-    left, top, right, bottom = (round(v) for v in crop_square_box(box, context, scale_jitter, shift_jitter, rng))
+    return cut_square(image, crop_square_box(box, context, scale_jitter, shift_jitter, rng))
+
+
+def cut_square(image: Image.Image, square: Sequence[float]) -> Image.Image:
+    """The pixels of `square` (x0, y0, x1, y1, from `crop_square_box`), grey where it leaves the image."""
+    left, top, right, bottom = (round(v) for v in square)
     side = max(right - left, 1)
     # PIL pads out-of-image regions with black; paste onto grey ourselves instead.
     canvas = Image.new("RGB", (side, side), FILL)
@@ -59,3 +64,15 @@ def square_crop(
     if inside[2] > inside[0] and inside[3] > inside[1]:
         canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
     return canvas
+
+
+def on_background(crop: Image.Image, square: Sequence[float], box: Sequence[float], background: Image.Image):
+    """`crop` (cut from `square`) with everything outside the hand's `box` taken from `background` (a training
+    augmentation: the context around a hand then says nothing about the room or camera it came from)."""
+    left, top = round(square[0]), round(square[1])
+    inner = tuple(round(v) for v in (box[0] - left, box[1] - top, box[2] - left, box[3] - top))
+    inner = (max(inner[0], 0), max(inner[1], 0), min(inner[2], crop.width), min(inner[3], crop.height))
+    result = background.convert("RGB").resize(crop.size, Image.Resampling.BILINEAR)
+    if inner[2] > inner[0] and inner[3] > inner[1]:
+        result.paste(crop.crop(inner), inner[:2])
+    return result

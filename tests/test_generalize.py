@@ -137,3 +137,35 @@ def test_bench_cache_key_is_what_the_run_trains():
     assert recipe_digest(plain) == recipe_digest(ClassifierRecipe(color_jitter=0.4, balanced=False, output="b"))
     assert recipe_digest(plain) != recipe_digest(ClassifierRecipe(color_jitter=0.4, balanced=True))
     assert recipe_digest(plain) != recipe_digest(ClassifierRecipe(color_jitter=0.3))
+
+
+def test_background_swap_keeps_the_hand_and_replaces_its_context(records):
+    from hybrid.crops import crop_square_box
+    from hybrid.data.writers import TRAIN_SCALE_JITTER, TRAIN_SHIFT_JITTER, iter_crops
+
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--background-swap", "0.5"])
+    assert recipe.background_swap == 0.5 and ClassifierRecipe().background_swap == 0.0
+    with pytest.raises(ValueError, match=re.escape("--background-swap: expected a probability in [0, 1]")):
+        parse_recipe(ClassifierRecipe, ["--background-swap", "2"])
+    photos = [r for r in records if r.boxes][:12]
+    plain = [np.asarray(crop) for crop, _ in iter_crops(photos, train=True, seed=3)]
+    assert all(
+        np.array_equal(a, np.asarray(b))
+        for a, (b, _) in zip(plain, iter_crops(photos, train=True, seed=3, background_swap=0.0))
+    )
+    swapped = [np.asarray(crop) for crop, _ in iter_crops(photos, train=True, seed=3, background_swap=1.0)]
+    # the same square as without the swap (the swap's own draws come after it): the hand's box is kept as it was
+    square = crop_square_box(
+        photos[0].boxes[0].xyxy,
+        scale_jitter=TRAIN_SCALE_JITTER,
+        shift_jitter=TRAIN_SHIFT_JITTER,
+        rng=__import__("random").Random(3),
+    )
+    x0, y0, x1, y1 = (round(b - s) for b, s in zip(photos[0].boxes[0].xyxy, square[:2] * 2))
+    x0, y0 = max(x0, 0), max(y0, 0)
+    assert np.array_equal(swapped[0][y0:y1, x0:x1], plain[0][y0:y1, x0:x1])
+    assert swapped[0].shape == plain[0].shape
+    ring = np.ones(plain[0].shape[:2], bool)
+    ring[y0:y1, x0:x1] = False
+    assert np.abs(swapped[0][ring].astype(int) - plain[0][ring].astype(int)).mean() > 10  # another photo's pixels
+    assert sum(not np.array_equal(a, b) for a, b in zip(plain, swapped)) >= len(plain) - 1

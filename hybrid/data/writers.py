@@ -18,7 +18,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 import yaml
 from PIL import Image
 
-from hybrid.crops import CONTEXT, square_crop
+from hybrid.crops import CONTEXT, crop_square_box, cut_square, on_background, square_crop
 from hybrid.data.readers import DataError, header_size
 from hybrid.data.records import HandBox, ImageRecord
 from hybrid.files import atomic_dir
@@ -144,9 +144,12 @@ def iter_crops(
     train: bool = False,
     seed: int = 0,
     context: float = CONTEXT,
+    background_swap: float = 0.0,
 ) -> Iterator[tuple[Image.Image, str]]:
     """(crop, label) per hand, in record order: `square_crop` around each box (seeded jitter when
-    `train`), or the whole image (padded square, never jittered) for image-folder records."""
+    `train`), or the whole image (padded square, never jittered) for image-folder records. `background_swap`
+    (training only): the probability that a crop's context, the square outside the hand's box, is replaced by
+    a hand-free square of another training photo (`random_background`)."""
     rng = random.Random(seed)
     for record in records:
         if not record.boxes:
@@ -156,12 +159,42 @@ def iter_crops(
             if _is_whole_image(record, box):
                 crop = square_crop(image, (0, 0, image.width, image.height), context=0.0)
             elif train:
-                crop = square_crop(image, box.xyxy, context, TRAIN_SCALE_JITTER, TRAIN_SHIFT_JITTER, rng)
+                square = crop_square_box(box.xyxy, context, TRAIN_SCALE_JITTER, TRAIN_SHIFT_JITTER, rng)
+                crop = cut_square(image, square)
+                if background_swap and rng.random() < background_swap:
+                    background = random_background(records, record, rng)
+                    if background is not None:
+                        crop = on_background(crop, square, box.xyxy, background)
             else:
                 crop = square_crop(image, box.xyxy, context)
             if image_size:
                 crop = crop.resize((image_size, image_size), Image.Resampling.BILINEAR)
             yield crop, box.label
+
+
+def random_background(
+    records: Sequence[ImageRecord], current: ImageRecord, rng: random.Random, tries: int = 20
+) -> Optional[Image.Image]:
+    """A random square, 30-100 % of the shorter side, of another photo in `records` that overlaps none of its
+    hands (image-folder records, whose hand is the whole image, never qualify); None when `tries` draws find none."""
+    for _ in range(tries):
+        record = records[rng.randrange(len(records))]
+        if (
+            record is current
+            or any(_is_whole_image(record, box) for box in record.boxes)
+            or not (record.width and record.height)
+        ):
+            continue
+        side = rng.uniform(0.3, 1.0) * min(record.width, record.height)
+        x0, y0 = rng.uniform(0, record.width - side), rng.uniform(0, record.height - side)
+        square = (x0, y0, x0 + side, y0 + side)
+        if not any(_overlap(square, box.xyxy) for box in record.boxes):
+            return cut_square(record.load(), square)
+    return None
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def build_crop_dataset(
@@ -171,17 +204,19 @@ def build_crop_dataset(
     seed: int = 0,
     label_names: Optional[Sequence[str]] = None,
     context: float = CONTEXT,
+    background_swap: float = 0.0,
 ):
     """A `datasets.Dataset` with `image` (datasets.Image) and `label` (ClassLabel, sorted names, or
     `label_names` to share one label set across splits): one crop per hand (see `iter_crops`).
 
-    Training crops are jittered once, with `seed` (build again with another seed for fresh jitter).
+    Training crops are jittered once, with `seed` (build again with another seed for fresh jitter), a
+    `background_swap` share of them on another photo's background (`iter_crops`).
     Crops are PNG-encoded in memory; `save_dataset` writes one to disk atomically.
     """
     import datasets
 
     crops, labels = [], []
-    for crop, label in iter_crops(records, image_size, train, seed, context):
+    for crop, label in iter_crops(records, image_size, train, seed, context, background_swap):
         buffer = io.BytesIO()
         crop.save(buffer, format="PNG")
         crops.append({"bytes": buffer.getvalue(), "path": None})

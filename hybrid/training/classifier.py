@@ -344,7 +344,12 @@ def crop_datasets(recipe: ClassifierRecipe, splits: dict[str, list]) -> tuple[li
     names = sorted({box.label for records in splits.values() for record in records for box in record.boxes})
     datasets = {
         name: build_crop_dataset(
-            splits[name], image_size=recipe.image_size, train=name == "train", seed=recipe.seed, label_names=names
+            splits[name],
+            image_size=recipe.image_size,
+            train=name == "train",
+            seed=recipe.seed,
+            label_names=names,
+            background_swap=recipe.background_swap if name == "train" else 0.0,
         )
         for name in ("train", "val", "test")
         if splits.get(name)

@@ -173,6 +173,7 @@ class ClassifierRecipe(Recipe):
     grayscale: float = 0.0  # probability of a grey crop
     blur: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2 px)
     balanced: bool = False  # draw training crops with equal odds per class (Roboflow is 47 % 'five')
+    background_swap: float = 0.0  # probability that a training crop's context comes from another photo
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
@@ -215,7 +216,7 @@ class ClassifierRecipe(Recipe):
             raise ValueError(f"--augment: expected none|randaugment|trivialaugment, got {self.augment!r}")
         if not 0 <= self.color_jitter <= 1:
             raise ValueError(f"--color-jitter: expected a number in [0, 1], got {self.color_jitter}")
-        for name in ("grayscale", "blur"):
+        for name in ("grayscale", "blur", "background_swap"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{flag(name)}: expected a probability in [0, 1], got {getattr(self, name)}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
