@@ -1,15 +1,16 @@
-"""Explanations: Grad-CAM for the gesture classifier, EigenCAM for the hand detector (pytorch-grad-cam).
+"""Explanations: Grad-CAM for the gesture classifier, EigenCAM for the hand detector.
 
 Grad-CAM runs on the exact crops the classifier saw (hybrid.crops.square_crop), for each hand's predicted
 class, and is pasted back into full-image coordinates through the crop's geometry
 (hybrid.crops.crop_square_box), so one overlay shows every hand. EigenCAM runs on the detector's plain
-`nn.Module` (never Ultralytics' `YOLO` wrapper, whose `.eval()` would start training).
+`nn.Module` (never Ultralytics' `YOLO` wrapper, whose `.eval()` would start training). Both compute what
+pytorch-grad-cam's GradCAM and EigenCAM compute (tests/test_explain.py checks it against that library), in a
+few lines here: the library imports scikit-learn, SciPy and matplotlib's pyplot, ~100 MB in the app's process.
 
-Thread safety: a CAM object is created per call (`with GradCAM(...) as cam:`), and its hooks record only
-the forward pass of the thread that created it, so concurrent explanations, and predictions running on
-the same model in other threads, never mix activations. No model is copied. Grad-CAM's backward pass
-writes (and then clears) the shared model's parameter gradients, which is not safe from two threads at
-once (it crashed the process), so backward passes take turns: `_BACKWARD_LOCK`. Predictions never wait.
+Thread safety: the hooks that read a layer's output live for one call and record only the forward pass of
+the thread that made them, so concurrent explanations, and predictions running on the same model in other
+threads, never mix activations. No model is copied. Gradients are taken with `torch.autograd.grad` with respect
+to the recorded activations only: no parameter's `.grad` is written, so explanations need no lock.
 
 Example:
     >>> hands = pipe(image)[0]
@@ -28,10 +29,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_grad_cam import EigenCAM, GradCAM
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from hybrid.crops import crop_square_box, square_crop
@@ -40,59 +37,48 @@ from hybrid.images import ImageInput, load_image
 logger = logging.getLogger(__name__)
 
 IMAGE_WEIGHT = 0.5  # overlay: this much photo, the rest heat colour
-_BACKWARD_LOCK = threading.Lock()
 
 
-# --- thread-local hooks ------------------------------------------------------------------------------
+# --- the two CAMs ---------------------------------------------------------------------------------------
 
 
-class _ThisThreadOnly(ActivationsAndGradients):
-    """pytorch-grad-cam's hooks, recording only forward passes run by the thread that made them."""
+def layer_outputs(model: nn.Module, layers: Sequence[nn.Module], batch: torch.Tensor):
+    """(model(batch), [each layer's output in that forward pass]), recording only this thread's pass."""
+    thread, outputs = threading.get_ident(), {}
 
-    def __init__(self, model, target_layers, reshape_transform, detach=True):
-        self.thread = threading.get_ident()  # set before the hooks exist
-        super().__init__(model, target_layers, reshape_transform, detach)
+    def recorder(index: int):
+        def record(module, inputs, output):
+            if threading.get_ident() == thread:
+                outputs[index] = output
 
-    def save_activation(self, module, input, output):
-        if threading.get_ident() == self.thread:
-            super().save_activation(module, input, output)
+        return record
 
-    def save_gradient(self, module, input, output):
-        if threading.get_ident() == self.thread:
-            super().save_gradient(module, input, output)
-
-
-def _thread_local_hooks(cam):
-    cam.activations_and_grads.release()
-    cam.activations_and_grads = _ThisThreadOnly(cam.model, cam.target_layers, cam.reshape_transform, cam.detach)
-    return cam
+    handles = [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
+    try:
+        result = model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result, [outputs[i] for i in range(len(layers))]
 
 
-class ThreadSafeGradCAM(GradCAM):
-    """GradCAM whose hooks ignore other threads' forward passes."""
+def normalised(maps: np.ndarray, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """Each (h, w) map shifted to 0 and divided by its maximum (0..1), resized to `size` (width, height)."""
+    import cv2
 
-    def __init__(self, model, target_layers, reshape_transform=None):
-        super().__init__(model, target_layers, reshape_transform)
-        _thread_local_hooks(self)
-
-
-class ThreadSafeEigenCAM(EigenCAM):
-    """EigenCAM with thread-local hooks and the sign of the principal component fixed (the SVD's sign
-    is arbitrary; without the fix half the maps come out inverted and clip to nothing)."""
-
-    def __init__(self, model, target_layers, reshape_transform=None):
-        super().__init__(model, target_layers, reshape_transform)
-        _thread_local_hooks(self)
-
-    def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
-        return first_component(activations)
+    result = []
+    for heat in maps:
+        heat = heat - np.min(heat)
+        heat = heat / (1e-7 + np.max(heat))
+        result.append(cv2.resize(np.float32(heat), size) if size else heat)
+    return np.float32(result)
 
 
 def first_component(activations: np.ndarray) -> np.ndarray:
     """(B, C, H, W) -> (B, H, W): each position's projection on the first principal component of the
-    channels, sign-corrected as in pytorch-grad-cam's `get_2d_projection_with_sign_correction`. The
-    component comes from the C x C covariance (eigh), not an SVD of the (H*W) x C matrix (seconds on
-    a 640 px YOLO map)."""
+    channels, sign-corrected as in pytorch-grad-cam's `get_2d_projection_with_sign_correction` (the SVD's sign
+    is arbitrary; without the fix half the maps come out inverted and clip to nothing). The component comes
+    from the C x C covariance (eigh), not an SVD of the (H*W) x C matrix (seconds on a 640 px YOLO map)."""
     maps = []
     for sample in np.nan_to_num(np.asarray(activations, dtype=np.float64)):
         flat = sample.reshape(sample.shape[0], -1).T
@@ -103,16 +89,11 @@ def first_component(activations: np.ndarray) -> np.ndarray:
     return np.stack(maps).astype(np.float32)
 
 
-class _FirstOutput(nn.Module):
-    """YOLO's eval forward returns (predictions, raw maps); CAM code wants one tensor."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        out = self.model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+def combined(per_layer: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """pytorch-grad-cam's way of turning per-layer maps (B, h, w) into one map per image at `size`: each
+    layer's map clipped at 0 and normalised at `size`, then their mean, normalised again."""
+    scaled = np.stack([normalised(np.maximum(cam, 0), size) for cam in per_layer], axis=1)
+    return normalised(np.maximum(scaled, 0).mean(axis=1))
 
 
 # --- geometry ------------------------------------------------------------------------------------------
@@ -154,9 +135,14 @@ def paste(heat: np.ndarray, region: Sequence[float], width: int, height: int) ->
 
 
 def overlay(image: Image.Image, heat: np.ndarray, image_weight: float = IMAGE_WEIGHT) -> Image.Image:
-    """The image blended with `heat` (values 0..1, same size) in the JET colours."""
+    """The image blended with `heat` (values 0..1, same size) in the JET colours, brightest pixel at 255."""
+    import cv2
+
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return Image.fromarray(show_cam_on_image(rgb, np.clip(heat, 0, 1), use_rgb=True, image_weight=image_weight))
+    colours = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+    colours = np.float32(cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)) / 255
+    blended = (1 - image_weight) * colours + image_weight * rgb
+    return Image.fromarray(np.uint8(255 * (blended / np.max(blended))))
 
 
 # --- Grad-CAM (classifier) ---------------------------------------------------------------------------
@@ -172,22 +158,19 @@ def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence
     `classes[i]`: the class index to explain for crop i (None or missing: the predicted class). All
     crops go through in one batch; fp32 (no autocast), gradients enabled even inside no_grad code."""
     classifier = _classifier_of(classifier)
+    size = int(classifier.data_config["input_size"][-1])
     if not crops:
-        size = int(classifier.data_config["input_size"][-1])
         return np.zeros((0, size, size), dtype=np.float32)
-    batch = classifier.preprocess(list(crops)).float()
-    with _BACKWARD_LOCK, torch.enable_grad():
-        if classes is None or any(c is None for c in classes):
-            with torch.no_grad():
-                predicted = classifier.model(batch).argmax(dim=-1).tolist()
-            classes = [p if classes is None or classes[i] is None else classes[i] for i, p in enumerate(predicted)]
-        targets = [ClassifierOutputTarget(int(c)) for c in classes]
-        try:
-            with ThreadSafeGradCAM(model=classifier.model, target_layers=[classifier.target_layer]) as cam:
-                heat = cam(input_tensor=batch, targets=targets)
-        finally:
-            classifier.model.zero_grad(set_to_none=True)  # backward filled parameter grads we never use
-    return np.asarray(heat, dtype=np.float32)
+    batch = classifier.preprocess(list(crops)).float().requires_grad_(True)  # a graph even for frozen weights
+    with torch.enable_grad():
+        logits, (activations,) = layer_outputs(classifier.model, [classifier.target_layer], batch)
+        predicted = logits.argmax(dim=-1).tolist()
+        classes = [p if classes is None or classes[i] is None else int(classes[i]) for i, p in enumerate(predicted)]
+        chosen = logits[torch.arange(len(classes)), torch.tensor(classes)].sum()  # each crop's own logit
+        (gradients,) = torch.autograd.grad(chosen, activations)
+    weights = gradients.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: each channel weighted by its mean gradient
+    cams = (weights * activations).sum(dim=1).detach().float().numpy()
+    return combined([cams], (batch.shape[3], batch.shape[2]))
 
 
 def _hand_classes(classifier, hands) -> list[Optional[int]]:
@@ -279,8 +262,10 @@ def eigencam(pipeline_or_detector, image: ImageInput, image_size: Optional[int] 
     network = detector.model
     head = network.model[-1]
     layers = [network.model[i] for i in head.f] if isinstance(head.f, (list, tuple)) else [network.model[-2]]
-    with torch.no_grad(), ThreadSafeEigenCAM(model=_FirstOutput(network), target_layers=layers) as cam:
-        heat = cam(input_tensor=batch, targets=None)[0]
+    with torch.no_grad():
+        _, activations = layer_outputs(network, layers, batch)
+    per_layer = [first_component(a.float().numpy()) for a in activations]
+    heat = combined(per_layer, (batch.shape[3], batch.shape[2]))[0]
     # Undo the letterbox (Ultralytics' LetterBox: scale to fit, centre, pad): drop the padding, resize back.
     height, width = array.shape[:2]
     gain = min(heat.shape[0] / height, heat.shape[1] / width)

@@ -149,9 +149,9 @@ def test_gradcam_concurrent_equals_sequential(photo):
 
 
 def test_gradcam_from_many_threads_on_a_real_network(photo):
-    """Backward passes on one shared ResNet from 6 threads at once: no crash, no error, same maps.
-    (Without explain's backward lock this raised 'cannot call bump_version() on undefined tensor' or
-    crashed the process.)"""
+    """Backward passes on one shared ResNet from 6 threads at once: no crash, no error, same maps, no parameter
+    gradient written. (pytorch-grad-cam's backward fills the parameters' .grad: from several threads without a
+    lock it raised 'cannot call bump_version() on undefined tensor' or crashed the process.)"""
     torch.manual_seed(0)
     classifier = GestureClassifier.create("resnet18", ["a", "b"], image_size=64, precision="fp32")
     hands = [Hand((100.0, 50.0, 200.0, 250.0), 1.0, "a", 1.0, [])]
@@ -201,6 +201,65 @@ def test_eigencam_on_the_detector_module(trained_detector, photo):
     assert not detector.model.training  # hooked the nn.Module; nothing started training
     assert not any(m._forward_hooks for m in detector.model.modules())
     assert explain.eigencam_image(detector, photo, image_size=128).size == photo.size
+
+
+def test_gradcam_equals_pytorch_grad_cams(photo):
+    """Our few lines compute what pytorch-grad-cam's GradCAM computes (the library the app used before; it is
+    now a test requirement only), for the predicted class and for a class asked for."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    classifier = GestureClassifier.create("resnet18", ["a", "b", "c"], image_size=64, precision="fp32")
+    crops = [photo.crop((100, 50, 300, 250)), photo.crop((300, 200, 420, 320))]
+    ours = explain.gradcam(classifier, crops, [None, 2])
+    batch = classifier.preprocess(crops).float()
+    with torch.no_grad():
+        predicted = int(classifier.model(batch)[0].argmax())
+    with GradCAM(model=classifier.model, target_layers=[classifier.target_layer]) as cam:
+        theirs = cam(input_tensor=batch, targets=[ClassifierOutputTarget(predicted), ClassifierOutputTarget(2)])
+    classifier.model.zero_grad(set_to_none=True)
+    assert ours.shape == theirs.shape == (2, 64, 64)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_eigencam_equals_pytorch_grad_cams(trained_detector, photo):
+    from pytorch_grad_cam import EigenCAM
+
+    from hybrid.detector import HandDetector
+
+    class SignCorrected(EigenCAM):  # what explain used: the library's EigenCAM, sign-corrected first component
+        def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+            return explain.first_component(activations)
+
+    class FirstOutput(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x)[0]
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    network = detector.model
+    head = network.model[-1]
+    layers = [network.model[i] for i in head.f]
+    batch = detector.preprocess([np.asarray(photo)], 128)
+    with torch.no_grad(), SignCorrected(model=FirstOutput(network), target_layers=layers) as cam:
+        theirs = cam(input_tensor=batch, targets=None)[0]
+    with torch.no_grad():
+        _, activations = explain.layer_outputs(network, layers, batch)
+    ours = explain.combined([explain.first_component(a.numpy()) for a in activations], (128, 128))[0]
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_overlay_equals_pytorch_grad_cams(photo):
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    heat = np.random.default_rng(0).random((photo.height, photo.width), dtype=np.float32)
+    rgb = np.asarray(photo, dtype=np.float32) / 255
+    theirs = show_cam_on_image(rgb, heat, use_rgb=True, image_weight=explain.IMAGE_WEIGHT)
+    assert np.array_equal(np.asarray(explain.overlay(photo, heat)), theirs)
 
 
 def test_first_component_matches_pytorch_grad_cam():
