@@ -116,6 +116,39 @@ def test_first_input_shapes_get_their_own_compiled_model_and_answer_the_same(tin
     assert network._compiled_for((3, 3, 32, 32)) is network.model  # later shapes: the dynamic model
 
 
+def test_threads_share_a_few_infer_requests_and_get_their_own_answers(tiny_models, tmp_path):
+    """The app's worker pool has up to 40 threads: a network keeps as many infer requests (each with its own
+    activation buffers) as calls ran at once, not one per thread that ever called it."""
+    import threading
+
+    _, classifier = tiny_models
+    network = classifier.compile("openvino", "fp32", cache_dir=tmp_path).network
+    batches = [torch.rand(1, 3, 32, 32) for _ in range(12)]
+    expected = [network(batch) for batch in batches]
+    for batch, want in zip(batches, expected):  # twelve threads, one after another
+        got = []
+        thread = threading.Thread(target=lambda: got.append(network(batch)))
+        thread.start()
+        thread.join()
+        torch.testing.assert_close(got[0], want)
+    assert network.infer_requests == 1
+    results, barrier = {}, threading.Barrier(4)
+
+    def run(i):
+        barrier.wait()
+        for j in range(i, 12, 4):
+            results[j] = network(batches[j])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for j, want in enumerate(expected):
+        torch.testing.assert_close(results[j], want)
+    assert 1 <= network.infer_requests <= 4
+
+
 def _exports(folder, kind: str = "classifier") -> list:
     return sorted(p.name for p in folder.glob(f"{kind}-*.onnx"))
 
