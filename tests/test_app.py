@@ -229,3 +229,13 @@ def test_page_names_the_hub_models_and_revisions_it_runs(
             assert f"`hybrid-org/gesture-classifier` (commit {shas['classifier'][:10]})" in shown, shown
             result = Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")
             assert result["hands"], result  # the pulled models run
+
+
+def test_server_limits_malloc_arenas_unless_told_otherwise(monkeypatch):
+    """2 glibc arenas instead of one per allocating thread: bench/load_test.py measured the peak RSS ~140 MB lower."""
+    import app
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert app.limit_malloc_arenas() is False  # the variable wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert app.limit_malloc_arenas() is True  # glibc took M_ARENA_MAX
