@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybrid.detector import Detection
+from hybrid.detector import Detection, non_max_suppression
 from hybrid.images import load_image
 from hybrid.pipeline import HybridPipeline
 
@@ -106,7 +106,6 @@ def stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, floa
 
 
 def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, float]:
-    from ultralytics.utils.nms import non_max_suppression
     from ultralytics.utils.ops import scale_boxes
 
     from hybrid.classifier import Prediction
@@ -125,10 +124,10 @@ def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, flo
     array = np.asarray(image)
     batch = detector.preprocess([array], size, rect=pipe.fast)
     lap("det pre")
-    raw = detector.network(batch)
+    raw = detector.raw_predictions(batch)
     lap("det network")
     output = non_max_suppression(raw, pipe.detector_threshold, detector.iou)[0]
-    boxes = scale_boxes(batch.shape[2:], output[:, :4].clone(), array.shape[:2]).tolist()
+    boxes = scale_boxes(batch.shape[2:], output[:, :4].astype(np.float64), array.shape[:2]).tolist()
     found = [Detection(tuple(box), float(score), "hand") for box, score in zip(boxes, output[:, 4].tolist())]
     if use_truth:
         found = [Detection(box.xyxy, 1.0, "hand") for box in record.boxes]

@@ -138,6 +138,32 @@ def test_same_boxes_as_ultralytics_predict(trained_detector: Path, images):
         assert torch.equal(detector.preprocess([np.asarray(image)], 64), expected_input)
 
 
+def test_numpy_nms_equals_ultralytics(trained_detector: Path, images):
+    """hybrid.detector.non_max_suppression keeps exactly what Ultralytics' keeps: on the real network's
+    thousands of low-score boxes, and on crowded random boxes of three classes (per-class suppression)."""
+    from ultralytics.utils.nms import non_max_suppression as theirs
+
+    from hybrid.detector import non_max_suppression as ours
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    raw = detector.raw_predictions(detector.preprocess([np.asarray(image) for image in images[:2]], 64))
+    rng = np.random.default_rng(0)
+    crowded = np.concatenate(
+        [rng.uniform(20, 60, (2, 2, 500)), rng.uniform(5, 30, (2, 2, 500)), rng.random((2, 3, 500))], 1
+    )
+    for prediction, conf, iou in ((raw, CONF, detector.iou), (crowded, 0.3, 0.5), (crowded, 0.9, 0.2)):
+        prediction = torch.as_tensor(prediction, dtype=torch.float32)
+        expected = theirs(prediction.clone(), conf, iou, max_det=300)
+        got = ours(prediction.numpy(), conf, iou, max_det=300)
+        for mine, want in zip(got, expected):
+            assert len(mine) == len(want) > 0
+            order = np.lexsort((mine[:, 0], -mine[:, 4]))  # both best first; equal scores in any order
+            want = want.numpy()
+            np.testing.assert_allclose(mine[order], want[np.lexsort((want[:, 0], -want[:, 4]))], atol=1e-4)
+    assert len(ours(crowded.astype(np.float32), 0.3, 0.5, max_det=7)[0]) == 7
+    assert ours(np.zeros((1, 5, 10), np.float32), 0.1, 0.5)[0].shape == (0, 6)
+
+
 def test_rect_letterbox_is_ultralytics_rect_and_finds_the_same_hands(trained_detector: Path, images):
     """`rect` (the shipped path) pads a photo only to a stride multiple, as Ultralytics' predictor with
     rect=True does: the square input minus its extra padding rows. (bench/evaluate.py --paths naive shipped
