@@ -63,9 +63,14 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "background-swap": "0.2"},
         "all, and 20 % of the classifier's training crops get another photo's background around the hand",
     ),
+    "all+mix": (
+        {"zoom-copies": "1"},
+        {**PHOTOMETRIC, "+data": SLD, "mixup": "0.2", "cutmix": "1.0"},
+        "all, and the classifier trains on mixup (alpha 0.2) or cutmix (alpha 1.0) batches, half each",
+    ),
 }
 # lever rows skip the in-domain models (CPU time); the kept recipe, and a candidate for it, have them
-IN_DOMAIN_ROWS = {"baseline", "all", "all+balanced", "all+zoom3", "all+background50", "all+background20"}
+IN_DOMAIN_ROWS = {"baseline", "all", "all+balanced", "all+zoom3", "all+background50", "all+background20", "all+mix"}
 
 
 def recipe_digest(recipe) -> str:

@@ -169,3 +169,22 @@ def test_background_swap_keeps_the_hand_and_replaces_its_context(records):
     ring[y0:y1, x0:x1] = False
     assert np.abs(swapped[0][ring].astype(int) - plain[0][ring].astype(int)).mean() > 10  # another photo's pixels
     assert sum(not np.array_equal(a, b) for a, b in zip(plain, swapped)) >= len(plain) - 1
+
+
+def test_mixup_and_cutmix_blend_crops_and_labels():
+    import torch
+
+    from hybrid.training.classifier import mixer
+
+    assert mixer(ClassifierRecipe(), 3) is None
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1"])
+    assert (recipe.mixup, recipe.cutmix) == (0.2, 1.0)
+    with pytest.raises(ValueError, match=re.escape("--cutmix: expected an alpha >= 0")):
+        parse_recipe(ClassifierRecipe, ["--cutmix", "-1"])
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x, y = torch.rand(8, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    mixed, soft = mixer(recipe, 3)(x.clone(), y)
+    assert soft.shape == (8, 3) and torch.allclose(soft.sum(1), torch.ones(8))
+    assert (soft.max(1).values < 0.95).all()  # smoothed or blended: no hard one-hot target left
+    assert not torch.equal(mixed, x)

@@ -479,12 +479,18 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
         dynamic_ncols=True,
         disable=not accelerator.is_local_main_process,
     )
+    mix = mixer(recipe, len(run.names))
     for x, y in bar:
         if recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with accelerator.accumulate(model):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            if mix is not None and len(y) % 2 == 0:  # timm's Mixup pairs each crop with the batch's mirror
+                x, soft = mix(x, y)  # soft labels, label smoothing included
+                logits = model(x)
+                loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
             accelerator.backward(loss)
             run.optimizer.step()
             run.scheduler.step()
@@ -498,6 +504,20 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
             run.writer.add_scalar("train/loss_step", float(loss.detach()), run.state["step"])
     stats = accelerator.reduce(torch.tensor([loss_sum, correct, total], dtype=torch.float64), reduction="sum")
     return float(stats[0] / stats[2]), float(stats[1] / stats[2])
+
+
+def mixer(recipe: ClassifierRecipe, num_classes: int):
+    """timm's Mixup for the recipe's mixup / cutmix alphas (both: each batch one or the other), or None."""
+    if not (recipe.mixup or recipe.cutmix):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(
+        mixup_alpha=recipe.mixup,
+        cutmix_alpha=recipe.cutmix,
+        label_smoothing=recipe.label_smoothing,
+        num_classes=num_classes,
+    )
 
 
 def fit(run: Run) -> None:

@@ -174,6 +174,8 @@ class ClassifierRecipe(Recipe):
     blur: float = 0.0  # probability of a Gaussian blur (sigma 0.1-2 px)
     balanced: bool = False  # draw training crops with equal odds per class (Roboflow is 47 % 'five')
     background_swap: float = 0.0  # probability that a training crop's context comes from another photo
+    mixup: float = 0.0  # mixup alpha (0 = off): train on blends of two crops and of their labels
+    cutmix: float = 0.0  # cutmix alpha (0 = off): a patch of another crop pasted in; with mixup, half the batches
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
@@ -214,6 +216,9 @@ class ClassifierRecipe(Recipe):
             raise ValueError(f"--scheduler: expected none|cosine, got {self.scheduler!r}")
         if self.augment not in ("none", "randaugment", "trivialaugment"):
             raise ValueError(f"--augment: expected none|randaugment|trivialaugment, got {self.augment!r}")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{flag(name)}: expected an alpha >= 0 (0 = off), got {getattr(self, name)}")
         if not 0 <= self.color_jitter <= 1:
             raise ValueError(f"--color-jitter: expected a number in [0, 1], got {self.color_jitter}")
         for name in ("grayscale", "blur", "background_swap"):
