@@ -206,7 +206,8 @@ class OpenVinoNetwork(Network):
         self.precision = Precision.INT8 if precision is Precision.INT8 else Precision(computed.replace("f32", "fp32"))
         self._static: dict[tuple[int, ...], object] = {}  # input shape -> the model compiled for that shape only
         self._idle: dict[int, list] = {}  # id(compiled model) -> its infer requests not in use
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # compiling a fixed-shape copy
+        self._pool_lock = threading.Lock()  # taking and giving back requests (never waits on a compile)
 
     @staticmethod
     def available() -> bool:
@@ -235,7 +236,7 @@ class OpenVinoNetwork(Network):
 
     def run(self, array: np.ndarray) -> np.ndarray:
         compiled = self._compiled_for(array.shape)
-        with self._lock:
+        with self._pool_lock:
             idle = self._idle.setdefault(id(compiled), [])
             request = idle.pop() if idle else None
         if request is None:
@@ -243,13 +244,13 @@ class OpenVinoNetwork(Network):
         try:
             return np.array(request.infer({0: array})[0])  # a copy: the request reuses its output buffer
         finally:
-            with self._lock:
+            with self._pool_lock:
                 idle.append(request)
 
     @property
     def infer_requests(self) -> int:
         """How many infer requests this network holds (all idle between calls)."""
-        with self._lock:
+        with self._pool_lock:
             return sum(map(len, self._idle.values()))
 
     def _compiled_for(self, shape: tuple[int, ...]):
