@@ -70,6 +70,11 @@ HELP = {
     "checkpoints/ when the run ends: the newest N; 0 = none (the folder then holds the best model, its logs and "
     "metrics only, and cannot be extended with --resume). While training, the newest max(N, 1) epochs are kept "
     "and the best epoch's model; the best model becomes model.safetensors at the end",
+    "background_swap": "probability (0-1) that a training crop keeps only the hand's box and gets a hand-free "
+    "square of another training photo around it, so the room is not a cue (bench/generalize.py measures it)",
+    "mixup": "mixup alpha, 0 = off: training batches of blended crops with blended (smoothed) labels",
+    "cutmix": "cutmix alpha, 0 = off: a patch of another crop pasted in, labels by area; with --mixup, each "
+    "batch gets one of the two",
 }
 _WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
 
