@@ -38,6 +38,7 @@ from torch import nn
 
 from hybrid.calibration import calibration_for
 from hybrid.data.splits import SPLIT_NAME
+from hybrid.evaluate import iou_matrix
 from hybrid.files import atomic_file, write_text
 from hybrid.images import ImageInput, rgb_array
 from hybrid.runtime import Network, Precision, TorchNetwork, can_int8, compile_network, parse_precision
@@ -417,15 +418,11 @@ def non_max_suppression(
         cx, cy, w, h = image[:4, keep]
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         shifted = boxes + classes[keep, None] * MAX_WH  # boxes of different classes never overlap
-        areas = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
         order, chosen = np.arange(len(keep)), []
         while order.size and len(chosen) < max_det:
             best, rest = order[0], order[1:]
             chosen.append(best)
-            top_left = np.maximum(shifted[best, :2], shifted[rest, :2])
-            bottom_right = np.minimum(shifted[best, 2:], shifted[rest, 2:])
-            overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-            order = rest[overlap / (areas[best] + areas[rest] - overlap) <= iou]
+            order = rest[iou_matrix(shifted[best : best + 1], shifted[rest])[0] <= iou]
         results.append(
             np.column_stack([boxes[chosen], scores[keep][chosen], classes[keep][chosen]]).astype(np.float32)
             if chosen

@@ -158,8 +158,8 @@ def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence
     `classes[i]`: the class index to explain for crop i (None or missing: the predicted class). All
     crops go through in one batch; fp32 (no autocast), gradients enabled even inside no_grad code."""
     classifier = _classifier_of(classifier)
-    size = int(classifier.data_config["input_size"][-1])
     if not crops:
+        size = int(classifier.data_config["input_size"][-1])
         return np.zeros((0, size, size), dtype=np.float32)
     batch = classifier.preprocess(list(crops)).float().requires_grad_(True)  # a graph even for frozen weights
     with torch.enable_grad():

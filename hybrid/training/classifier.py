@@ -484,13 +484,14 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
         if recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with accelerator.accumulate(model):
+            soft = None
             if mix is not None and len(y) % 2 == 0:  # timm's Mixup pairs each crop with the batch's mirror
                 x, soft = mix(x, y)  # soft labels, label smoothing included
-                logits = model(x)
-                loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
-            else:
-                logits = model(x)
+            logits = model(x)
+            if soft is None:
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            else:
+                loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
             accelerator.backward(loss)
             run.optimizer.step()
             run.scheduler.step()
