@@ -3,7 +3,9 @@
 UI and wiring only; the work is done by `hybrid.pipeline` and `hybrid.explain`. Models come from
 $HYBRID_DETECTOR / $HYBRID_CLASSIFIER (Hub id[@revision] or a local folder), else the models the
 Space is pinned to, else models/detector and models/classifier (what `make demo` trains). They are
-loaded once, at start-up. Host and port: $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT (127.0.0.1:7860).
+loaded once, at start-up, by hybrid.serving: a child process builds the shipped pipeline and this process runs
+its compiled networks without importing PyTorch (~650 MB less memory), unless the models need it. Host and
+port: $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT (127.0.0.1:7860).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ try:  # ZeroGPU Spaces lend a GPU per call through `spaces` (imported before tor
     import spaces
 
     gpu: Callable = spaces.GPU
+    ZERO_GPU = True  # the pipeline then runs in PyTorch in this process, on the lent GPU
 except ImportError:
+    ZERO_GPU = False
 
     def gpu(fn: Callable) -> Callable:
         return fn
@@ -38,7 +42,7 @@ import numpy as np  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hybrid import explain  # noqa: E402
+from hybrid import explain, serving  # noqa: E402
 from hybrid.constants import data_root  # noqa: E402
 from hybrid.data.registry import REGISTRY  # noqa: E402
 from hybrid.hub import default_model, snapshot, split_revision  # noqa: E402
@@ -112,10 +116,14 @@ def resolve_model(kind: str) -> ModelSource:
 def load_pipeline() -> tuple[HybridPipeline, list[ModelSource]]:
     detector, classifier = resolve_model("detector"), resolve_model("classifier")
     started = time.perf_counter()
-    pipeline = HybridPipeline.from_pretrained(detector=str(detector.path), classifier=str(classifier.path))
+    if ZERO_GPU:
+        pipeline = HybridPipeline.from_pretrained(detector=str(detector.path), classifier=str(classifier.path))
+    else:
+        pipeline = serving.load(detector.path, classifier.path)
     logger.info(
-        "models loaded in %.1f s: detector %s (%s), classifier %s (%s)",
+        "models loaded in %.1f s (%s): detector %s (%s), classifier %s (%s)",
         time.perf_counter() - started,
+        "torch imported" if "torch" in sys.modules else "without PyTorch",
         detector.name,
         detector.revision,
         classifier.name,

@@ -106,9 +106,8 @@ def stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, floa
 
 
 def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, float]:
-    from ultralytics.utils.ops import scale_boxes
-
     from hybrid.classifier import Prediction
+    from hybrid.detector import scale_boxes
     from hybrid.pipeline import draw_hands, merge
 
     times, clock = {}, time.perf_counter()
@@ -122,7 +121,7 @@ def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, flo
     lap("decode")
     detector, size = pipe.detector, pipe.detector_size
     array = np.asarray(image)
-    batch = detector.preprocess([array], size, rect=pipe.fast)
+    batch = detector.letterboxed([array], size, rect=pipe.fast)
     lap("det pre")
     raw = detector.raw_predictions(batch)
     lap("det network")
@@ -134,9 +133,11 @@ def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, flo
     lap("NMS")
     crops = pipe.crops(image, [d.box for d in found])
     lap("crops")
-    pixels = pipe.classifier.preprocess(crops)
+    pixels = pipe.classifier.pixel_values(crops)
     lap("clf pre")
-    probabilities = torch.softmax(pipe.classifier.network(pixels).float(), dim=-1)
+    logits = pipe.classifier.network.run(pixels)
+    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
     lap("clf network")
     names = pipe.classifier.label_names
     hands = [

@@ -16,6 +16,8 @@ naming the field otherwise), and the weights come from `model.safetensors` only;
 
 Inference runs through `network` (hybrid.runtime): PyTorch by default, in `precision`; `compile()` gives a
 copy of the classifier whose `predict` runs a compiled network (e.g. OpenVINO), with the same preprocessing.
+Everything `predict` needs lives in `CompiledClassifier` (label names, timm's eval transform in Pillow and
+numpy, the network), which imports no torch: hybrid.serving builds one from a compiled network alone.
 
 Example:
     >>> clf = GestureClassifier.from_pretrained("models/classifier")
@@ -34,17 +36,19 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from hybrid.calibration import calibration_for
 from hybrid.files import atomic_file, write_text
 from hybrid.images import load_image
 from hybrid.runtime import Network, Precision, TorchNetwork, compile_network, parse_precision, resolve_precision
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +112,13 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def default_device() -> torch.device:
+def default_device() -> "torch.device":
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def export_config(model: nn.Module, label_names: Sequence[str], pretrained_cfg: dict) -> dict:
+def export_config(model: "nn.Module", label_names: Sequence[str], pretrained_cfg: dict) -> dict:
     """The config.json for `model`, written by timm's own `save_config_for_hf`, then made loadable by
     transformers 5.x too: TimmWrapper calls `create_model(..., num_classes=..., **model_args)`, so
     `model_args` must not repeat `num_classes`. Source-weight fields (ImageNet tag, licence, URLs) go."""
@@ -137,7 +143,7 @@ def export_config(model: nn.Module, label_names: Sequence[str], pretrained_cfg: 
 
 
 def save_model(
-    model: nn.Module, label_names: Sequence[str], pretrained_cfg: dict, save_directory: Union[str, Path]
+    model: "nn.Module", label_names: Sequence[str], pretrained_cfg: dict, save_directory: Union[str, Path]
 ) -> Path:
     """Write `model.safetensors` + `config.json` for `model` into `save_directory` (created; other files
     kept). Each file is written atomically (hybrid.files)."""
@@ -240,33 +246,136 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _last_stage(model: nn.Module) -> nn.Module:
-    """The module Grad-CAM should hook: ResNets' layer4[-1], else the last feature stage timm reports."""
+def last_stage_name(model: "nn.Module") -> str:
+    """The name of the module Grad-CAM should hook: ResNets' layer4[-1], else the last feature stage timm reports."""
+    from torch import nn
+
     layer4 = getattr(model, "layer4", None)
     if isinstance(layer4, nn.Sequential) and len(layer4):
-        return layer4[-1]
+        return f"layer4.{len(layer4) - 1}"
     feature_info = getattr(model, "feature_info", None)
     if feature_info:
-        return model.get_submodule(feature_info[-1]["module"])
+        return feature_info[-1]["module"]
     raise AttributeError(f"no last stage known for {type(model).__name__}; pass target_layer explicitly")
 
 
-class GestureClassifier:
+# timm's interpolation names -> Pillow's filters (torchvision resizes a PIL image with these)
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def numpy_transform(data_config: dict) -> Optional[Callable[[Image.Image], np.ndarray]]:
+    """timm's eval transform for `data_config` (`create_transform(**data_config, is_training=False)`: resize,
+    centre crop, to 0..1, normalise) in Pillow and numpy, RGB image -> H x W x C float32; tests check it equals
+    timm's. None where timm would do what this does not (crop_mode 'border', a non-square size, crop_pct > 1)."""
+    _, height, width = data_config["input_size"]
+    crop_mode = data_config.get("crop_mode") or "center"
+    crop_pct = data_config.get("crop_pct") or 0.875  # timm's DEFAULT_CROP_PCT
+    resample = _RESAMPLE.get(data_config.get("interpolation") or "bilinear")
+    if height != width or crop_mode not in ("center", "squash") or not 0 < crop_pct <= 1 or resample is None:
+        return None
+    scale = math.floor(height / crop_pct)
+    mean, std = np.asarray(data_config["mean"], np.float32), np.asarray(data_config["std"], np.float32)
+
+    def transform(image: Image.Image) -> np.ndarray:
+        w, h = image.size
+        if crop_mode == "squash":
+            size = (scale, scale)
+        else:  # torchvision's Resize(int): the shorter side to `scale`, the longer one truncated
+            size = (scale, int(scale * h / w)) if w <= h else (int(scale * w / h), scale)
+        if size != image.size:
+            image = image.resize(size, resample)
+        left, top = int(round((size[0] - width) / 2.0)), int(round((size[1] - height) / 2.0))  # CenterCrop
+        if size != (width, height):
+            image = image.crop((left, top, left + width, top + height))
+        return (np.asarray(image, dtype=np.float32) / 255 - mean) / std  # ToTensor and Normalize, in float32
+
+    return transform
+
+
+class CompiledClassifier:
+    """What classifying needs and nothing more: a compiled `network` (hybrid.runtime), its `label_names` and
+    `data_config` (timm's preprocessing fields). No PyTorch: hybrid.serving loads one in a process without
+    torch; `GestureClassifier` is one that also holds its timm model. `predict` is batched and returns
+    probability-sorted `Prediction`s. `cam_weights` (classes x channels), when known: the linear map from the
+    mean of the network's 'cam0' output to the logits, which makes Grad-CAM a product (hybrid.explain)."""
+
+    def __init__(
+        self,
+        network: Network,
+        label_names: Sequence[str],
+        data_config: dict,
+        cam_weights: Optional[np.ndarray] = None,
+        to_array: Optional[Callable[[Image.Image], np.ndarray]] = None,
+    ) -> None:
+        self.network = network
+        self.label_names = [str(name) for name in label_names]
+        self.data_config = dict(data_config)
+        self.cam_weights = cam_weights
+        self.to_array = to_array or numpy_transform(self.data_config)
+        if self.to_array is None:
+            raise ValueError(f"this preprocessing needs timm's own transform: {self.data_config}")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.data_config["input_size"][-1])
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: 'fp32' | 'bf16' | 'int8'."""
+        return self.network.precision
+
+    def pixel_values(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Images (paths, bytes, PIL, arrays) -> the network's input (N, 3, H, W) float32, a channels-last view."""
+        return np.stack([self.to_array(load_image(image)) for image in images]).transpose(0, 3, 1, 2)
+
+    def probabilities(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Class probabilities (N, num_classes), float32, from one batched forward pass."""
+        if not images:
+            return np.zeros((0, len(self.label_names)), np.float32)
+        logits = self.network.run(self.pixel_values(images)).astype(np.float32)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5):
+        """Top-k predictions, most probable first: a list for one image, a list of lists for a list."""
+        single = not isinstance(images, (list, tuple))
+        batch = [images] if single else list(images)
+        probs = self.probabilities(batch)
+        k = max(1, min(int(top_k), len(self.label_names)))
+        best = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+        results = [[Prediction(self.label_names[i], float(row[i])) for i in order] for row, order in zip(probs, best)]
+        return results[0] if single else results
+
+    def __repr__(self) -> str:
+        return (
+            f"CompiledClassifier({len(self.label_names)} classes, image_size={self.image_size}, "
+            f"network={self.network!r})"
+        )
+
+
+class GestureClassifier(CompiledClassifier):
     """A timm classifier with its label names and preprocessing. `predict` is batched and returns
     probability-sorted `Prediction`s; `target_layer` is the last stage for Grad-CAM. `network` runs the
     forward pass (PyTorch in `precision` here; see `compile`), `model` stays the PyTorch module."""
 
     def __init__(
         self,
-        model: nn.Module,
+        model: "nn.Module",
         label_names: Sequence[str],
         pretrained_cfg: dict,
-        device: Union[str, torch.device, None] = None,
+        device: Union[str, "torch.device", None] = None,
         precision: str = "auto",
     ) -> None:
         import timm.data
+        import torch
 
-        label_names = [str(name) for name in label_names]
         num_classes = getattr(model, "num_classes", None)
         if num_classes is not None and num_classes != len(label_names):
             raise ValueError(f"model has {num_classes} classes but {len(label_names)} label_names were given")
@@ -274,13 +383,13 @@ class GestureClassifier:
         self.model = model.to(self.device).eval()
         if self.device.type != "mps":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.label_names = label_names
         self.pretrained_cfg = dict(pretrained_cfg)
-        self.network: Network = TorchNetwork(self.model, resolve_precision(precision, self.device))
         self.folder: Optional[Path] = None  # where from_pretrained found it (its split.json calibrates int8)
         # Exactly what transformers' TimmWrapperImageProcessor does, so all loaders agree.
-        self.data_config = timm.data.resolve_data_config(self.pretrained_cfg, model=None, verbose=False)
-        self.transform = timm.data.create_transform(**self.data_config, is_training=False)
+        data_config = timm.data.resolve_data_config(self.pretrained_cfg, model=None, verbose=False)
+        self.transform = timm.data.create_transform(**data_config, is_training=False)
+        network = TorchNetwork(self.model, resolve_precision(precision, self.device))
+        super().__init__(network, label_names, data_config, to_array=numpy_transform(data_config) or self._timm_array)
 
     # --- construction -------------------------------------------------------------------------
 
@@ -293,7 +402,7 @@ class GestureClassifier:
         pretrained: Union[bool, str, Path] = False,
         crop_pct: float = 1.0,
         interpolation: str = "bilinear",
-        device: Union[str, torch.device, None] = None,
+        device: Union[str, "torch.device", None] = None,
         precision: str = "auto",
         **model_kwargs,
     ) -> "GestureClassifier":
@@ -349,7 +458,7 @@ class GestureClassifier:
         cls,
         repo_or_dir: Union[str, Path],
         revision: Optional[str] = None,
-        device: Union[str, torch.device, None] = None,
+        device: Union[str, "torch.device", None] = None,
         precision: str = "auto",
     ) -> "GestureClassifier":
         """Load a folder, or a Hub repo id (`org/name` or `org/name@rev`, optional `revision`), written by
@@ -389,18 +498,9 @@ class GestureClassifier:
     # --- inference ------------------------------------------------------------------------------
 
     @property
-    def target_layer(self) -> nn.Module:
+    def target_layer(self) -> "nn.Module":
         """The last convolutional stage (`model.layer4[-1]` for ResNets), the usual Grad-CAM target."""
-        return _last_stage(self.model)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.data_config["input_size"][-1])
-
-    @property
-    def precision(self) -> str:
-        """What the network computes in: 'fp32' | 'bf16'."""
-        return self.network.precision
+        return self.model.get_submodule(last_stage_name(self.model))
 
     def compile(
         self,
@@ -415,63 +515,35 @@ class GestureClassifier:
         precision = parse_precision(precision or self.precision)
         calibration = None
         if precision in (Precision.AUTO, Precision.INT8):
-            calibration = calibration_for(
-                self.folder, "classifier", self.image_size, lambda crops: self.preprocess(crops).cpu().numpy()
-            )
+            calibration = calibration_for(self.folder, "classifier", self.image_size, self.pixel_values)
         compiled = copy.copy(self)
         compiled.network = compile_network(
-            self.model, "classifier", self.image_size, self.device, backend, precision, cache_dir, threads, calibration
+            self.model,
+            "classifier",
+            self.image_size,
+            self.device,
+            backend,
+            precision,
+            cache_dir,
+            threads,
+            calibration,
+            cam_layers=[last_stage_name(self.model)],
         )
         return compiled
 
-    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[ImageInput]) -> "torch.Tensor":
         """Images (paths, bytes, PIL, arrays) -> a normalised batch (N, 3, H, W), channels-last, on `self.device`.
 
-        `self.transform`'s image steps (resize, centre crop) run as they are; its to-tensor and normalise steps
-        run in numpy, with the same float32 arithmetic: torch ops here would wake torch's thread pool, whose
-        waiting threads then take the cores from OpenVINO (the shipped path ran its networks ~1.7x slower)."""
-        arrays = np.stack([self._normalised(load_image(image)) for image in images])  # N, H, W, C
-        return torch.from_numpy(arrays).permute(0, 3, 1, 2).to(self.device)  # an NCHW view, channels-last
+        The transform runs in Pillow and numpy (`numpy_transform`, equal to timm's): torch ops here would wake
+        torch's thread pool, whose waiting threads then take the cores from OpenVINO (the shipped path ran its
+        networks ~1.7x slower)."""
+        import torch
 
-    def _normalised(self, image: Image.Image) -> np.ndarray:
-        """One image through `self.transform`, as an H x W x C float32 array."""
-        from timm.data.transforms import MaybeToTensor
-        from torchvision import transforms as T
+        return torch.from_numpy(self.pixel_values(images)).to(self.device)  # an NCHW view, channels-last
 
-        array = None
-        for step in self.transform.transforms:
-            if isinstance(step, (T.ToTensor, MaybeToTensor)) and array is None:
-                array = np.asarray(image, dtype=np.float32) / 255
-            elif isinstance(step, T.Normalize) and array is not None:
-                array = (array - np.asarray(step.mean, np.float32)) / np.asarray(step.std, np.float32)
-            elif array is None:
-                image = step(image)
-            else:  # a step this method does not know, after to-tensor: the transform as it is
-                return self.transform(image).permute(1, 2, 0).numpy()
-        return array
-
-    @torch.inference_mode()
-    def probabilities(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Class probabilities (N, num_classes), fp32 on CPU, from one batched forward pass."""
-        if not images:
-            return torch.empty(0, len(self.label_names))
-        logits = self.network(self.preprocess(images))
-        logits = logits.float().cpu().numpy()  # numpy, not torch: see preprocess
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return torch.from_numpy(exp / exp.sum(axis=-1, keepdims=True))
-
-    def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5):
-        """Top-k predictions, most probable first: a list for one image, a list of lists for a list."""
-        single = not isinstance(images, (list, tuple))
-        batch = [images] if single else list(images)
-        probs = self.probabilities(batch)
-        k = max(1, min(int(top_k), len(self.label_names)))
-        scores, indices = probs.topk(k, dim=-1)
-        results = [
-            [Prediction(self.label_names[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
-            for row_s, row_i in zip(scores, indices)
-        ]
-        return results[0] if single else results
+    def _timm_array(self, image: Image.Image) -> np.ndarray:
+        """timm's transform as it is (where `numpy_transform` does not cover the config), H x W x C."""
+        return self.transform(image).permute(1, 2, 0).numpy()
 
     def __repr__(self) -> str:
         arch = self.pretrained_cfg.get("architecture") or type(self.model).__name__

@@ -12,6 +12,9 @@ class only unpickles a `.pt` (which can run code) when the caller passes `allow_
 
 `predict` runs the network through `network` (hybrid.runtime): PyTorch fp32 by default; `compile()` gives a
 copy of the detector whose network is compiled (e.g. OpenVINO), with the same letterbox, NMS and box scaling.
+Everything `predict` needs lives in `CompiledDetector` (names, thresholds, stride, Ultralytics' letterbox and
+box scaling in numpy and OpenCV, the network), which imports no torch: hybrid.serving builds one from a
+compiled network alone.
 
 Example:
     >>> from hybrid import HandDetector
@@ -30,11 +33,9 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from hybrid.calibration import calibration_for
 from hybrid.data.splits import SPLIT_NAME
@@ -42,6 +43,10 @@ from hybrid.evaluate import iou_matrix
 from hybrid.files import atomic_file, write_text
 from hybrid.images import ImageInput, rgb_array
 from hybrid.runtime import Network, Precision, TorchNetwork, can_int8, compile_network, parse_precision
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +132,96 @@ class Detection:
         return asdict(self)
 
 
-class HandDetector:
+class CompiledDetector:
+    """What detecting needs and nothing more: a compiled `network` (hybrid.runtime) and its class `names`,
+    trained `image_size`, thresholds (`conf`, `iou`) and `stride`. No PyTorch: hybrid.serving loads one in a
+    process without torch; `HandDetector` is one that also holds its Ultralytics model."""
+
+    def __init__(
+        self,
+        network: Network,
+        names: Sequence[str],
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        conf: float = DEFAULT_CONF,
+        iou: float = DEFAULT_IOU,
+        stride: int = 32,
+    ) -> None:
+        self.network = network
+        self.names = list(names)
+        self.image_size = int(image_size)
+        self.conf = float(conf)
+        self.iou = float(iou)
+        self.stride = int(stride)
+
+    def letterboxed(self, images: Sequence[np.ndarray], image_size: int, rect: bool = False) -> np.ndarray:
+        """RGB uint8 HxWx3 arrays -> float32 batch (N, 3, H, W) in 0..1, letterboxed exactly as Ultralytics'
+        predictor does (aspect kept, grey padding, centred): to S x S, or with `rect` and images of one shape
+        to the smallest stride multiple around the scaled image (an 800x600 photo at 320: 320x256, 20 % less
+        to compute at the same scale; Ultralytics' predictor with rect=True)."""
+        rect = rect and len({image.shape for image in images}) == 1
+        batch = np.stack([letterbox(image, image_size, self.stride if rect else None) for image in images])
+        return np.divide(batch.transpose(0, 3, 1, 2), 255, dtype=np.float32)
+
+    def predict(
+        self,
+        image_or_list: Union[ImageInput, Sequence[ImageInput]],
+        conf: Optional[float] = None,
+        iou: Optional[float] = None,
+        image_size: Optional[int] = None,
+        max_det: int = 300,
+        rect: bool = False,
+    ) -> Union[list[Detection], list[list[Detection]]]:
+        """Detect objects in one image (-> list of Detection) or a list of images (-> one list per image).
+
+        Images are anything `hybrid.images.load_image` takes: a path, bytes, an RGB PIL image, or an RGB
+        numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image. The batch
+        goes through `self.network`; pre- and post-processing are these on every backend. `rect`: the
+        letterbox pads only to a stride multiple, not to a square (see `letterboxed`).
+        """
+        single = not isinstance(image_or_list, (list, tuple))
+        sources = [image_or_list] if single else list(image_or_list)
+        conf = self.conf if conf is None else float(conf)
+        iou = self.iou if iou is None else float(iou)
+        size = self._check_size(image_size or self.image_size)
+        results: list[list[Detection]] = []
+        for start in range(0, len(sources), BATCH_SIZE):
+            arrays = [rgb_array(source) for source in sources[start : start + BATCH_SIZE]]
+            batch = self.letterboxed(arrays, size, rect)
+            outputs = non_max_suppression(self.raw_predictions(batch), conf, iou, max_det=max_det)
+            for array, output in zip(arrays, outputs):
+                boxes = scale_boxes(batch.shape[2:], output[:, :4].astype(np.float64), array.shape[:2]).tolist()
+                results.append(
+                    [
+                        Detection(box=tuple(round(v, 2) for v in box), score=float(score), label=self.names[int(cls)])
+                        for box, score, cls in zip(boxes, output[:, 4].tolist(), output[:, 5].tolist())
+                    ]
+                )
+        return results[0] if single else results
+
+    __call__ = predict
+
+    def raw_predictions(self, batch: np.ndarray) -> np.ndarray:
+        """The network's decoded boxes and class scores for a letterboxed batch, (N, 4 + classes, anchors)."""
+        return self.network.run(batch)
+
+    def _check_size(self, size: int) -> int:
+        size = int(size)
+        if size < self.stride:
+            raise ValueError(f"image_size={size}: must be at least the model stride {self.stride}")
+        if size % self.stride:
+            rounded = (size + self.stride - 1) // self.stride * self.stride
+            logger.warning("image_size=%d is not a multiple of %d; using %d", size, self.stride, rounded)
+            size = rounded
+        return size
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(names={self.names}, image_size={self.image_size}, conf={self.conf}, "
+            f"iou={self.iou}, network={self.network!r})"
+        )
+
+
+class HandDetector(CompiledDetector):
     """A YOLOv8 detection network plus what is needed to use it: class names, image size, thresholds.
 
     `model` is the plain `DetectionModel` (an `nn.Module`, in eval mode) so that EigenCAM/Grad-CAM can hook
@@ -137,7 +231,7 @@ class HandDetector:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: "nn.Module",
         names: Sequence[str],
         image_size: int = DEFAULT_IMAGE_SIZE,
         conf: float = DEFAULT_CONF,
@@ -145,15 +239,12 @@ class HandDetector:
         model_yaml: Optional[dict] = None,
     ) -> None:
         self.model = model.eval()
-        self.names = list(names)
-        self.image_size = int(image_size)
-        self.conf = float(conf)
-        self.iou = float(iou)
         self.model_yaml = copy.deepcopy(model_yaml if model_yaml is not None else getattr(model, "yaml", None))
         if not self.model_yaml:
             raise ValueError("HandDetector needs the Ultralytics model yaml (model.yaml or model_yaml=...)")
-        self.stride = int(max(getattr(model, "stride", torch.tensor([32.0])).tolist()))
-        self.network: Network = TorchNetwork(self.model, Precision.FP32)
+        stride = getattr(model, "stride", None)
+        stride = int(max(stride.tolist())) if stride is not None else 32
+        super().__init__(TorchNetwork(self.model, Precision.FP32), names, image_size, conf, iou, stride)
         self.folder: Optional[Path] = None  # where from_pretrained found it (its split.json calibrates int8)
 
     # --- loading and saving -------------------------------------------------------------------------
@@ -303,103 +394,81 @@ class HandDetector:
                 self.folder,
                 "detector",
                 size,
-                lambda images: self.preprocess(images, size).cpu().numpy(),
+                lambda images: self.letterboxed(images, size),
                 ignored=(rf".*/model\.{len(self.model.model) - 1}/(?!cv).*",),  # box decoding: after the convs
             )
             if precision is Precision.AUTO and not can_int8(self.device, backend, calibration):
                 precision = Precision.FP32
         compiled = copy.copy(self)
         compiled.network = compile_network(
-            self.model, "detector", self.image_size, self.device, backend, precision, cache_dir, threads, calibration
+            self.model,
+            "detector",
+            self.image_size,
+            self.device,
+            backend,
+            precision,
+            cache_dir,
+            threads,
+            calibration,
+            cam_layers=[f"model.{i}" for i in self.neck_layers],
         )
         return compiled
 
-    def to(self, device: Optional[Union[str, torch.device]]) -> "HandDetector":
+    @property
+    def neck_layers(self) -> list[int]:
+        """The indices (in `model.model`) of the maps the Detect head reads: what EigenCAM explains."""
+        head = self.model.model[-1]
+        return list(head.f) if isinstance(head.f, (list, tuple)) else [len(self.model.model) - 2]
+
+    def to(self, device: Optional[Union[str, "torch.device"]]) -> "HandDetector":
         if device is not None:
             self.model.to(device)
         return self
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> "torch.device":
         return next(self.model.parameters()).device
 
-    # --- inference -----------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray], image_size: int, rect: bool = False) -> "torch.Tensor":
+        """`letterboxed`, as a tensor on the model's device (for PyTorch callers: EigenCAM, tests)."""
+        import torch
 
-    def preprocess(self, images: Sequence[np.ndarray], image_size: int, rect: bool = False) -> torch.Tensor:
-        """RGB uint8 HxWx3 arrays -> float tensor (N, 3, H, W) in 0..1, letterboxed exactly as Ultralytics'
-        predictor does (aspect kept, grey padding, centred): to S x S, or with `rect` and images of one shape
-        to the smallest stride multiple around the scaled image (an 800x600 photo at 320: 320x256, 20 % less
-        to compute at the same scale; Ultralytics' predictor with rect=True)."""
-        from ultralytics.data.augment import LetterBox
-
-        rect = rect and len({image.shape for image in images}) == 1
-        letterbox = LetterBox((image_size, image_size), auto=rect, stride=self.stride, padding_value=PAD_VALUE)
-        batch = np.stack([letterbox(image=image) for image in images]).transpose(0, 3, 1, 2)
-        # numpy, not torch ops: those would wake torch's thread pool, which then competes with OpenVINO's
-        return torch.from_numpy(np.divide(batch, 255, dtype=np.float32)).to(self.device)
-
-    @torch.inference_mode()
-    def predict(
-        self,
-        image_or_list: Union[ImageInput, Sequence[ImageInput]],
-        conf: Optional[float] = None,
-        iou: Optional[float] = None,
-        image_size: Optional[int] = None,
-        max_det: int = 300,
-        rect: bool = False,
-    ) -> Union[list[Detection], list[list[Detection]]]:
-        """Detect objects in one image (-> list of Detection) or a list of images (-> one list per image).
-
-        Images are anything `hybrid.images.load_image` takes: a path, bytes, an RGB PIL image, or an RGB
-        numpy array (not OpenCV's BGR). Boxes are pixels of the (EXIF-upright) input image. The batch
-        goes through `self.network`; pre- and post-processing are these on every backend. `rect`: the
-        letterbox pads only to a stride multiple, not to a square (see `preprocess`).
-        """
-        from ultralytics.utils.ops import scale_boxes
-
-        single = not isinstance(image_or_list, (list, tuple))
-        sources = [image_or_list] if single else list(image_or_list)
-        conf = self.conf if conf is None else float(conf)
-        iou = self.iou if iou is None else float(iou)
-        size = self._check_size(image_size or self.image_size)
-        results: list[list[Detection]] = []
-        for start in range(0, len(sources), BATCH_SIZE):
-            arrays = [rgb_array(source) for source in sources[start : start + BATCH_SIZE]]
-            batch = self.preprocess(arrays, size, rect)
-            outputs = non_max_suppression(self.raw_predictions(batch), conf, iou, max_det=max_det)
-            for array, output in zip(arrays, outputs):
-                boxes = scale_boxes(batch.shape[2:], output[:, :4].astype(np.float64), array.shape[:2]).tolist()
-                results.append(
-                    [
-                        Detection(box=tuple(round(v, 2) for v in box), score=float(score), label=self.names[int(cls)])
-                        for box, score, cls in zip(boxes, output[:, 4].tolist(), output[:, 5].tolist())
-                    ]
-                )
-        return results[0] if single else results
-
-    __call__ = predict
-
-    def raw_predictions(self, batch: torch.Tensor) -> np.ndarray:
-        """The network's decoded boxes and class scores for a preprocessed batch, (N, 4 + classes, anchors)."""
-        output = self.network(batch)
-        output = output[0] if isinstance(output, (tuple, list)) else output  # PyTorch: (predictions, maps)
-        return output.detach().float().cpu().numpy()
-
-    def _check_size(self, size: int) -> int:
-        size = int(size)
-        if size < self.stride:
-            raise ValueError(f"image_size={size}: must be at least the model stride {self.stride}")
-        if size % self.stride:
-            rounded = (size + self.stride - 1) // self.stride * self.stride
-            logger.warning("image_size=%d is not a multiple of %d; using %d", size, self.stride, rounded)
-            size = rounded
-        return size
+        return torch.from_numpy(self.letterboxed(images, image_size, rect)).to(self.device)
 
     def __repr__(self) -> str:
         return (
             f"HandDetector({self.config['architecture']}, names={self.names}, image_size={self.image_size}, "
             f"conf={self.conf}, iou={self.iou})"
         )
+
+
+def letterbox(image: np.ndarray, size: int, stride: Optional[int] = None) -> np.ndarray:
+    """Ultralytics' LetterBox (scale to fit `size` x `size`, centre, pad with grey) of an HxWx3 uint8 array; with
+    `stride`, padded only to the next multiple of it (LetterBox(auto=True)). Tests check it equals Ultralytics'."""
+    import cv2
+
+    height, width = image.shape[:2]
+    ratio = min(size / height, size / width)
+    new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+    pad_w, pad_h = size - new_w, size - new_h
+    if stride:
+        pad_w, pad_h = pad_w % stride, pad_h % stride
+    if (new_w, new_h) != (width, height):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(pad_h / 2 - 0.1), round(pad_h / 2 + 0.1)
+    left, right = round(pad_w / 2 - 0.1), round(pad_w / 2 + 0.1)
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+
+
+def scale_boxes(batch_shape: Sequence[int], boxes: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """Ultralytics' `scale_boxes`: x0, y0, x1, y1 boxes of a letterboxed (height, width) `batch_shape` back to
+    pixels of an image of (height, width) `image_shape`, clipped to it. Changes `boxes` in place."""
+    gain = min(batch_shape[0] / image_shape[0], batch_shape[1] / image_shape[1])
+    new_h, new_w = (max(round(side * gain), 1) for side in image_shape[:2])  # what the letterbox rounded to
+    pad_x, pad_y = round((batch_shape[1] - new_w) / 2 - 0.1), round((batch_shape[0] - new_h) / 2 - 0.1)
+    boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - pad_x) / (new_w / image_shape[1])).clip(0, image_shape[1])
+    boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - pad_y) / (new_h / image_shape[0])).clip(0, image_shape[0])
+    return boxes
 
 
 def non_max_suppression(

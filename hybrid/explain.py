@@ -7,6 +7,12 @@ class, and is pasted back into full-image coordinates through the crop's geometr
 pytorch-grad-cam's GradCAM and EigenCAM compute (tests/test_explain.py checks it against that library), in a
 few lines here: the library imports scikit-learn, SciPy and matplotlib's pyplot, ~100 MB in the app's process.
 
+A classifier or detector compiled without its PyTorch model (hybrid.serving: a process that never imports
+torch) is explained from its network's extra outputs (hybrid.runtime `run_all`): EigenCAM from the neck maps
+the same way; Grad-CAM as CAM, which it equals when the logits are a linear map of the last stage's mean (a
+ResNet's global average pooling and fc: each channel's mean gradient is then that class's fc weight over h*w),
+so no backward pass is needed (`cam_weights`, checked when hybrid.serving writes the model).
+
 Thread safety: the hooks that read a layer's output live for one call and record only the forward pass of
 the thread that made them, so concurrent explanations, and predictions running on the same model in other
 threads, never mix activations. No model is copied. Gradients are taken with `torch.autograd.grad` with respect
@@ -24,15 +30,17 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from hybrid.crops import crop_square_box, square_crop
 from hybrid.images import ImageInput, load_image
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ IMAGE_WEIGHT = 0.5  # overlay: this much photo, the rest heat colour
 # --- the two CAMs ---------------------------------------------------------------------------------------
 
 
-def layer_outputs(model: nn.Module, layers: Sequence[nn.Module], batch: torch.Tensor):
+def layer_outputs(model: "nn.Module", layers: Sequence["nn.Module"], batch: "torch.Tensor"):
     """(model(batch), [each layer's output in that forward pass]), recording only this thread's pass."""
     thread, outputs = threading.get_ident(), {}
 
@@ -161,6 +169,10 @@ def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence
     if not crops:
         size = int(classifier.data_config["input_size"][-1])
         return np.zeros((0, size, size), dtype=np.float32)
+    if getattr(classifier, "model", None) is None:
+        return _compiled_gradcam(classifier, crops, classes)
+    import torch
+
     batch = classifier.preprocess(list(crops)).float().requires_grad_(True)  # a graph even for frozen weights
     with torch.enable_grad():
         logits, (activations,) = layer_outputs(classifier.model, [classifier.target_layer], batch)
@@ -170,6 +182,19 @@ def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence
         (gradients,) = torch.autograd.grad(chosen, activations)
     weights = gradients.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: each channel weighted by its mean gradient
     cams = (weights * activations).sum(dim=1).detach().float().numpy()
+    return combined([cams], (batch.shape[3], batch.shape[2]))
+
+
+def _compiled_gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence[Optional[int]]]):
+    """Grad-CAM of a classifier without its PyTorch model: its network's last-stage output times `cam_weights`."""
+    if classifier.cam_weights is None:
+        raise ValueError("Grad-CAM of this compiled classifier needs its cam_weights (see hybrid.serving)")
+    batch = classifier.pixel_values(list(crops))
+    logits, activations = classifier.network.run_all(batch)[:2]
+    predicted = logits.argmax(axis=-1).tolist()
+    classes = [p if classes is None or classes[i] is None else int(classes[i]) for i, p in enumerate(predicted)]
+    weights = classifier.cam_weights[classes] / (activations.shape[2] * activations.shape[3])  # mean gradients
+    cams = np.einsum("nc,nchw->nhw", weights.astype(np.float32), activations.astype(np.float32))
     return combined([cams], (batch.shape[3], batch.shape[2]))
 
 
@@ -258,13 +283,17 @@ def eigencam(pipeline_or_detector, image: ImageInput, image_size: Optional[int] 
     detector = _detector_of(pipeline_or_detector)
     size = image_size or getattr(pipeline_or_detector, "detector_size", None) or detector.image_size
     array = np.asarray(load_image(image))
-    batch = detector.preprocess([array], int(size))
-    network = detector.model
-    head = network.model[-1]
-    layers = [network.model[i] for i in head.f] if isinstance(head.f, (list, tuple)) else [network.model[-2]]
-    with torch.no_grad():
-        _, activations = layer_outputs(network, layers, batch)
-    per_layer = [first_component(a.float().numpy()) for a in activations]
+    batch = detector.letterboxed([array], int(size))
+    if getattr(detector, "model", None) is None:  # compiled without PyTorch: the network outputs the neck maps
+        activations = detector.network.run_all(batch)[1:]
+    else:
+        import torch
+
+        layers = [detector.model.model[i] for i in detector.neck_layers]
+        with torch.no_grad():
+            _, outputs = layer_outputs(detector.model, layers, torch.from_numpy(batch).to(detector.device))
+        activations = [output.float().cpu().numpy() for output in outputs]
+    per_layer = [first_component(a) for a in activations]
     heat = combined(per_layer, (batch.shape[3], batch.shape[2]))[0]
     # Undo the letterbox (Ultralytics' LetterBox: scale to fit, centre, pad): drop the padding, resize back.
     height, width = array.shape[:2]

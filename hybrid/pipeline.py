@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from hybrid.classifier import Prediction
@@ -123,6 +122,27 @@ class HybridPipeline:
         )
         self.classifier = classifier.compile(backend, precision, cache_dir=onnx_cache_dir)
 
+    @classmethod
+    def compiled(
+        cls,
+        detector,
+        classifier,
+        detector_size: int,
+        fast: bool = True,
+        min_confidence: float = MIN_CONFIDENCE,
+        detector_threshold: Optional[float] = None,
+        top_k: int = TOP_K,
+    ) -> "HybridPipeline":
+        """A pipeline of a detector and a classifier compiled already (e.g. hybrid.detector.CompiledDetector and
+        hybrid.classifier.CompiledClassifier, which hybrid.serving loads without PyTorch): nothing is compiled
+        here. The arguments mean what they mean for `__init__`."""
+        pipe = cls.__new__(cls)
+        pipe.detector, pipe.classifier = detector, classifier
+        pipe.detector_size, pipe.fast, pipe.top_k = int(detector_size), bool(fast), int(top_k)
+        pipe.min_confidence = float(min_confidence)
+        pipe.detector_threshold = float(detector.conf if detector_threshold is None else detector_threshold)
+        return pipe
+
     @property
     def precision(self) -> str:
         """What the classifier computes in: 'fp32' | 'bf16' | 'int8' (the detector: `detector_precision`)."""
@@ -168,8 +188,8 @@ class HybridPipeline:
         arrays = [np.asarray(image) for image in images]
         return self.detector.predict(arrays, conf=conf, image_size=self.detector_size, rect=self.fast)
 
-    def classify(self, crops: Sequence[Image.Image]) -> torch.Tensor:
-        """Class probabilities (N, classes), fp32, of all crops in ONE forward pass (the classifier's)."""
+    def classify(self, crops: Sequence[Image.Image]) -> np.ndarray:
+        """Class probabilities (N, classes), float32, of all crops in ONE forward pass (the classifier's)."""
         return self.classifier.probabilities(list(crops))
 
     def crops(self, image: Image.Image, boxes: Sequence[Sequence[float]]) -> list[Image.Image]:

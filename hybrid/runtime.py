@@ -1,7 +1,8 @@
 """Compiled networks: the one module that knows inference backends and precision.
 
 A `Network` is what a `GestureClassifier` or `HandDetector` runs its preprocessed batch through:
-`network(batch) -> output tensor`, with the `backend` it runs on and the `precision` it really computes in.
+`network.run(array) -> array` (numpy in and out; `network(tensor) -> tensor` for PyTorch callers), with the
+`backend` it runs on and the `precision` it really computes in.
 `compile_network` picks the backend, resolves the precision and builds one; the models' own `compile()`
 methods call it, and their pre- and post-processing stay theirs, so every backend gives the same answers.
 Adding a backend: a `Network` subclass and a `Backend` member, both here.
@@ -12,7 +13,12 @@ installed and the export works, else PyTorch with one log line). Each export is 
 name that contains a fingerprint of the weights, so a changed model gets a new export (a stale file is
 never used) and the same model is exported once. The cache is bounded: the newest few exports of each kind
 (by last use) are kept, $HYBRID_ONNX_KEEP (default 3) or `cached_onnx(keep=...)`; older ones are deleted.
-A compiled network is a snapshot of the weights.
+A compiled network is a snapshot of the weights. An exported network has extra outputs after its first: the
+activations of the layers its model explains itself with (`cam_layers`: a classifier's last stage, a detector's
+neck), so hybrid.serving can show Grad-CAM and EigenCAM without PyTorch (`run_all`).
+
+This module imports torch only where a function needs it: a process that loads compiled networks
+(hybrid.serving) never imports it.
 
 Precision: 'auto' is bf16 where the device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or
 AMX), fp32 elsewhere, so machines without it fall back by themselves. The detector always runs in fp32 (its
@@ -42,19 +48,22 @@ import hashlib
 import importlib.util
 import io
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, ClassVar, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Sequence, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from hybrid import constants
 from hybrid.files import atomic_file
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -129,37 +138,59 @@ def int8_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("nncf", "openvino"))
 
 
-def can_int8(device: torch.device, backend: Union[str, Backend], calibration: Optional[Calibration]) -> bool:
+def can_int8(
+    device: Union[str, "torch.device"], backend: Union[str, Backend], calibration: Optional[Calibration]
+) -> bool:
     """Whether precision 'auto' becomes int8 for a network on `device` and `backend` with `calibration`."""
     possible = calibration is not None and parse_backend(backend) is not Backend.TORCH and int8_available()
     return resolve_precision(Precision.AUTO, device, int8=possible) is Precision.INT8
 
 
-def resolve_precision(precision: Union[str, Precision], device: torch.device, int8: bool = False) -> Precision:
+def resolve_precision(
+    precision: Union[str, Precision], device: Union[str, "torch.device"], int8: bool = False
+) -> Precision:
     """'auto' -> int8 when `int8` (the caller can quantize: OpenVINO, NNCF and calibration samples) and the
     CPU has fast int8; else bf16 where `device` runs bf16 natively (CUDA with bf16, AMX/AVX512-BF16 CPU);
     else fp32."""
     precision = parse_precision(precision)
     if precision is not Precision.AUTO:
         return precision
-    device = torch.device(device)
-    if device.type == "cuda":
+    kind = device_type(device)
+    if kind == "cuda":
+        import torch
+
         return Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP32
-    if device.type == "cpu" and int8 and cpu_has_fast_int8():
+    if kind == "cpu" and int8 and cpu_has_fast_int8():
         return Precision.INT8
-    return Precision.BF16 if device.type == "cpu" and cpu_has_native_bf16() else Precision.FP32
+    return Precision.BF16 if kind == "cpu" and cpu_has_native_bf16() else Precision.FP32
+
+
+def device_type(device: Union[str, "torch.device"]) -> str:
+    """'cpu', 'cuda', ... of a torch.device or a device string ('cuda:1' -> 'cuda'), without importing torch."""
+    return getattr(device, "type", None) or str(device).partition(":")[0]
+
+
+def default_threads() -> Optional[int]:
+    """PyTorch's thread count where torch is imported (so torch.set_num_threads sets OpenVINO's too), else
+    None: OpenVINO's own choice (one per physical core, as PyTorch's default)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
 
 
 # --- networks -----------------------------------------------------------------------------------------
 
 
 class Network:
-    """A model's forward pass on one backend: `network(batch) -> output`. `precision` is what it computes in."""
+    """A model's forward pass on one backend: `network.run(array) -> array` (its first output), `network(tensor)
+    -> tensor` for PyTorch callers. `precision` is what it computes in."""
 
     backend: ClassVar[Backend]
     precision: Precision
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def run(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, batch: "torch.Tensor") -> "torch.Tensor":
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -171,21 +202,32 @@ class TorchNetwork(Network):
 
     backend = Backend.TORCH
 
-    def __init__(self, model: nn.Module, precision: Precision = Precision.FP32) -> None:
+    def __init__(self, model: "nn.Module", precision: Precision = Precision.FP32) -> None:
         if Precision(precision) is Precision.INT8:
             raise ValueError("precision 'int8' runs on the openvino backend only")
         self.model = model
         self.precision = Precision(precision)
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.precision is Precision.BF16:
-            with torch.autocast(batch.device.type, dtype=torch.bfloat16):
-                return self.model(batch)
-        return self.model(batch)
+    def run(self, array: np.ndarray) -> np.ndarray:
+        import torch
+
+        device = next(self.model.parameters()).device
+        output = self(torch.from_numpy(array).to(device))
+        output = output[0] if isinstance(output, (tuple, list)) else output  # a YOLO in PyTorch: (boxes, maps)
+        return output.float().cpu().numpy()
+
+    def __call__(self, batch: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        with torch.inference_mode():
+            if self.precision is Precision.BF16:
+                with torch.autocast(batch.device.type, dtype=torch.bfloat16):
+                    return self.model(batch)
+            return self.model(batch)
 
 
 class OpenVinoNetwork(Network):
-    """An ONNX file compiled by OpenVINO for the CPU; fp32 tensors in and out, one infer request per thread."""
+    """An ONNX file (or OpenVINO IR) compiled by OpenVINO for the CPU; fp32 arrays in and out."""
 
     backend = Backend.OPENVINO
 
@@ -193,11 +235,13 @@ class OpenVinoNetwork(Network):
         import openvino as ov
 
         config = {
-            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
             # an int8 model keeps its unquantized parts (e.g. box decoding) in f32
             "INFERENCE_PRECISION_HINT": "bf16" if precision is Precision.BF16 else "f32",
         }
+        threads = threads or default_threads()
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         self.path = Path(path)
         self.config = config
         self.core = ov.Core()
@@ -221,20 +265,28 @@ class OpenVinoNetwork(Network):
     @classmethod
     def build(
         cls,
-        model: nn.Module,
+        model: "nn.Module",
         kind: str,
         image_size: int,
         precision: Precision,
         cache_dir: Optional[Path] = None,
         threads: Optional[int] = None,
         calibration: Optional[Calibration] = None,
+        cam_layers: Sequence[str] = (),
     ) -> "OpenVinoNetwork":
-        path = cached_onnx(model, kind, image_size, cache_dir)
+        path = cached_onnx(model, kind, image_size, cache_dir, cam_layers=cam_layers)
         if precision is Precision.INT8:
             path = cached_int8(path, kind, calibration, cache_dir)
         return cls(path, precision, threads)
 
     def run(self, array: np.ndarray) -> np.ndarray:
+        return self._infer(array, all_outputs=False)[0]
+
+    def run_all(self, array: np.ndarray) -> list[np.ndarray]:
+        """Every output: the network's own first, then the activations of its `cam_layers` (see the module doc)."""
+        return self._infer(array, all_outputs=True)
+
+    def _infer(self, array: np.ndarray, all_outputs: bool) -> list[np.ndarray]:
         compiled = self._compiled_for(array.shape)
         with self._pool_lock:
             idle = self._idle.setdefault(id(compiled), [])
@@ -242,7 +294,9 @@ class OpenVinoNetwork(Network):
         if request is None:
             request = compiled.create_infer_request()
         try:
-            return np.array(request.infer({0: array})[0])  # a copy: the request reuses its output buffer
+            outputs = request.infer({0: array}, share_outputs=True)  # views of the request's own buffers
+            count = len(compiled.outputs) if all_outputs else 1
+            return [np.array(outputs[i]) for i in range(count)]  # copies: the request reuses its buffers
         finally:
             with self._pool_lock:
                 idle.append(request)
@@ -265,7 +319,9 @@ class OpenVinoNetwork(Network):
                     compiled = self._static[shape] = self.core.compile_model(model, "CPU", self.config)
         return compiled or self.model
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
         return torch.from_numpy(self.run(np.ascontiguousarray(batch.detach().cpu().float().numpy())))
 
     def __deepcopy__(self, memo: dict) -> "OpenVinoNetwork":
@@ -280,20 +336,22 @@ _AUTO = Backend.OPENVINO  # what 'auto' tries for a model on the CPU
 
 
 def compile_network(
-    model: nn.Module,
+    model: "nn.Module",
     kind: str,
     image_size: int,
-    device: torch.device,
+    device: Union[str, "torch.device"],
     backend: Union[str, Backend] = Backend.AUTO,
     precision: Union[str, Precision] = Precision.AUTO,
     cache_dir: Optional[Union[str, Path]] = None,
     threads: Optional[int] = None,
     calibration: Optional[Calibration] = None,
+    cam_layers: Sequence[str] = (),
 ) -> Network:
     """A `Network` running `model` (`kind`: 'classifier' | 'detector', which sets how it is exported) on
     `backend` in `precision` (resolved for `device`). A backend asked for by name must work (a missing package or a
     failed export is raised); 'auto' falls back to PyTorch with one log line. 'int8' needs `calibration`, the
-    OpenVINO backend and NNCF; 'auto' picks it only where all are there and the CPU has fast int8."""
+    OpenVINO backend and NNCF; 'auto' picks it only where all are there and the CPU has fast int8. An exported
+    network also outputs the activations of the submodules named in `cam_layers` (see the module doc)."""
     backend = parse_backend(backend)
     can_int8 = calibration is not None and backend is not Backend.TORCH and int8_available()
     precision = resolve_precision(precision, device, int8=can_int8)
@@ -303,7 +361,7 @@ def compile_network(
         raise RuntimeError("precision 'int8' needs the openvino backend and the nncf package")
     if kind not in _EXPORTS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, _EXPORTS))}, got {kind!r}")
-    if backend is Backend.TORCH or (backend is Backend.AUTO and torch.device(device).type != "cpu"):
+    if backend is Backend.TORCH or (backend is Backend.AUTO and device_type(device) != "cpu"):
         return TorchNetwork(model, precision)  # on a GPU, PyTorch is the fast path
     runner = _COMPILED[_AUTO if backend is Backend.AUTO else backend]
     if not runner.available():
@@ -313,7 +371,7 @@ def compile_network(
         return TorchNetwork(model, precision)
     try:
         cache = None if cache_dir is None else Path(cache_dir)
-        return runner.build(model, kind, image_size, precision, cache, threads, calibration)
+        return runner.build(model, kind, image_size, precision, cache, threads, calibration, cam_layers)
     except Exception as error:  # an export failure must not stop inference under 'auto': PyTorch still works
         if backend is not Backend.AUTO:
             raise
@@ -326,7 +384,7 @@ def compile_network(
 # --- ONNX export --------------------------------------------------------------------------------------
 
 
-def weights_digest(model: nn.Module) -> str:
+def weights_digest(model: "nn.Module") -> str:
     """A short hash of the weights and buffers (changes whenever the model does)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
@@ -336,23 +394,53 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def _export(
-    model: nn.Module, image_size: int, path: Path, input_name: str, output_name: str, dynamic_axes: dict
+    model: "nn.Module",
+    image_size: int,
+    path: Path,
+    input_name: str,
+    output_name: str,
+    dynamic_axes: dict,
+    cam_layers: Sequence[str] = (),
 ) -> Path:
+    """`model` (a copy the caller made) to ONNX at `path`; outputs: its own, then 'cam0', 'cam1', ...: the
+    activations of the submodules named in `cam_layers` (batch and spatial axes dynamic)."""
+    import torch
+
+    class WithActivations(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch):
+            seen = {}
+            hooks = [
+                model.get_submodule(name).register_forward_hook(lambda m, i, out, k=k: seen.__setitem__(k, out))
+                for k, name in enumerate(cam_layers)
+            ]
+            try:
+                result = self.model(batch)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            return (result, *(seen[k] for k in range(len(cam_layers))))
+
+    cams = [f"cam{k}" for k in range(len(cam_layers))]
+    axes = dict(dynamic_axes, **{name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in cams})
     with atomic_file(path) as tmp, torch.no_grad():
         torch.onnx.export(
-            model,
+            WithActivations() if cam_layers else model,
             torch.zeros(1, 3, image_size, image_size),
             str(tmp),
             dynamo=False,
             opset_version=OPSET,
             input_names=[input_name],
-            output_names=[output_name],
-            dynamic_axes=dynamic_axes,
+            output_names=[output_name, *cams],
+            dynamic_axes=axes,
         )
     return path
 
 
-def export_detector_onnx(model: nn.Module, path: Path, image_size: int = 640) -> Path:
+def export_detector_onnx(model: "nn.Module", path: Path, image_size: int = 640, cam_layers: Sequence[str] = ()) -> Path:
     """Export an Ultralytics DetectionModel to ONNX (dynamic batch/height/width), atomically."""
     model = copy.deepcopy(model).cpu().float().eval()  # YOLOv8n is ~3M parameters; the original stays untouched
     if hasattr(model, "fuse") and not (callable(getattr(model, "is_fused", None)) and model.is_fused()):
@@ -366,36 +454,44 @@ def export_detector_onnx(model: nn.Module, path: Path, image_size: int = 640) ->
         "images",
         "output0",
         {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}},
+        cam_layers,
     )
 
 
-def export_classifier_onnx(model: nn.Module, path: Path, image_size: int) -> Path:
+def export_classifier_onnx(model: "nn.Module", path: Path, image_size: int, cam_layers: Sequence[str] = ()) -> Path:
     """Export a timm classifier to ONNX (dynamic batch; logits out), atomically."""
+    import torch
+
     model = copy.deepcopy(model).cpu().float().eval().to(memory_format=torch.contiguous_format)
-    return _export(
-        model, image_size, path, "pixel_values", "logits", {"pixel_values": {0: "batch"}, "logits": {0: "batch"}}
-    )
+    axes = {"pixel_values": {0: "batch"}, "logits": {0: "batch"}}
+    return _export(model, image_size, path, "pixel_values", "logits", axes, cam_layers)
 
 
 _EXPORTS = {"classifier": export_classifier_onnx, "detector": export_detector_onnx}
 
 
 def cached_onnx(
-    model: nn.Module, kind: str, image_size: int, cache_dir: Optional[Path] = None, keep: Optional[int] = None
+    model: "nn.Module",
+    kind: str,
+    image_size: int,
+    cache_dir: Optional[Path] = None,
+    keep: Optional[int] = None,
+    cam_layers: Sequence[str] = (),
 ) -> Path:
-    """`model` exported to ONNX once per set of weights: `cache_dir/KIND-FINGERPRINT.onnx`. The newest `keep`
-    exports of `kind` stay (by last use; default $HYBRID_ONNX_KEEP, else 3), older ones are deleted."""
+    """`model` exported to ONNX once per set of weights: `cache_dir/KIND-FINGERPRINT.onnx` (`-cam.onnx` with the
+    `cam_layers` outputs). The newest `keep` exports of `kind` stay (by last use; default $HYBRID_ONNX_KEEP,
+    else 3), older ones are deleted."""
     cache_dir = Path(cache_dir) if cache_dir is not None else constants.cache_dir() / "onnx"
     keep = constants.onnx_keep() if keep is None else keep
     if keep < 1:
         raise ValueError(f"keep: expected an integer >= 1, got {keep}")
-    path = cache_dir / f"{kind}-{weights_digest(model)}.onnx"
+    path = cache_dir / f"{kind}-{weights_digest(model)}{'-cam' if cam_layers else ''}.onnx"
     with _EXPORT_LOCK:
         if path.is_file():
             path.touch()  # last use: what the pruning below orders by
         else:
             logger.debug("exporting the %s to ONNX: %s", kind, path)
-            _EXPORTS[kind](model, path, image_size)
+            _EXPORTS[kind](model, path, image_size, cam_layers)
         prune_exports(cache_dir, kind, keep, path)
     return path
 

@@ -146,7 +146,7 @@ def test_numpy_nms_equals_ultralytics(trained_detector: Path, images):
     from hybrid.detector import non_max_suppression as ours
 
     detector = HandDetector.from_pretrained(trained_detector)
-    raw = detector.raw_predictions(detector.preprocess([np.asarray(image) for image in images[:2]], 64))
+    raw = detector.raw_predictions(detector.letterboxed([np.asarray(image) for image in images[:2]], 64))
     rng = np.random.default_rng(0)
     crowded = np.concatenate(
         [rng.uniform(20, 60, (2, 2, 500)), rng.uniform(5, 30, (2, 2, 500)), rng.random((2, 3, 500))], 1
@@ -181,11 +181,10 @@ def test_rect_letterbox_is_ultralytics_rect_and_finds_the_same_hands(trained_det
         pad = (square.shape[2] - rect.shape[2]) // 2
         assert pad == (0 if image.width == image.height else 16)  # 800x600 at 128: 128x96, not 128x128
         assert torch.equal(square[:, :, pad : pad + rect.shape[2]], rect)
-        shapes = []
-        network = detector.network
-        detector.network = lambda batch: shapes.append(tuple(batch.shape)) or network(batch)
+        shapes, run = [], detector.network.run
+        detector.network.run = lambda batch: shapes.append(tuple(batch.shape)) or run(batch)
         found = detector.predict(image, conf=CONF, image_size=128, rect=True)
-        detector.network = network
+        del detector.network.run
         assert shapes == [tuple(rect.shape)]  # predict(rect=True) runs the network on the rect input
         assert all(0 <= d.box[0] < d.box[2] <= image.width and 0 <= d.box[1] < d.box[3] <= image.height for d in found)
     # images of different shapes share one batch: square, as before

@@ -106,8 +106,8 @@ def test_crops_are_the_training_crops(pipe, hands_photo, monkeypatch):
     image = Image.open(hands_photo).convert("RGB")
     boxes = [(10.0, 20.0, 110.0, 220.0), (-30.0, -30.0, 25.0, 40.0)]
     seen = []
-    original = pipe.classifier.preprocess
-    monkeypatch.setattr(pipe.classifier, "preprocess", lambda crops: seen.extend(crops) or original(crops))
+    original = pipe.classifier.pixel_values
+    monkeypatch.setattr(pipe.classifier, "pixel_values", lambda crops: seen.extend(crops) or original(crops))
     pipe.hands([image], [[Detection(box, 0.9, "hand") for box in boxes]])
     assert len(seen) == 2
     for crop, box in zip(seen, boxes):
