@@ -150,4 +150,3 @@ def test_the_app_process_serves_photos_and_explanations_without_torch(app_url, d
     libraries = {Path(m.path).name for m in server.memory_maps()}
     assert not any(name.startswith(("libtorch", "libc10")) for name in libraries), sorted(libraries)
     assert any(name.startswith("libopenvino") for name in libraries)
-
