@@ -1,4 +1,4 @@
-"""Hands tracked across video frames, with steady gestures: detect -> track (Ultralytics' ByteTrack) -> crop ->
+"""Hands tracked across video frames, with steady gestures: detect -> track (ByteTrack, hybrid.tracking) -> crop ->
 classify -> smooth each track's class probabilities over its recent frames.
 
 Example:
@@ -26,7 +26,6 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -34,6 +33,7 @@ from PIL import Image
 
 from hybrid.files import atomic_file
 from hybrid.pipeline import UNKNOWN, Hand, HybridPipeline, draw_hands
+from hybrid.tracking import ByteTracker
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own lines ("moov atom not found") stay quiet
 import cv2  # noqa: E402  (after the log level, which OpenCV reads once)
@@ -98,45 +98,16 @@ class FrameResult:
 # --- tracking -------------------------------------------------------------------------------------
 
 
-class _Boxes:
-    """The results-like object ByteTrack reads: xyxy/xywh/conf/cls arrays that support boolean indexing."""
-
-    def __init__(self, xyxy: np.ndarray, conf: np.ndarray) -> None:
-        self.xyxy = xyxy.reshape(-1, 4).astype(np.float32)
-        self.conf = conf.reshape(-1).astype(np.float32)
-        self.cls = np.zeros_like(self.conf)
-
-    @classmethod
-    def of(cls, detections: Sequence) -> "_Boxes":
-        return cls(np.array([d.box for d in detections], np.float32), np.array([d.score for d in detections]))
-
-    @property
-    def xywh(self) -> np.ndarray:
-        x0, y0, x1, y1 = self.xyxy.T
-        return np.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], axis=1)
-
-    def __len__(self) -> int:
-        return len(self.conf)
-
-    def __getitem__(self, index) -> "_Boxes":
-        return _Boxes(self.xyxy[index], self.conf[index])
-
-
-def tracker_args(detector_threshold: float, fps: float, lost_seconds: float = LOST_SECONDS) -> SimpleNamespace:
-    """ByteTrack's settings (Ultralytics' cfg/trackers/bytetrack.yaml) scaled to our detector and frame rate:
-    tracks start at the detector's threshold, lost tracks live `lost_seconds`."""
-    import yaml
-    from ultralytics.utils import ROOT
-
-    args = yaml.safe_load((ROOT / "cfg" / "trackers" / "bytetrack.yaml").read_text())
-    args.update(
+def tracker_settings(detector_threshold: float, fps: float, lost_seconds: float = LOST_SECONDS) -> dict:
+    """ByteTrack's settings scaled to our detector and frame rate: tracks start at the detector's threshold, lost
+    tracks live `lost_seconds` (the rest: Ultralytics' cfg/trackers/bytetrack.yaml, ByteTracker's defaults)."""
+    return dict(
         track_high_thresh=detector_threshold,
         new_track_thresh=detector_threshold,
         track_low_thresh=detector_threshold * LOW_SCORE_RATIO,
         track_buffer=max(1, round(fps * lost_seconds)),
         match_thresh=MATCH_THRESHOLD,
     )
-    return SimpleNamespace(**args)
 
 
 class HandTracker:
@@ -148,14 +119,11 @@ class HandTracker:
     def __init__(
         self, pipe: HybridPipeline, fps: float = DEFAULT_FPS, window: int = WINDOW, lost_seconds: float = LOST_SECONDS
     ) -> None:
-        from ultralytics.trackers.byte_tracker import BYTETracker
-
         if int(window) < 1:
             raise ValueError(f"window must be at least 1 frame, got {window}")
         self.pipe = pipe
         self.window = int(window)
-        self.args = tracker_args(pipe.detector_threshold, fps, lost_seconds)
-        self.tracker = BYTETracker(self.args)
+        self.tracker = ByteTracker(**tracker_settings(pipe.detector_threshold, fps, lost_seconds))
         self.names = list(pipe.classifier.label_names)
         self.history: dict[int, deque] = {}
         self.frames = 0
@@ -165,8 +133,9 @@ class HandTracker:
         image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
         index, self.frames = self.frames, self.frames + 1
         timestamp = index / DEFAULT_FPS if timestamp is None else float(timestamp)
-        detections = self.pipe.detect([image], threshold=self.args.track_low_thresh)[0]
-        rows = self.tracker.update(_Boxes.of(detections))
+        detections = self.pipe.detect([image], threshold=self.tracker.low)[0]
+        boxes = np.array([d.box for d in detections], np.float32).reshape(-1, 4)
+        rows = self.tracker.update(boxes, np.array([d.score for d in detections], np.float32))
         self._forget()
         if len(rows) == 0:
             return FrameResult(index, timestamp)
@@ -190,7 +159,7 @@ class HandTracker:
 
     def _forget(self) -> None:
         """Drop the probability history of tracks ByteTrack no longer keeps (tracked or lost)."""
-        alive = {track.track_id for track in (*self.tracker.tracked_stracks, *self.tracker.lost_stracks)}
+        alive = {track.track_id for track in (*self.tracker.tracked, *self.tracker.lost)}
         for track_id in set(self.history) - alive:
             del self.history[track_id]
 

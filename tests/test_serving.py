@@ -21,10 +21,12 @@ from hybrid import explain, serving
 from hybrid.classifier import CompiledClassifier, GestureClassifier, numpy_transform
 from hybrid.detector import CompiledDetector, HandDetector, letterbox
 from hybrid.pipeline import HybridPipeline
+from tests import test_video
 from tests.fixtures_app import call_api, upload
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = "subhih-handsdataset/images/test"
+clip = test_video.clip  # the real clip: 22 consecutive Hands Dataset captures, as .mp4
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +143,13 @@ def test_a_broken_model_is_one_clear_error(trained_detector, tmp_path):
     assert "\n" not in str(error.value)
 
 
-def test_the_app_process_serves_photos_and_explanations_without_torch(app_url, data_root):
+def test_the_app_process_serves_photos_explanations_and_video_without_torch(app_url, data_root, clip):
     photo = upload(app_url, "hands.jpg", sorted((data_root / PHOTOS).glob("*.jpg"))[0].read_bytes())
     event, outputs = call_api(app_url, "analyse", [photo, 0.01, 0.0, True])
     assert event == "complete" and outputs[3] is not None and outputs[5] is not None  # Grad-CAM and EigenCAM
+    video = upload(app_url, "clip.mp4", clip[0].read_bytes())
+    event, outputs = call_api(app_url, "track", [video, 0.01, 0.0])
+    assert event == "complete" and outputs[2]["data"], outputs  # tracked: one row per track
     port = urlparse(app_url).port
     (server,) = [p for p in psutil.Process().children() if p.environ().get("GRADIO_SERVER_PORT") == str(port)]
     libraries = {Path(m.path).name for m in server.memory_maps()}
