@@ -5,12 +5,12 @@
 
 Starts app.py on a free port with the given models (or connects to --url), then sends --requests requests
 (200) from --clients concurrent clients (8), --rounds times (1), as bare HTTP calls (upload, then
-/gradio_api/call/...). Half are real photos from the Hands Dataset test split (/predict, every 4th on /analyse
-with Grad-CAM); the other half cycle through hostile inputs: raw and FileData payloads naming server files (on
-public and private endpoints), a 400-megapixel PNG bomb, a truncated JPEG, a text file named .jpg. Every photo
-must be answered and every hostile input refused; the table says so per kind, with latency, and the server's
-RSS at the start (after one warm-up request), after each round and at its peak. Exit status 1 when any request
-went wrong.
+/gradio_api/call/...). Half are real photos from the Hands Dataset test split (/predict; every 4th on /analyse
+with Grad-CAM and EigenCAM; every 8th a webcam frame on /live or a 10-photo clip on /track); the other half
+cycle through hostile inputs: raw and FileData payloads naming server files (on public and private endpoints),
+a 400-megapixel PNG bomb, a truncated JPEG, a text file named .jpg. Every photo, frame and clip must be
+answered and every hostile input refused; the table says so per kind, with latency, and the server's RSS at the
+start (after one warm-up request), after each round and at its peak. Exit status 1 when any request went wrong.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def hostile_kinds(data: Path, model_png: Path) -> dict:
 
 
 def inputs(endpoint: str, payload) -> list:
-    return [payload, 0.01, 0.0, False] if endpoint in ("analyse", "changed") else [payload, 0.01, 0.0]
+    return [payload, 0.01, 0.0, True] if endpoint in ("analyse", "changed") else [payload, 0.01, 0.0]
 
 
 def run_photo(url: str, photo: Path, endpoint: str) -> Outcome:
@@ -74,6 +74,35 @@ def run_photo(url: str, photo: Path, endpoint: str) -> Outcome:
     ok = isinstance(result, dict) and isinstance(result.get("hands"), list)
     note = "" if ok else f"{event} {str(outputs)[:200]}"
     return Outcome(f"photo /{endpoint}", ok, time.perf_counter() - started, note)
+
+
+def run_clip(url: str, clip: bytes) -> Outcome:
+    started = time.perf_counter()
+    event, outputs = call_api(url, "track", [upload(url, "clip.mp4", clip), 0.01, 0.0])
+    ok = event == "complete" and isinstance(outputs[2], dict) and isinstance(outputs[2].get("data"), list)
+    return Outcome("clip /track", ok, time.perf_counter() - started, "" if ok else f"{event} {str(outputs)[:200]}")
+
+
+def run_live(url: str, photo: Path) -> Outcome:
+    started = time.perf_counter()
+    event, outputs = call_api(url, "live", [upload(url, photo.name, photo.read_bytes()), 0.01, 0.0])
+    ok = event in ("generating", "complete") and outputs is not None and outputs[0] is not None
+    return Outcome("frame /live", ok, time.perf_counter() - started, "" if ok else f"{event} {str(outputs)[:200]}")
+
+
+def make_clip(photos: list[Path], frames: int = 10) -> bytes:
+    """An .mp4 of `frames` test photos at 10 frames/s (what the Video tab gets)."""
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (800, 600))
+        for photo in photos[:frames]:
+            writer.write(cv2.resize(cv2.imread(str(photo)), (800, 600)))
+        writer.release()
+        return path.read_bytes()
 
 
 def run_hostile(url: str, kind: str, endpoint: str, make) -> Outcome:
@@ -97,9 +126,14 @@ def load(url: str, data: Path, model_png: Path, requests: int, clients: int, rou
         raise SystemExit(f"load_test: no photos in {data / PHOTOS}; set --data")
     hostile = itertools.cycle(hostile_kinds(data, model_png).items())
     photo_cycle = itertools.cycle(photos)
+    clip = make_clip(photos)
     jobs = []
     for number in range(requests):  # photo, hostile, photo, hostile, ...
-        if number % 2 == 0:
+        if number % 16 == 4:
+            jobs.append(lambda: run_clip(url, clip))
+        elif number % 16 == 12:
+            jobs.append(lambda p=next(photo_cycle): run_live(url, p))
+        elif number % 2 == 0:
             endpoint = "analyse" if number % 8 == 0 else "predict"
             jobs.append(lambda p=next(photo_cycle), e=endpoint: run_photo(url, p, e))
         else:

@@ -38,7 +38,7 @@ images = [load_image(p) for p in args["images"]]
 out = {}
 
 def classify(clf):
-    return clf.probabilities(images).float().cpu().numpy().round(5).tolist()
+    return clf.probabilities(images).round(5).tolist()
 
 def detect(det):
     return [[[round(v, 2) for v in d.box] + [round(d.score, 4), d.label] for d in per] for per in det.predict(images)]
