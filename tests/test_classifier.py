@@ -361,3 +361,25 @@ def test_keep_checkpoints_keeps_the_newest_epochs(tmp_path, data_root):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["epoch_2", "epoch_3"]
+
+
+@pytest.mark.slow  # trains a model (~30 s)
+def test_ema_weights_are_what_is_kept_and_resumed(tmp_path, data_root):
+    """--ema: the moving average is validated and saved (not the raw weights, which the epoch checkpoint holds),
+    and --resume restores it with the rest of the state."""
+    from safetensors.numpy import load_file
+
+    output = tmp_path / "ema"
+    args = ["--model", "resnet18", *SMALL, "--limit", "60", "--ema", "0.9", "--keep-checkpoints", "1"]
+    done = train_classifier(output, *args, "--epochs", "2", data_root=data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (checkpoint,) = (output / "checkpoints").glob("epoch_*")
+    assert list(checkpoint.glob("custom_checkpoint_0.*")), "the average is not in the resumable state"
+    kept, raw = load_file(output / "model.safetensors"), load_file(checkpoint / "model.safetensors")
+    assert not all(np.array_equal(kept[name], raw[name]) for name in kept if name in raw)
+    again = train_classifier(output, *args, "--epochs", "3", "--resume", data_root=data_root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stderr
+    assert json.loads((output / "metrics.json").read_text())["recipe"]["ema"] == 0.9
+    refused = train_classifier(tmp_path / "bad", *args[:-4], "--ema", "1", data_root=data_root)
+    assert refused.returncode == 2 and "--ema: expected a decay in [0, 1)" in refused.stderr

@@ -321,6 +321,12 @@ class Run:
     start: Start = field(default_factory=Start)
     state: dict = field(default_factory=lambda: {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "history": []})
     writer: Any = None
+    ema: Any = None  # timm's ModelEmaV3 of the model when the recipe asks for one
+
+    @property
+    def kept_model(self):
+        """The weights validated, kept and saved: the moving average's when there is one, else the model's."""
+        return self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
 
     @property
     def out(self) -> Path:
@@ -406,6 +412,12 @@ def prepare(
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     model, optimizer, scheduler, *prepared = accelerator.prepare(model, optimizer, scheduler, *loaders.values())
+    ema = None
+    if recipe.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=recipe.ema, use_warmup=True)
+        accelerator.register_for_checkpointing(ema)  # --resume restores the average too
     return Run(
         recipe,
         accelerator,
@@ -418,6 +430,7 @@ def prepare(
         scheduler,
         data_seconds,
         start or Start(),
+        ema=ema,
     )
 
 
@@ -496,6 +509,8 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad()
+            if run.ema is not None and accelerator.sync_gradients:
+                run.ema.update(accelerator.unwrap_model(model), step=run.state.get("step", 0))
         loss_sum += float(loss.detach()) * len(y)
         correct += int((logits.argmax(-1) == y).sum())
         total += len(y)
@@ -531,8 +546,9 @@ def fit(run: Run) -> None:
         train_loss, train_acc = train_epoch(run, epoch)
         seconds = time.perf_counter() - t_epoch
         cpu_seconds = time.process_time() - cpu_epoch  # all threads of this process: robust to other load
+        validated = run.model if run.ema is None else run.ema.module
         val = evaluate(
-            run.model, run.loaders["val"], run.accelerator, recipe.channels_last, keep=recipe.max_misclassified
+            validated, run.loaders["val"], run.accelerator, recipe.channels_last, keep=recipe.max_misclassified
         )
         row = {
             "epoch": epoch,
@@ -551,9 +567,7 @@ def fit(run: Run) -> None:
         if run.accelerator.is_main_process:
             log_epoch(run, epoch, row, val)
             if improved:
-                save_model(
-                    run.accelerator.unwrap_model(run.model), run.names, run.classifier.pretrained_cfg, run.best_dir
-                )
+                save_model(run.kept_model, run.names, run.classifier.pretrained_cfg, run.best_dir)
             logger.info(
                 "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.1fs%s",
                 epoch,

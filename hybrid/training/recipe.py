@@ -75,6 +75,8 @@ HELP = {
     "mixup": "mixup alpha, 0 = off: training batches of blended crops with blended (smoothed) labels",
     "cutmix": "cutmix alpha, 0 = off: a patch of another crop pasted in, labels by area; with --mixup, each "
     "batch gets one of the two",
+    "ema": "decay of an exponential moving average of the weights (timm's ModelEmaV3, warmed up), 0 = off: the "
+    "average is what is validated, kept as the best epoch and saved",
 }
 _WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
 
@@ -181,6 +183,7 @@ class ClassifierRecipe(Recipe):
     background_swap: float = 0.0  # probability that a training crop's context comes from another photo
     mixup: float = 0.0  # mixup alpha (0 = off): train on blends of two crops and of their labels
     cutmix: float = 0.0  # cutmix alpha (0 = off): a patch of another crop pasted in; with mixup, half the batches
+    ema: float = 0.0  # decay of a moving average of the weights (0 = off): what is validated and saved
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
@@ -221,6 +224,8 @@ class ClassifierRecipe(Recipe):
             raise ValueError(f"--scheduler: expected none|cosine, got {self.scheduler!r}")
         if self.augment not in ("none", "randaugment", "trivialaugment"):
             raise ValueError(f"--augment: expected none|randaugment|trivialaugment, got {self.augment!r}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"--ema: expected a decay in [0, 1) (0 = off), got {self.ema}")
         for name in ("mixup", "cutmix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{flag(name)}: expected an alpha >= 0 (0 = off), got {getattr(self, name)}")
