@@ -41,7 +41,7 @@ PHOTOS = "subhih-handsdataset/images/test"
 @dataclass
 class Outcome:
     kind: str
-    ok: bool  # a photo answered, or a hostile input refused
+    ok: bool  # a photo, frame or clip answered, or a hostile input refused
     seconds: float
     note: str = ""
 
@@ -176,7 +176,7 @@ def report(outcomes: list[Outcome], wall: float, clients: int, rss_start: int, r
     for kind in dict.fromkeys(o.kind for o in outcomes):
         group = [o for o in outcomes if o.kind == kind]
         seconds = [o.seconds for o in group]
-        expected = "answered" if kind.startswith("photo") else "refused"
+        expected = "answered" if kind.startswith(("photo", "clip", "frame")) else "refused"
         print(
             f"| {kind:28} | {len(group):>8} | {expected:>9} | {sum(o.ok for o in group):>11} | "
             f"{statistics.median(seconds):>8.2f} | {max(seconds):>6.2f} |"
