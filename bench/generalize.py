@@ -73,6 +73,11 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "ema": "0.998"},
         "all, and the classifier keeps a moving average of its weights (decay 0.998, warmed up) as its model",
     ),
+    "all+long": (
+        {"zoom-copies": "1"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+        "all, and the classifier trains 60 epochs instead of 30 (the same cosine schedule, stretched)",
+    ),
 }
 # lever rows skip the in-domain models (CPU time); the kept recipe, and a candidate for it, have them
 IN_DOMAIN_ROWS = {
@@ -84,6 +89,7 @@ IN_DOMAIN_ROWS = {
     "all+background20",
     "all+mix",
     "all+ema",
+    "all+long",
 }
 
 
