@@ -418,7 +418,7 @@ def model_markdown(sources: list[ModelSource]) -> str:
     text = "**Models running**\n" + "\n".join(lines)
     if any((s.path / ".demo-recipe").is_file() for s in sources):  # the mark train/demo.py leaves (RECIPE_MARK)
         text += (
-            "\n\n*These are quick local demo models (`make demo`: about 20 minutes of CPU training), so expect "
+            "\n\n*These are quick local demo models (`make demo`: about 30 minutes of CPU training), so expect "
             "mistakes. For the real ones, train the full recipes in `train/configs/` or set `HYBRID_DETECTOR` / "
             "`HYBRID_CLASSIFIER` to Hub models (see the README).*"
         )

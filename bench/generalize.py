@@ -46,7 +46,7 @@ ROWS = {
     "zoom": ({"zoom-copies": "1"}, NO_PHOTOMETRIC, "detector: + 1 zoom copy per image, hands 8-80 % of the width"),
     "sld": (NO_ZOOM, {**NO_PHOTOMETRIC, "+data": SLD}, "classifier: + Sign Language Digits 1-5 crops (many people)"),
     "photometric": (NO_ZOOM, PHOTOMETRIC, "classifier: colour jitter 0.4, grey 20 %, blur 20 %"),
-    "all": ({"zoom-copies": "1"}, {**PHOTOMETRIC, "+data": SLD}, "zoom + sld + photometric: the shipped recipes"),
+    "all": ({"zoom-copies": "1"}, {**PHOTOMETRIC, "+data": SLD}, "zoom + sld + photometric (shipped until all+long)"),
     "all+zoom3": ({"zoom-copies": "3"}, {**PHOTOMETRIC, "+data": SLD}, "all, with 3 zoom copies per image"),
     "all+balanced": (
         {"zoom-copies": "1"},
@@ -76,9 +76,11 @@ ROWS = {
     "all+long": (
         {"zoom-copies": "1"},
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
-        "all, and the classifier trains 60 epochs instead of 30 (the same cosine schedule, stretched)",
+        "all, and the classifier trains 60 epochs instead of 30 (cosine schedule over 60): the shipped recipes",
     ),
 }
+# The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
+ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
 # lever rows skip the in-domain models (CPU time); the kept recipe, and a candidate for it, have them
 IN_DOMAIN_ROWS = {
     "baseline",
