@@ -29,18 +29,14 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from hybrid.crops import crop_square_box, square_crop
 from hybrid.images import ImageInput, load_image
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+from hybrid.runtime import layer_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -48,26 +44,6 @@ IMAGE_WEIGHT = 0.5  # overlay: this much photo, the rest heat colour
 
 
 # --- the two CAMs ---------------------------------------------------------------------------------------
-
-
-def layer_outputs(model: "nn.Module", layers: Sequence["nn.Module"], batch: "torch.Tensor"):
-    """(model(batch), [each layer's output in that forward pass]), recording only this thread's pass."""
-    thread, outputs = threading.get_ident(), {}
-
-    def recorder(index: int):
-        def record(module, inputs, output):
-            if threading.get_ident() == thread:
-                outputs[index] = output
-
-        return record
-
-    handles = [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
-    try:
-        result = model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return result, [outputs[i] for i in range(len(layers))]
 
 
 def normalised(maps: np.ndarray, size: Optional[tuple[int, int]] = None) -> np.ndarray:

@@ -109,18 +109,19 @@ class HybridPipeline:
         if backend is Backend.AUTO and not fast:
             backend = Backend.TORCH  # the naive path: eager PyTorch
         precision = parse_precision(precision or ("auto" if fast else "fp32"))
-        self.min_confidence = float(min_confidence)
-        self.detector_threshold = float(detector.conf if detector_threshold is None else detector_threshold)
-        self.top_k = int(top_k)
-        self.fast = bool(fast)
         fast_size = min(FAST_DETECTOR_SIZE, detector.image_size)
-        self.detector_size = int(detector_size or (fast_size if fast else detector.image_size))
+        detector_size = int(detector_size or (fast_size if fast else detector.image_size))
         # the detector never computes in bf16 (pixel coordinates): 'bf16' means bf16 for the classifier only
         detector_precision = Precision.FP32 if precision is Precision.BF16 else precision
-        self.detector = detector.compile(
-            backend, cache_dir=onnx_cache_dir, precision=detector_precision, image_size=self.detector_size
+        self._wire(
+            detector.compile(backend, cache_dir=onnx_cache_dir, precision=detector_precision, image_size=detector_size),
+            classifier.compile(backend, precision, cache_dir=onnx_cache_dir),
+            detector_size,
+            fast,
+            min_confidence,
+            detector_threshold,
+            top_k,
         )
-        self.classifier = classifier.compile(backend, precision, cache_dir=onnx_cache_dir)
 
     @classmethod
     def compiled(
@@ -137,11 +138,14 @@ class HybridPipeline:
         hybrid.classifier.CompiledClassifier, which hybrid.serving loads without PyTorch): nothing is compiled
         here. The arguments mean what they mean for `__init__`."""
         pipe = cls.__new__(cls)
-        pipe.detector, pipe.classifier = detector, classifier
-        pipe.detector_size, pipe.fast, pipe.top_k = int(detector_size), bool(fast), int(top_k)
-        pipe.min_confidence = float(min_confidence)
-        pipe.detector_threshold = float(detector.conf if detector_threshold is None else detector_threshold)
+        pipe._wire(detector, classifier, detector_size, fast, min_confidence, detector_threshold, top_k)
         return pipe
+
+    def _wire(self, detector, classifier, detector_size, fast, min_confidence, detector_threshold, top_k) -> None:
+        self.detector, self.classifier = detector, classifier
+        self.detector_size, self.fast, self.top_k = int(detector_size), bool(fast), int(top_k)
+        self.min_confidence = float(min_confidence)
+        self.detector_threshold = float(detector.conf if detector_threshold is None else detector_threshold)
 
     @property
     def precision(self) -> str:

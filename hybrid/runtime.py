@@ -412,17 +412,8 @@ def _export(
             self.model = model
 
         def forward(self, batch):
-            seen = {}
-            hooks = [
-                model.get_submodule(name).register_forward_hook(lambda m, i, out, k=k: seen.__setitem__(k, out))
-                for k, name in enumerate(cam_layers)
-            ]
-            try:
-                result = self.model(batch)
-            finally:
-                for hook in hooks:
-                    hook.remove()
-            return (result, *(seen[k] for k in range(len(cam_layers))))
+            result, activations = layer_outputs(self.model, [model.get_submodule(n) for n in cam_layers], batch)
+            return (result, *activations)
 
     cams = [f"cam{k}" for k in range(len(cam_layers))]
     axes = dict(dynamic_axes, **{name: {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} for name in cams})
@@ -438,6 +429,27 @@ def _export(
             dynamic_axes=axes,
         )
     return path
+
+
+def layer_outputs(model: "nn.Module", layers: Sequence["nn.Module"], batch: "torch.Tensor"):
+    """(model(batch), [each layer's output in that forward pass]), recording only this thread's pass (the hooks
+    live for this call only): what the exports' extra outputs and hybrid.explain's CAMs are made of."""
+    thread, outputs = threading.get_ident(), {}
+
+    def recorder(index: int):
+        def record(module, inputs, output):
+            if threading.get_ident() == thread:
+                outputs[index] = output
+
+        return record
+
+    handles = [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
+    try:
+        result = model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result, [outputs[i] for i in range(len(layers))]
 
 
 def export_detector_onnx(model: "nn.Module", path: Path, image_size: int = 640, cam_layers: Sequence[str] = ()) -> Path:

@@ -149,7 +149,7 @@ def linear_cam_weights(classifier) -> Optional[np.ndarray]:
     random batch (then Grad-CAM is CAM with these weights), else None."""
     import torch
 
-    from hybrid.explain import layer_outputs
+    from hybrid.runtime import layer_outputs
 
     head = classifier.model.get_classifier() if hasattr(classifier.model, "get_classifier") else None
     if not isinstance(head, torch.nn.Linear):

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -126,7 +126,7 @@ class ByteTracker:
         self.frame_id, self.last_id = 0, 0
         self.kalman = KalmanXYAH()
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def update(self, boxes: Sequence, scores: Sequence) -> np.ndarray:
         self.frame_id += 1
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(scores, np.float32).reshape(-1)
@@ -220,7 +220,8 @@ def _assign(cost: np.ndarray, thresh: float) -> tuple[list, list, list]:
 
 
 def _iou_distance(a: list[Track], b: list[Track]) -> np.ndarray:
-    """1 - IoU of every track in `a` with every one in `b` (Ultralytics' bbox_ioa(iou=True), eps 1e-7)."""
+    """1 - IoU of every track in `a` with every one in `b`: Ultralytics' bbox_ioa(iou=True) in float32 with its eps
+    (not hybrid.evaluate.iou_matrix, float64: the assignments must come out as Ultralytics' do)."""
     if not a or not b:
         return np.ones((len(a), len(b)), dtype=np.float32)
     box1 = np.ascontiguousarray([t.xyxy for t in a], dtype=np.float32)

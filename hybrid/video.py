@@ -134,8 +134,7 @@ class HandTracker:
         index, self.frames = self.frames, self.frames + 1
         timestamp = index / DEFAULT_FPS if timestamp is None else float(timestamp)
         detections = self.pipe.detect([image], threshold=self.tracker.low)[0]
-        boxes = np.array([d.box for d in detections], np.float32).reshape(-1, 4)
-        rows = self.tracker.update(boxes, np.array([d.score for d in detections], np.float32))
+        rows = self.tracker.update([d.box for d in detections], [d.score for d in detections])
         self._forget()
         if len(rows) == 0:
             return FrameResult(index, timestamp)
