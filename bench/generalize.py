@@ -78,6 +78,17 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
         "all, and the classifier trains 60 epochs instead of 30 (cosine schedule over 60): the shipped recipes",
     ),
+    "all+long+det20": (
+        {"zoom-copies": "1", "epochs": "20"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+        "all+long, and the detector trains 20 epochs instead of 10",
+    ),
+    "all+long+randconv": (
+        {"zoom-copies": "1"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "random-convolution": "0.5"},
+        "all+long, and half of the classifier's training crops are blended with a random convolution of "
+        "themselves (RandConv)",
+    ),
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
 ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
@@ -92,6 +103,8 @@ IN_DOMAIN_ROWS = {
     "all+mix",
     "all+ema",
     "all+long",
+    "all+long+det20",
+    "all+long+randconv",
 }
 
 
@@ -103,14 +116,25 @@ def recipe_digest(recipe) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def train(kind: str, domain: str, flags: dict[str, str], work: Path, threads: int) -> Path:
-    """The trained folder of `kind` on `domain` with `flags` (trained now unless cached)."""
+def recipe_argv(kind: str, domain: str, flags: dict[str, str]) -> list[str]:
+    """The train/KIND.py arguments of `kind` on `domain` with a row's `flags`."""
     flags = dict(flags)
     data = DOMAINS[domain] + ([flags.pop("+data")] if "+data" in flags else [])
     argv = ["--config", str(RECIPES[kind]), "--data", ",".join(data)]
     for name, value in sorted(flags.items()):
         argv += [f"--{name}"] + ([] if value is None else [value])  # None: a switch (--balanced)
-    out = work / f"{kind}-{domain}-{recipe_digest(parse_recipe(RECIPE_CLASSES[kind], argv)[0])}"
+    return argv
+
+
+def run_folder(kind: str, domain: str, flags: dict[str, str], work: Path) -> Path:
+    """Where the run of `kind` on `domain` with `flags` is (or will be) cached."""
+    recipe = parse_recipe(RECIPE_CLASSES[kind], recipe_argv(kind, domain, flags))[0]
+    return work / f"{kind}-{domain}-{recipe_digest(recipe)}"
+
+
+def train(kind: str, domain: str, flags: dict[str, str], work: Path, threads: int) -> Path:
+    """The trained folder of `kind` on `domain` with `flags` (trained now unless cached)."""
+    argv, out = recipe_argv(kind, domain, flags), run_folder(kind, domain, flags, work)
     if (out / "config.json").is_file():
         return out
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

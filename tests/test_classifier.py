@@ -383,3 +383,12 @@ def test_ema_weights_are_what_is_kept_and_resumed(tmp_path, data_root):
     assert json.loads((output / "metrics.json").read_text())["recipe"]["ema"] == 0.9
     refused = train_classifier(tmp_path / "bad", *args[:-4], "--ema", "1", data_root=data_root)
     assert refused.returncode == 2 and "--ema: expected a decay in [0, 1)" in refused.stderr
+
+
+@pytest.mark.slow  # trains a model (~15 s)
+def test_random_convolution_trains_and_is_recorded(tmp_path, data_root):
+    output = tmp_path / "randconv"
+    args = ["--model", "resnet18", *SMALL, "--limit", "40", "--random-convolution", "1", "--epochs", "1"]
+    done = train_classifier(output, *args, data_root=data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((output / "metrics.json").read_text())["recipe"]["random_convolution"] == 1.0

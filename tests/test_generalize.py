@@ -188,3 +188,37 @@ def test_mixup_and_cutmix_blend_crops_and_labels():
     assert soft.shape == (8, 3) and torch.allclose(soft.sum(1), torch.ones(8))
     assert (soft.max(1).values < 0.95).all()  # smoothed or blended: no hard one-hot target left
     assert not torch.equal(mixed, x)
+
+
+def test_random_convolution_changes_colour_and_texture_but_keeps_the_hands_edges(records):
+    import torch
+
+    from hybrid.data.writers import iter_crops
+    from hybrid.training.classifier import random_convolution
+
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--random-convolution", "0.5"])
+    assert recipe.random_convolution == 0.5 and ClassifierRecipe().random_convolution == 0.0
+    with pytest.raises(ValueError, match=re.escape("--random-convolution: expected a probability in [0, 1]")):
+        parse_recipe(ClassifierRecipe, ["--random-convolution", "1.5"])
+    crops = [np.asarray(crop.resize((64, 64)), np.float32) / 255 for crop, _ in iter_crops(records[:8])]
+    batch = (torch.tensor(np.stack(crops)).permute(0, 3, 1, 2) - 0.45) / 0.225
+
+    def edges(images):  # |d/dx| + |d/dy|, summed over the channels
+        dx = images[:, :, :-1, 1:] - images[:, :, :-1, :-1]
+        dy = images[:, :, 1:, :-1] - images[:, :, :-1, :-1]
+        return (dx.abs() + dy.abs()).sum(1).flatten(1).numpy()
+
+    assert torch.equal(random_convolution(batch, 0.0), batch)
+    pixel_correlations = []
+    for seed in range(6):  # a new filter (size 1 to 7) per batch
+        torch.manual_seed(seed)
+        changed = random_convolution(batch, 1.0)
+        assert changed.shape == batch.shape and torch.isfinite(changed).all()
+        assert all(not torch.equal(a, b) for a, b in zip(changed, batch))
+        for before, after, edges_before, edges_after in zip(batch, changed, edges(batch), edges(changed)):
+            assert np.corrcoef(edges_before, edges_after)[0, 1] > 0.3  # the outline stays where it was
+            pixel_correlations.append(np.corrcoef(before.flatten(), after.flatten())[0, 1])
+    assert min(pixel_correlations) < 0  # some crops get their colours turned around
+    torch.manual_seed(0)
+    half = random_convolution(batch, 0.5)
+    assert 0 < sum(not torch.equal(a, b) for a, b in zip(half, batch)) < len(batch)
