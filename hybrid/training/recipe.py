@@ -77,7 +77,7 @@ HELP = {
     "batch gets one of the two",
     "random_convolution": "probability (0-1) that a training crop is blended (a random share) with itself "
     "filtered by a random 1x1 to 7x7 convolution drawn anew for each batch (RandConv, Xu et al., ICLR 2021): "
-    "colours and textures change, shapes stay, so the classifier learns shapes",
+    "colours and textures change, shapes stay (bench/generalize.py: it lowered every number of the demo recipe)",
     "ema": "decay of an exponential moving average of the weights (timm's ModelEmaV3, warmed up), 0 = off: the "
     "average is what is validated, kept as the best epoch and saved",
 }
