@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bench.generalize import REPO, ROWS, run_folder
+from hybrid.crops import FILL
 
 SCORED = [("hands", "roboflow"), ("roboflow", "hands"), ("both", "hands"), ("both", "roboflow")]
 VIEWS = {"plain": ["plain"], "+2x size": ["plain", "2x size"], "+zoomed out": ["plain", "zoomed out"]}
@@ -49,31 +50,29 @@ class TestTimePipeline:
         import torch
         import torchvision
 
-        found = []
-        for view in self.views:
-            if view == "plain":
-                found += self.pipe.detect([image], threshold)[0]
-            elif view == "2x size":
-                size = self.pipe.detector_size
-                self.pipe.detector_size = 2 * size
-                try:
-                    found += self.pipe.detect([image], threshold)[0]
-                finally:
-                    self.pipe.detector_size = size
-            else:  # zoomed out: the photo in the middle of a grey canvas twice its size
-                width, height = image.size
-                canvas = Image.new("RGB", (2 * width, 2 * height), (114, 114, 114))
-                canvas.paste(image, (width // 2, height // 2))
-                shift, limit = np.array([width // 2, height // 2] * 2), np.array([width, height] * 2)
-                found += [
-                    replace(d, box=tuple(np.clip(np.array(d.box) - shift, 0, limit).tolist()))
-                    for d in self.pipe.detect([canvas], threshold)[0]
-                ]
+        found = [d for view in self.views for d in self._seen_in(view, image, threshold)]
         if len(self.views) == 1 or not found:
             return found
         boxes = torch.tensor([d.box for d in found], dtype=torch.float32)
         keep = torchvision.ops.nms(boxes, torch.tensor([d.score for d in found]), self.pipe.detector.iou)
         return [found[i] for i in keep.tolist()]
+
+    def _seen_in(self, view: str, image: Image.Image, threshold):
+        """The detections in one view of `image`, in the image's pixels."""
+        if view == "plain":
+            return self.pipe.detect([image], threshold)[0]
+        conf = self.pipe.detector_threshold if threshold is None else threshold
+        if view == "2x size":
+            size = 2 * self.pipe.detector_size
+            return self.pipe.detector.predict(np.asarray(image), conf=conf, image_size=size, rect=self.pipe.fast)
+        width, height = image.size  # zoomed out: the photo in the middle of a grey canvas twice its size
+        canvas = Image.new("RGB", (2 * width, 2 * height), FILL)
+        canvas.paste(image, (width // 2, height // 2))
+        shift, limit = np.array([width // 2, height // 2] * 2), np.array([width, height] * 2)
+        return [
+            replace(d, box=tuple(np.clip(np.array(d.box) - shift, 0, limit).tolist()))
+            for d in self.pipe.detect([canvas], threshold)[0]
+        ]
 
 
 def main(argv=None) -> int:
