@@ -89,6 +89,26 @@ ROWS = {
         "all+long, and half of the classifier's training crops are blended with a random convolution of "
         "themselves (RandConv)",
     ),
+    "photometric+long": (
+        NO_ZOOM,
+        {**PHOTOMETRIC, "epochs": "60"},
+        "photometric, trained 60 epochs: the classifiers that never see SLD, scored on it",
+    ),
+    "photometric+background50": (
+        NO_ZOOM,
+        {**PHOTOMETRIC, "background-swap": "0.5"},
+        "photometric, and half of the classifier's training crops get another photo's background",
+    ),
+    "photometric+long+background50": (
+        NO_ZOOM,
+        {**PHOTOMETRIC, "epochs": "60", "background-swap": "0.5"},
+        "photometric+long, and half of the classifier's training crops get another photo's background",
+    ),
+    "all+long+mix+ema": (
+        {"zoom-copies": "1"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "mixup": "0.2", "cutmix": "1.0", "ema": "0.998"},
+        "all+long, with mixup / cutmix and weight averaging (each lifted every cross-set number at 30 epochs)",
+    ),
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
 ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
@@ -105,6 +125,9 @@ IN_DOMAIN_ROWS = {
     "all+long",
     "all+long+det20",
     "all+long+randconv",
+    "photometric+long",
+    "photometric+long+background50",
+    "all+long+mix+ema",
 }
 
 
