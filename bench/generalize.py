@@ -125,6 +125,7 @@ IN_DOMAIN_ROWS = {
     "all+long",
     "all+long+det20",
     "all+long+randconv",
+    "photometric",
     "photometric+long",
     "photometric+long+background50",
     "all+long+mix+ema",
