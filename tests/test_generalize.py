@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from hybrid.data import read_dataset
-from hybrid.data.zoom import zoom_copies, zoom_copy
+from hybrid.data.zoom import quarter_turn, zoom_copies, zoom_copy
 from hybrid.training.recipe import ClassifierRecipe, DetectorRecipe, parse_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +56,37 @@ def test_a_zoom_copy_shows_the_pixels_of_its_box(records):
     assert difference < 12, difference  # the same hand (resampling only), not another part of the photo
 
 
+@pytest.mark.parametrize("clockwise", [True, False])
+def test_a_quarter_turn_moves_the_boxes_with_the_pixels(records, clockwise):
+    record = records[0]  # a Hands photo: 800x600, a hand taller than wide
+    image = record.load().convert("RGB")
+    turned, boxes = quarter_turn(image, record.boxes, clockwise)
+    assert turned.size == (image.height, image.width)
+    for before, after in zip(record.boxes, boxes):
+        assert after.label == before.label
+        assert (after.x1 - after.x0, after.y1 - after.y0) == pytest.approx(
+            (before.y1 - before.y0, before.x1 - before.x0)
+        )
+        hand = image.crop(tuple(round(v) for v in before.xyxy))
+        hand = hand.transpose(Image.Transpose.ROTATE_270 if clockwise else Image.Transpose.ROTATE_90)
+        assert np.array_equal(np.asarray(turned.crop(tuple(round(v) for v in after.xyxy))), np.asarray(hand))
+
+
+def test_zoom_turn_turns_that_share_of_the_copies_and_nothing_when_off(records, tmp_path):
+    hands = records[:12]  # Hands photos: every hand points up, its box taller than wide
+    assert all(max(b.y1 - b.y0 for b in r.boxes) > max(b.x1 - b.x0 for b in r.boxes) for r in hands)
+    plain = zoom_copies(hands, tmp_path / "plain", copies=2, span=(0.08, 0.8), seed=0)
+    off = zoom_copies(hands, tmp_path / "off", copies=2, span=(0.08, 0.8), seed=0, turn=0.0)
+    assert [r.boxes for r in off] == [r.boxes for r in plain]  # the recipes without turns train on the same copies
+    turned = zoom_copies(hands, tmp_path / "turned", copies=2, span=(0.08, 0.8), seed=0, turn=0.5)
+    wide = [max(b.x1 - b.x0 for b in r.boxes) > max(b.y1 - b.y0 for b in r.boxes) for r in turned]
+    assert 0.2 < sum(wide) / len(wide) < 0.8  # about half the copies show the hands pointing sideways
+    for record in turned:
+        assert Image.open(record.image).size == (record.width, record.height)
+        for box in record.boxes:
+            assert 0 <= box.x0 < box.x1 <= record.width + 1e-6 and 0 <= box.y0 < box.y1 <= record.height + 1e-6
+
+
 def test_sign_digits_counts_is_asl_one_to_five_as_finger_counts(data_root):
     records = read_dataset("sign-digits-counts", merge_labels=True)
     labels = Counter(box.label for record in records for box in record.boxes)
@@ -71,6 +102,7 @@ def test_new_recipe_fields_are_checked_with_one_line():
     for flags, message in (
         (["--zoom-copies", "-1"], "--zoom-copies: expected an integer >= 0"),
         (["--zoom-span", "0.5,0.2"], "--zoom-span: expected 'min,max' in (0, 1]"),
+        (["--zoom-turn", "1.5"], "--zoom-turn: expected a share in [0, 1]"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_recipe(DetectorRecipe, flags)

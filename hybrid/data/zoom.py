@@ -5,7 +5,10 @@ A detector trained on one size range misses the other (cross-set recall 0.36 / 0
 `scale` augmentation varies size by at most 2x, and mosaic only shrinks. A zoom copy crops (zoom in) or
 pads (zoom out) a training image so its largest hand spans a random fraction of the copy's width, drawn
 log-uniformly from `span` (e.g. 8-80 %), with a random aspect ratio (Roboflow stretches everything to a
-square) and a random JPEG quality. Copies are written once, before training, next to the YOLO dataset.
+square) and a random JPEG quality. With `turn`, that share of the copies is also turned a quarter (either way):
+the Hands Dataset's hands point up (boxes ~1.9x taller than wide), Roboflow's point every way (~1:1), and a
+quarter turn moves the boxes exactly, where Ultralytics' `degrees` can only grow them. Copies are written once,
+before training, next to the YOLO dataset.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ def _window(rng: random.Random, length: float, size: float, lo: float, hi: float
     return rng.uniform(first, last) if first <= last else (lo + hi - length) / 2
 
 
-def zoom_copy(record: ImageRecord, span: Sequence[float], rng: random.Random) -> tuple[Image.Image, list[HandBox]]:
-    """One copy of `record` (image, boxes in the copy's pixels); raises ValueError when no hand stays whole."""
+def zoom_copy(
+    record: ImageRecord, span: Sequence[float], rng: random.Random, turn: float = 0.0
+) -> tuple[Image.Image, list[HandBox]]:
+    """One copy of `record` (image, boxes in the copy's pixels), turned a quarter with probability `turn`; raises
+    ValueError when no hand stays whole."""
     image = record.load()
     width, height = image.size
     hand = max(record.boxes, key=lambda b: b.x1 - b.x0)
@@ -72,13 +78,26 @@ def zoom_copy(record: ImageRecord, span: Sequence[float], rng: random.Random) ->
     if scale < 1.0:
         canvas = canvas.resize((max(round(out_w * scale), 8), max(round(out_h * scale), 8)), Image.Resampling.BILINEAR)
         boxes = [HandBox(b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale, b.label) for b in boxes]
+    if turn and rng.random() < turn:  # no draw when off: copies without turns stay as they were
+        return quarter_turn(canvas, boxes, clockwise=rng.random() < 0.5)
     return canvas, boxes
 
 
+def quarter_turn(image: Image.Image, boxes: Sequence[HandBox], clockwise: bool) -> tuple[Image.Image, list[HandBox]]:
+    """`image` turned 90 degrees and its boxes with it."""
+    width, height = image.size
+    if clockwise:  # (x, y) -> (height - y, x)
+        turned = [HandBox(height - b.y1, b.x0, height - b.y0, b.x1, b.label) for b in boxes]
+        return image.transpose(Image.Transpose.ROTATE_270), turned
+    turned = [HandBox(b.y0, width - b.x1, b.y1, width - b.x0, b.label) for b in boxes]  # (x, y) -> (y, width - x)
+    return image.transpose(Image.Transpose.ROTATE_90), turned
+
+
 def zoom_copies(
-    records: Sequence[ImageRecord], out_dir: Path, copies: int, span: Sequence[float], seed: int = 0
+    records: Sequence[ImageRecord], out_dir: Path, copies: int, span: Sequence[float], seed: int = 0, turn: float = 0.0
 ) -> list[ImageRecord]:
-    """`copies` zoom copies of each record with hands, written as JPEGs under `out_dir`; their records."""
+    """`copies` zoom copies of each record with hands (a `turn` share turned a quarter), written as JPEGs under
+    `out_dir`; their records."""
     rng = random.Random(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
@@ -87,7 +106,7 @@ def zoom_copies(
             continue
         for copy in range(copies):
             try:
-                image, boxes = zoom_copy(record, span, rng)
+                image, boxes = zoom_copy(record, span, rng, turn)
             except ValueError:
                 continue
             path = out_dir / f"{index:05d}-{copy}.jpg"

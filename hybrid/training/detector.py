@@ -375,7 +375,9 @@ def start_work(recipe: DetectorRecipe, work: Path, splits: dict[str, list]):
     if recipe.zoom_copies:
         from hybrid.data.zoom import zoom_copies
 
-        extra = zoom_copies(splits["train"], work / "zoom", recipe.zoom_copies, recipe.zoom_span, recipe.seed)
+        extra = zoom_copies(
+            splits["train"], work / "zoom", recipe.zoom_copies, recipe.zoom_span, recipe.seed, recipe.zoom_turn
+        )
         log.info("zoom copies: %d more training images (hands spanning %s of the width)", len(extra), recipe.zoom_span)
         splits = {**splits, "train": splits["train"] + extra}
     data_yaml, stats = build_yolo_dataset(recipe, work / "yolo", splits)

@@ -265,6 +265,7 @@ class DetectorRecipe(Recipe):
     train_args: dict = field(default_factory=dict)  # extra YOLO.train() arguments, e.g. {"mosaic": 0.5}
     zoom_copies: int = 0  # extra training copies per image at other hand sizes (hybrid/data/zoom.py)
     zoom_span: list[float] = field(default_factory=lambda: [0.08, 0.8])  # hand width / copy width, min,max
+    zoom_turn: float = 0.0  # share of the zoom copies turned a quarter (hands pointing sideways)
 
     MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "patience": 1, "zoom_copies": 0}
     # Fields a --resume may give with a new value: where the run goes, not what it trains.
@@ -283,6 +284,8 @@ class DetectorRecipe(Recipe):
             )
         if len(self.zoom_span) != 2 or not 0 < self.zoom_span[0] <= self.zoom_span[1] <= 1:
             raise ValueError(f"--zoom-span: expected 'min,max' in (0, 1], got {self.zoom_span}")
+        if not 0 <= self.zoom_turn <= 1:
+            raise ValueError(f"--zoom-turn: expected a share in [0, 1], got {self.zoom_turn}")
         if self.train_args:
             check_train_args(self.train_args)
 
