@@ -109,6 +109,28 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "mixup": "0.2", "cutmix": "1.0", "ema": "0.998"},
         "all+long, with mixup / cutmix and weight averaging (each lifted every cross-set number at 30 epochs)",
     ),
+    "all+long+rotate45": (
+        {"zoom-copies": "1"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "rotation": "45"},
+        "all+long, and the classifier's crops turn up to 45 degrees instead of 15 (Roboflow's hands point every way, "
+        "Hands' point up)",
+    ),
+    "all+long+turn50": (
+        {"zoom-copies": "1", "zoom-turn": "0.5"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+        "all+long, and half of the detector's zoom copies are turned a quarter (hands pointing sideways; Hands' "
+        "boxes are 1.9x taller than wide, Roboflow's 1:1)",
+    ),
+    "all+long+turn50+rotate45": (
+        {"zoom-copies": "1", "zoom-turn": "0.5"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "rotation": "45"},
+        "all+long+turn50's detectors with all+long+rotate45's classifiers: both turn levers together",
+    ),
+    "all+long+turn25": (
+        {"zoom-copies": "1", "zoom-turn": "0.25"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+        "all+long, and a quarter of the detector's zoom copies are turned a quarter",
+    ),
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
 ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
@@ -130,6 +152,10 @@ IN_DOMAIN_ROWS = {
     "photometric+long",
     "photometric+long+background50",
     "all+long+mix+ema",
+    "all+long+rotate45",
+    "all+long+turn50",
+    "all+long+turn50+rotate45",
+    "all+long+turn25",
 }
 
 
