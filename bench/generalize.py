@@ -131,6 +131,11 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
         "all+long, and a quarter of the detector's zoom copies are turned a quarter",
     ),
+    "all+zoom3+rotate45": (
+        {"zoom-copies": "3"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "rotation": "45"},
+        "all+zoom3's detectors with all+long+rotate45's classifiers (no new training)",
+    ),
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
 ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
@@ -156,6 +161,7 @@ IN_DOMAIN_ROWS = {
     "all+long+turn50",
     "all+long+turn50+rotate45",
     "all+long+turn25",
+    "all+zoom3+rotate45",
 }
 
 
