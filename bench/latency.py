@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -41,9 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybrid.detector import Detection, non_max_suppression
-from hybrid.images import load_image
-from hybrid.pipeline import HybridPipeline
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import cpu_name  # noqa: E402
+
+from hybrid.detector import Detection, non_max_suppression  # noqa: E402
+from hybrid.images import load_image  # noqa: E402
+from hybrid.pipeline import HybridPipeline  # noqa: E402
 
 
 def architecture_models(classifier_size: int = 112, detector_size: int = 320, calibration_folder=None):
@@ -73,16 +75,6 @@ def photos(limit: int):
     ]
     step = max(1, len(records) // limit)
     return records[::step][:limit]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_once(pipe: HybridPipeline, record, use_truth: bool) -> tuple[float, float]:
