@@ -136,6 +136,11 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "rotation": "45"},
         "all+zoom3's detectors with all+long+rotate45's classifiers (no new training)",
     ),
+    "all+long+mixstyle": (
+        {"zoom-copies": "1"},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "mix-style": "0.5"},
+        "all+long, and half of the classifier's training batches mix their crops' early feature statistics (MixStyle)",
+    ),
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
 ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
@@ -162,6 +167,7 @@ IN_DOMAIN_ROWS = {
     "all+long+turn50+rotate45",
     "all+long+turn25",
     "all+zoom3+rotate45",
+    "all+long+mixstyle",
 }
 
 

@@ -392,3 +392,16 @@ def test_random_convolution_trains_and_is_recorded(tmp_path, data_root):
     done = train_classifier(output, *args, data_root=data_root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((output / "metrics.json").read_text())["recipe"]["random_convolution"] == 1.0
+
+
+@pytest.mark.slow  # trains a model (~15 s)
+def test_mix_style_trains_and_saves_the_plain_architecture(tmp_path, data_root):
+    from hybrid.classifier import GestureClassifier
+
+    output = tmp_path / "mixstyle"
+    args = ["--model", "resnet18", *SMALL, "--limit", "40", "--mix-style", "1", "--epochs", "1"]
+    done = train_classifier(output, *args, data_root=data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((output / "metrics.json").read_text())["recipe"]["mix_style"] == 1.0
+    loaded = GestureClassifier.from_pretrained(str(output))
+    assert not loaded.model.layer1._forward_hooks  # the hooks were the training's, not the model's

@@ -255,3 +255,49 @@ def test_random_convolution_changes_colour_and_texture_but_keeps_the_hands_edges
     torch.manual_seed(0)
     half = random_convolution(batch, 0.5)
     assert 0 < sum(not torch.equal(a, b) for a, b in zip(half, batch)) < len(batch)
+
+
+def test_mix_style_mixes_early_feature_statistics_in_training_only():
+    import timm
+    import torch
+
+    from hybrid.training.classifier import add_mix_style
+
+    recipe, _ = parse_recipe(ClassifierRecipe, ["--mix-style", "0.5"])
+    assert recipe.mix_style == 0.5 and ClassifierRecipe().mix_style == 0.0
+    with pytest.raises(ValueError, match=re.escape("--mix-style: expected a probability in [0, 1]")):
+        parse_recipe(ClassifierRecipe, ["--mix-style", "2"])
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    keys = list(model.state_dict())
+    seen = {}
+    model.layer1.register_forward_hook(lambda module, inputs, output: seen.update(raw=output.detach().clone()))
+    handles = add_mix_style(model, 1.0)
+    assert len(handles) == 2 and list(model.state_dict()) == keys  # hooks: the saved network is the architecture's
+    model.layer1.register_forward_hook(lambda module, inputs, output: seen.update(mixed=output.detach().clone()))
+    batch = torch.randn(6, 3, 64, 64)
+
+    def stats(features):
+        return features.mean(dim=(2, 3)), features.var(dim=(2, 3)).sqrt()
+
+    model.train()
+    model(batch)
+    raw, mixed = seen["raw"], seen["mixed"]
+    assert not torch.allclose(raw, mixed)
+    (raw_mean, raw_std), (mixed_mean, mixed_std) = stats(raw), stats(mixed)
+    standardized = [
+        (f - m[..., None, None]) / s[..., None, None] for f, (m, s) in ((raw, stats(raw)), (mixed, stats(mixed)))
+    ]
+    assert torch.allclose(*standardized, atol=1e-3)  # the content (where each channel is high or low) stays
+    # each crop's new statistics are a blend of two crops' own: inside the batch's range, channel by channel
+    assert (mixed_mean >= raw_mean.min(0).values - 1e-4).all() and (mixed_mean <= raw_mean.max(0).values + 1e-4).all()
+    assert (mixed_std >= raw_std.min(0).values - 1e-4).all() and (mixed_std <= raw_std.max(0).values + 1e-4).all()
+    model.eval()
+    model(batch)
+    assert torch.equal(seen["raw"], seen["mixed"])  # evaluation and export see the network as it is
+    model.train()
+    for handle in handles:
+        handle.remove()
+    add_mix_style(model, 0.0)
+    model(batch)
+    assert torch.equal(seen["raw"], seen["mixed"])

@@ -387,6 +387,8 @@ def prepare(
         recipe.model, names, image_size=recipe.image_size, device="cpu", precision="fp32", pretrained=start.weights
     )
     model = clf.model.to(memory_format=torch.channels_last) if recipe.channels_last else clf.model
+    if recipe.mix_style:
+        add_mix_style(model, recipe.mix_style)
     cfg = clf.data_config
     generator = torch.Generator().manual_seed(recipe.seed)
     loaders = {
@@ -541,6 +543,35 @@ def random_convolution(batch, probability: float):
         share = torch.rand(len(batch), 1, 1, 1, device=batch.device)
         chosen = torch.rand(len(batch), 1, 1, 1, device=batch.device) < probability
         return torch.where(chosen, share * batch + (1 - share) * filtered, batch)
+
+
+def add_mix_style(model, probability: float, alpha: float = 0.1) -> list:
+    """MixStyle (Zhou et al., "Domain Generalization with MixStyle", ICLR 2021) on the outputs of `model`'s first
+    two stages after its stem (timm's feature_info: a ResNet's layer1 and layer2), while it trains: with
+    `probability` per batch, each crop's feature maps are normalized per channel and given a Beta(alpha, alpha)
+    mix of its own mean and deviation and those of another crop of the batch. Early-layer statistics carry a
+    photo's style (camera, light, skin), so the network learns the hand's shape across mixed styles. Forward
+    hooks, not modules: the saved network and its state dict stay the architecture's own. Returns the handles."""
+    import torch
+
+    beta = torch.distributions.Beta(alpha, alpha)
+
+    def mix(module, inputs, output):
+        if not module.training or len(output) < 2 or torch.rand(()) >= probability:
+            return output
+        features = output.float()
+        mean = features.mean(dim=(2, 3), keepdim=True).detach()
+        deviation = (features.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
+        share = beta.sample((len(output), 1, 1, 1)).to(output.device)
+        other = torch.randperm(len(output), device=output.device)
+        mixed_mean = share * mean + (1 - share) * mean[other]
+        mixed_deviation = share * deviation + (1 - share) * deviation[other]
+        return ((features - mean) / deviation * mixed_deviation + mixed_mean).to(output.dtype)
+
+    stages = [info["module"] for info in getattr(model, "feature_info", [])[1:3]]
+    if len(stages) < 2:
+        raise ValueError(f"--mix-style: {type(model).__name__} does not list its stages (timm's feature_info)")
+    return [model.get_submodule(name).register_forward_hook(mix) for name in stages]
 
 
 def mixer(recipe: ClassifierRecipe, num_classes: int):

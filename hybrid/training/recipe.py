@@ -78,6 +78,9 @@ HELP = {
     "random_convolution": "probability (0-1) that a training crop is blended (a random share) with itself "
     "filtered by a random 1x1 to 7x7 convolution drawn anew for each batch (RandConv, Xu et al., ICLR 2021): "
     "colours and textures change, shapes stay (bench/generalize.py: it lowered every number of the demo recipe)",
+    "mix_style": "probability (0-1) that a training batch's feature maps after the network's first two stages "
+    "get each crop's channel means and deviations mixed with another crop's (MixStyle, Zhou et al., ICLR 2021): "
+    "the style of a photo (camera, light, skin) varies, its content stays; the saved network is unchanged",
     "ema": "decay of an exponential moving average of the weights (timm's ModelEmaV3, warmed up), 0 = off: the "
     "average is what is validated, kept as the best epoch and saved",
 }
@@ -188,6 +191,7 @@ class ClassifierRecipe(Recipe):
     cutmix: float = 0.0  # cutmix alpha (0 = off): a patch of another crop pasted in; with mixup, half the batches
     ema: float = 0.0  # decay of a moving average of the weights (0 = off): what is validated and saved
     random_convolution: float = 0.0  # probability that a training crop is blended with a random filter of itself
+    mix_style: float = 0.0  # probability that a batch's early features swap style statistics (MixStyle)
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
@@ -235,7 +239,7 @@ class ClassifierRecipe(Recipe):
                 raise ValueError(f"{flag(name)}: expected an alpha >= 0 (0 = off), got {getattr(self, name)}")
         if not 0 <= self.color_jitter <= 1:
             raise ValueError(f"--color-jitter: expected a number in [0, 1], got {self.color_jitter}")
-        for name in ("grayscale", "blur", "background_swap", "random_convolution"):
+        for name in ("grayscale", "blur", "background_swap", "random_convolution", "mix_style"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{flag(name)}: expected a probability in [0, 1], got {getattr(self, name)}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
