@@ -104,6 +104,7 @@ def test_new_recipe_fields_are_checked_with_one_line():
         (["--zoom-copies", "-1"], "--zoom-copies: expected an integer >= 0"),
         (["--zoom-span", "0.5,0.2"], "--zoom-span: expected 'min,max' in (0, 1]"),
         (["--zoom-turn", "1.5"], "--zoom-turn: expected a share in [0, 1]"),
+        (["--zoom-turn", "0.5"], "--zoom-turn: turns a share of the zoom copies; set --zoom-copies 1 or more too"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_recipe(DetectorRecipe, flags)

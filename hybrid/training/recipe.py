@@ -290,6 +290,8 @@ class DetectorRecipe(Recipe):
             raise ValueError(f"--zoom-span: expected 'min,max' in (0, 1], got {self.zoom_span}")
         if not 0 <= self.zoom_turn <= 1:
             raise ValueError(f"--zoom-turn: expected a share in [0, 1], got {self.zoom_turn}")
+        if self.zoom_turn and not self.zoom_copies:  # else the turn would be silently ignored
+            raise ValueError("--zoom-turn: turns a share of the zoom copies; set --zoom-copies 1 or more too")
         if self.train_args:
             check_train_args(self.train_args)
 
