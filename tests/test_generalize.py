@@ -88,6 +88,23 @@ def test_zoom_turn_turns_that_share_of_the_copies_and_nothing_when_off(records, 
             assert 0 <= box.x0 < box.x1 <= record.width + 1e-6 and 0 <= box.y0 < box.y1 <= record.height + 1e-6
 
 
+def test_zoom_photometric_greys_or_blurs_that_share_of_the_copies_and_keeps_their_geometry(records, tmp_path):
+    plain = zoom_copies(records, tmp_path / "plain", copies=2, span=(0.08, 0.8), seed=0)
+    looks = zoom_copies(records, tmp_path / "looks", copies=2, span=(0.08, 0.8), seed=0, photometric=0.5)
+    assert [(r.boxes, r.width, r.height) for r in looks] == [(r.boxes, r.width, r.height) for r in plain]
+    grey = blurred = 0
+    for before, after in zip(plain, looks):
+        a, b = (np.asarray(Image.open(r.image), float) for r in (before, after))
+        if np.abs(a - b).mean() < 0.5:  # a plain copy (the same JPEG quality: the same pixels)
+            continue
+        if np.abs(b - b.mean(axis=2, keepdims=True)).max() < 8:  # no colour left (JPEG leaves a little)
+            grey += 1
+        else:
+            assert np.abs(np.diff(b, axis=1)).mean() < 0.9 * np.abs(np.diff(a, axis=1)).mean(), after.image
+            blurred += 1
+    assert grey >= 4 and blurred >= 4 and grey + blurred <= 0.8 * len(plain)
+
+
 def test_sign_digits_counts_is_asl_one_to_five_as_finger_counts(data_root):
     records = read_dataset("sign-digits-counts", merge_labels=True)
     labels = Counter(box.label for record in records for box in record.boxes)
@@ -105,6 +122,8 @@ def test_new_recipe_fields_are_checked_with_one_line():
         (["--zoom-span", "0.5,0.2"], "--zoom-span: expected 'min,max' in (0, 1]"),
         (["--zoom-turn", "1.5"], "--zoom-turn: expected a share in [0, 1]"),
         (["--zoom-turn", "0.5"], "--zoom-turn: turns a share of the zoom copies; set --zoom-copies 1 or more too"),
+        (["--zoom-photometric", "2"], "--zoom-photometric: expected a share in [0, 1]"),
+        (["--zoom-photometric", "0.5"], "--zoom-photometric: makes a share of the zoom copies grey or blurred; set"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_recipe(DetectorRecipe, flags)

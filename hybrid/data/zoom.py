@@ -7,8 +7,10 @@ pads (zoom out) a training image so its largest hand spans a random fraction of 
 log-uniformly from `span` (e.g. 8-80 %), with a random aspect ratio (Roboflow stretches everything to a
 square) and a random JPEG quality. With `turn`, that share of the copies is also turned a quarter (either way):
 the Hands Dataset's hands point up (boxes ~1.9x taller than wide), Roboflow's point every way (~1:1), and a
-quarter turn moves the boxes exactly, where Ultralytics' `degrees` can only grow them. Copies are written once,
-before training, next to the YOLO dataset.
+quarter turn moves the boxes exactly, where Ultralytics' `degrees` can only grow them. With `photometric`, that
+share of the copies is made grey or blurred (half each; Ultralytics already jitters hue, saturation and value):
+one person's skin and one webcam's sharpness should not be what a hand is. Copies are written once, before
+training, next to the YOLO dataset.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image
+from PIL import Image, ImageFilter, ImageOps
 
 from hybrid.crops import FILL
 from hybrid.data.records import HandBox, ImageRecord
@@ -27,6 +29,7 @@ ASPECT = (0.75, 1.33)  # width / height of a copy, log-uniform
 JPEG_QUALITY = (40, 95)
 MIN_VISIBLE = 0.4  # a hand cut by the crop keeps its box when this much of it is inside, else the copy is dropped
 MAX_SIDE = 800  # copies are downscaled to this longer side
+BLUR = (0.002, 0.008)  # Gaussian blur radius / the copy's longer side: 0.3-1.3 px at a 160 px detector
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
@@ -93,12 +96,26 @@ def quarter_turn(image: Image.Image, boxes: Sequence[HandBox], clockwise: bool) 
     return image.transpose(Image.Transpose.ROTATE_90), turned
 
 
+def grey_or_blurred(image: Image.Image, rng: random.Random) -> Image.Image:
+    """`image` in grey or blurred, half each; the same size, so the boxes stay."""
+    if rng.random() < 0.5:
+        return ImageOps.grayscale(image).convert("RGB")
+    return image.filter(ImageFilter.GaussianBlur(max(image.size) * rng.uniform(*BLUR)))
+
+
 def zoom_copies(
-    records: Sequence[ImageRecord], out_dir: Path, copies: int, span: Sequence[float], seed: int = 0, turn: float = 0.0
+    records: Sequence[ImageRecord],
+    out_dir: Path,
+    copies: int,
+    span: Sequence[float],
+    seed: int = 0,
+    turn: float = 0.0,
+    photometric: float = 0.0,
 ) -> list[ImageRecord]:
-    """`copies` zoom copies of each record with hands (a `turn` share turned a quarter), written as JPEGs under
-    `out_dir`; their records."""
+    """`copies` zoom copies of each record with hands (a `turn` share turned a quarter, a `photometric` share grey
+    or blurred), written as JPEGs under `out_dir`; their records."""
     rng = random.Random(seed)
+    looks = random.Random(f"photometric-{seed}")  # its own draws: the copies' geometry is the same with it or without
     out_dir.mkdir(parents=True, exist_ok=True)
     made = []
     for index, record in enumerate(records):
@@ -109,6 +126,8 @@ def zoom_copies(
                 image, boxes = zoom_copy(record, span, rng, turn)
             except ValueError:
                 continue
+            if photometric and looks.random() < photometric:
+                image = grey_or_blurred(image, looks)
             path = out_dir / f"{index:05d}-{copy}.jpg"
             image.save(path, quality=rng.randint(*JPEG_QUALITY))
             name = f"zoom-{copy}-{record.name or index}"

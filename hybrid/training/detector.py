@@ -376,7 +376,13 @@ def start_work(recipe: DetectorRecipe, work: Path, splits: dict[str, list]):
         from hybrid.data.zoom import zoom_copies
 
         extra = zoom_copies(
-            splits["train"], work / "zoom", recipe.zoom_copies, recipe.zoom_span, recipe.seed, recipe.zoom_turn
+            splits["train"],
+            work / "zoom",
+            recipe.zoom_copies,
+            recipe.zoom_span,
+            recipe.seed,
+            recipe.zoom_turn,
+            recipe.zoom_photometric,
         )
         log.info("zoom copies: %d more training images (hands spanning %s of the width)", len(extra), recipe.zoom_span)
         splits = {**splits, "train": splits["train"] + extra}

@@ -270,6 +270,7 @@ class DetectorRecipe(Recipe):
     zoom_copies: int = 0  # extra training copies per image at other hand sizes (hybrid/data/zoom.py)
     zoom_span: list[float] = field(default_factory=lambda: [0.08, 0.8])  # hand width / copy width, min,max
     zoom_turn: float = 0.0  # share of the zoom copies turned a quarter (hands pointing sideways)
+    zoom_photometric: float = 0.0  # share of the zoom copies made grey or blurred (half each)
 
     MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "patience": 1, "zoom_copies": 0}
     # Fields a --resume may give with a new value: where the run goes, not what it trains.
@@ -292,6 +293,12 @@ class DetectorRecipe(Recipe):
             raise ValueError(f"--zoom-turn: expected a share in [0, 1], got {self.zoom_turn}")
         if self.zoom_turn and not self.zoom_copies:  # else the turn would be silently ignored
             raise ValueError("--zoom-turn: turns a share of the zoom copies; set --zoom-copies 1 or more too")
+        if not 0 <= self.zoom_photometric <= 1:
+            raise ValueError(f"--zoom-photometric: expected a share in [0, 1], got {self.zoom_photometric}")
+        if self.zoom_photometric and not self.zoom_copies:
+            raise ValueError(
+                "--zoom-photometric: makes a share of the zoom copies grey or blurred; set --zoom-copies 1 or more too"
+            )
         if self.train_args:
             check_train_args(self.train_args)
 
