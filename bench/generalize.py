@@ -151,6 +151,11 @@ ROWS = {
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
         "all+long+size96, and the detector trains at a new size for each batch, 0.5-1.5x its 160 px (multi-scale)",
     ),
+    "all+long+size96+multiscale25": (
+        {"zoom-copies": "1", "train-args": '{"warmup_epochs": 1, "close_mosaic": 3, "multi_scale": 0.25}'},
+        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        "all+long+size96, and the detector trains at a new size for each batch, 0.75-1.25x its 160 px",
+    ),
     "all+long+size96+detmixup": (
         {"zoom-copies": "1", "train-args": '{"warmup_epochs": 1, "close_mosaic": 3, "mixup": 0.2}'},
         {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
@@ -200,6 +205,7 @@ IN_DOMAIN_ROWS = {
     "all+long+mixstyle",
     "all+long+size96",
     "all+long+size96+multiscale",
+    "all+long+size96+multiscale25",
     "all+long+size96+detmixup",
     "all+long+size96+detphoto",
     "zoom+photometric+long+background50+size96",
