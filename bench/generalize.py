@@ -41,6 +41,14 @@ SLD = "sign-digits-counts"
 NO_ZOOM = {"zoom-copies": "0"}
 NO_PHOTOMETRIC = {"color-jitter": "0", "grayscale": "0", "blur": "0"}
 PHOTOMETRIC = {"color-jitter": "0.4", "grayscale": "0.2", "blur": "0.2"}
+SIZE96 = {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"}  # all+long+size96's classifiers
+
+
+def demo_train_args(**extra) -> str:
+    """--train-args: the detector demo recipe's own train_args (a flag replaces them all) plus `extra`."""
+    return json.dumps({"warmup_epochs": 1, "close_mosaic": 3, **extra})
+
+
 ROWS = {
     "baseline": (NO_ZOOM, NO_PHOTOMETRIC, "the recipes before this work (no zoom copies, no SLD, no photometric)"),
     "zoom": ({"zoom-copies": "1"}, NO_PHOTOMETRIC, "detector: + 1 zoom copy per image, hands 8-80 % of the width"),
@@ -143,27 +151,27 @@ ROWS = {
     ),
     "all+long+size96": (
         {"zoom-copies": "1"},
-        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        SIZE96,
         "all+long, and the classifier sees 96 px crops instead of 64 (at 64 px a finger is 3-4 pixels wide)",
     ),
     "all+long+size96+multiscale": (
-        {"zoom-copies": "1", "train-args": '{"warmup_epochs": 1, "close_mosaic": 3, "multi_scale": 0.5}'},
-        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        {"zoom-copies": "1", "train-args": demo_train_args(multi_scale=0.5)},
+        SIZE96,
         "all+long+size96, and the detector trains at a new size for each batch, 0.5-1.5x its 160 px (multi-scale)",
     ),
     "all+long+size96+multiscale25": (
-        {"zoom-copies": "1", "train-args": '{"warmup_epochs": 1, "close_mosaic": 3, "multi_scale": 0.25}'},
-        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        {"zoom-copies": "1", "train-args": demo_train_args(multi_scale=0.25)},
+        SIZE96,
         "all+long+size96, and the detector trains at a new size for each batch, 0.75-1.25x its 160 px",
     ),
     "all+long+size96+detmixup": (
-        {"zoom-copies": "1", "train-args": '{"warmup_epochs": 1, "close_mosaic": 3, "mixup": 0.2}'},
-        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        {"zoom-copies": "1", "train-args": demo_train_args(mixup=0.2)},
+        SIZE96,
         "all+long+size96, and a fifth of the detector's mosaics are blended with another mosaic (mixup 0.2)",
     ),
     "all+long+size96+detphoto": (
         {"zoom-copies": "1", "zoom-photometric": "0.5"},
-        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        SIZE96,
         "all+long+size96, and half of the detector's zoom copies are made grey or blurred (half each)",
     ),
     "zoom+photometric+long+background50+size96": (
@@ -173,7 +181,7 @@ ROWS = {
     ),
     "all+long+size96+seed1": (
         {"zoom-copies": "1", "seed": "1"},
-        {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"},
+        SIZE96,
         "all+long+size96 with the detectors trained from seed 1 instead of 0: how far a number moves by chance",
     ),
 }
