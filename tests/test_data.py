@@ -8,7 +8,12 @@ import io
 import json
 import logging
 import os
+import re
+import resource
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -689,3 +694,220 @@ def test_records_are_plain(hands):
     assert isinstance(record.image, Path)
     assert record.source == "hands"
     assert os.path.isabs(record.image)
+
+
+# --- hostile data files (issue 29, item 7: data) -------------------------------------------------------------
+# Non-finite coordinates and class ids, YAML alias bombs and oversized or deeply nested YAML, truncated JPEGs:
+# each is one DataError line naming the file (and line or object), on tiny datasets made of real photos.
+
+
+def _real_photo(data_root) -> Path:
+    return sorted((data_root / HANDS / "images" / "test").glob("*.jpg"))[0]
+
+
+def _yolo_set(root: Path, data_root, labels: str, data_yaml: str = "names: [hand]\ntrain: train/images\n") -> Path:
+    """A one-photo YOLO dataset: root/data.yaml, root/train/images/x.jpg (a real photo), root/train/labels/x.txt."""
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir(parents=True)
+    shutil.copy(_real_photo(data_root), root / "train" / "images" / "x.jpg")
+    (root / "train" / "labels" / "x.txt").write_text(labels)
+    (root / "data.yaml").write_text(data_yaml)
+    return root
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e400"])
+def test_voc_non_finite_coordinate_is_one_line(tmp_path, data_root, value):
+    xml = _real_photo(data_root).with_suffix(".xml")
+    (tmp_path / "test").mkdir()
+    shutil.copy(xml.with_suffix(".jpg"), tmp_path / "test")
+    text = re.sub(r"<ymax>[^<]*</ymax>", f"<ymax>{value}</ymax>", xml.read_text(), count=1)
+    (tmp_path / "test" / xml.name).write_text(text)
+    with pytest.raises(DataError, match=rf"{re.escape(xml.name)}: <object> #1: <ymax> is '{value}', expected a finite"):
+        read_dataset(tmp_path, format="voc")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["0 nan 0.5 0.2 0.2", "0 0.5 -inf 0.2 0.2", "0 0.5 0.5 1e400 0.2", "0 0.1 0.1 nan 0.2 0.3 0.3"],  # last: polygon
+)
+def test_yolo_non_finite_coordinate_is_one_line(tmp_path, data_root, line):
+    root = _yolo_set(tmp_path, data_root, f"0 0.5 0.5 0.2 0.2\n{line}\n")
+    with pytest.raises(DataError, match=r"x\.txt:2: .*not a finite number"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize("class_id", ["inf", "-inf", "nan", "1e400", "-1", "1.5", "1e20"])
+def test_yolo_bad_class_id_is_one_line(tmp_path, data_root, class_id):
+    """inf and 1e400 used to raise OverflowError, nan a bare ValueError, from int(); both tracebacks."""
+    root = _yolo_set(tmp_path, data_root, f"{class_id} 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match=rf"x\.txt:1: class id {re.escape(class_id)} is not one of the dataset's"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize("box", ["[NaN, 0.1, 0.2, 0.2]", "[0.1, Infinity, 0.2, 0.2]", "[0.1, 0.1, 0.2, -1e400]"])
+def test_hagrid_non_finite_box_is_one_line(tmp_path, data_root, box):
+    root = tmp_path / "h"
+    (root / "call").mkdir(parents=True)
+    shutil.copy(_real_photo(data_root), root / "call" / "a.jpg")
+    (root / "ann").mkdir()
+    annotation = f'{{"a": {{"bboxes": [[0.1, 0.1, 0.2, 0.2], {box}], "labels": ["call", "call"]}}}}'
+    (root / "ann" / "call.json").write_text(annotation)
+    with pytest.raises(DataError, match=r"call\.json: a: box #2 .* is not 4 finite numbers"):
+        read_dataset(root, format="hagrid")
+
+
+@pytest.mark.parametrize("key", [".inf", "~", "1.5", "-1"])
+def test_yolo_names_key_that_is_not_a_class_id_is_one_line(tmp_path, data_root, key):
+    """.inf used to raise OverflowError, ~ TypeError, 1.5 KeyError: tracebacks or a bare "'1'"."""
+    root = _yolo_set(tmp_path, data_root, "0 0.5 0.5 0.2 0.2\n", data_yaml=f"names: {{0: a, {key}: b}}\n")
+    with pytest.raises(DataError, match=r"data\.yaml: 'names' keys must be class ids"):
+        read_dataset(root)
+
+
+def test_hagrid_deep_or_huge_json_is_one_line(tmp_path, data_root):
+    root = tmp_path / "h"
+    (root / "call").mkdir(parents=True)
+    shutil.copy(_real_photo(data_root), root / "call" / "a.jpg")
+    (root / "ann").mkdir()
+    annotations = root / "ann" / "call.json"
+    annotations.write_text('{"a": {"bboxes": [[0.1, 0.1, 0.2, 1' + "0" * 400 + ']], "labels": ["call"]}}')
+    with pytest.raises(DataError, match=r"call\.json: a: box #1 .* is not 4 numbers"):  # was an OverflowError
+        read_dataset(root, format="hagrid")
+    annotations.write_text('{"bboxes": ' + "[" * 100_000 + "]" * 100_000 + "}")  # was a RecursionError
+    with pytest.raises(DataError, match=r"call\.json: malformed JSON \(nested too deeply\)"):
+        read_dataset(root, format="hagrid")
+
+
+def test_eval_names_the_label_file_of_a_nan_box(tmp_path, data_root, capsys):
+    """`hybrid eval` reads the dataset before it loads a model: the NaN is one line naming file and line."""
+    root = _yolo_set(tmp_path / "set", data_root, "0 0.5 0.5 0.2 0.2\n0 0.5 nan 0.2 0.2\n")
+    none = str(tmp_path / "no-model")
+    assert main(["eval", str(root), "--split", "all", "--detector", none, "--classifier", none]) == 2
+    err = capsys.readouterr().err
+    assert "x.txt:2" in err
+    assert "not a finite number" in err
+    assert "Traceback" not in err
+
+
+def test_evaluate_refuses_a_hand_made_record_with_a_nan_box(data_root):
+    """Records made in Python skip the readers: `evaluate` checks the ground truth before it runs a model."""
+    from hybrid.evaluate import evaluate
+
+    record = ImageRecord(_real_photo(data_root), [HandBox(1.0, float("nan"), 5.0, 5.0, "5")], "mine", name="x.jpg")
+    with pytest.raises(ValueError, match=r"x\.jpg: ground-truth box #1 .* is not 4 finite numbers"):
+        evaluate(None, [record])  # the pipeline is never reached
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """Billion laughs: ~500 bytes whose `names` is 9**9 strings once the aliases are expanded."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nnames: *l{levels - 1}\ntrain: train/images\n"
+
+
+def test_yaml_alias_bomb_is_refused_under_a_memory_limit(tmp_path, data_root):
+    """Run in a child limited to 512 MB of address space: a regression fails the test, not the machine
+    (the old reader expanded the names to ~2 GB)."""
+    bomb = _alias_bomb()
+    assert len(bomb) < 600
+    root = _yolo_set(tmp_path / "set", data_root, "0 0.5 0.5 0.2 0.2\n", data_yaml=bomb)
+    limit = 512 * 1024 * 1024
+    done = subprocess.run(
+        [sys.executable, "-m", "hybrid.cli", "data", "stats", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "data.yaml" in line
+    assert "alias" in line
+
+
+def test_oversized_or_deeply_nested_yaml_is_refused(tmp_path, data_root):
+    root = _yolo_set(tmp_path, data_root, "0 0.5 0.5 0.2 0.2\n")
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text("names: [hand]\ntrain: train/images\n" + "# padding\n" * 30_000)  # 300 KB
+    with pytest.raises(DataError, match=r"data\.yaml: over the limit of 256 KB for a YAML file"):
+        read_dataset(root)
+    data_yaml.write_text("names: " + "[" * 100 + "]" * 100 + "\n")
+    with pytest.raises(DataError, match=r"data\.yaml: line 1: nested deeper than 32 levels"):
+        read_dataset(root)
+    data_yaml.write_text("names: " + "[" * 5000 + "]" * 5000 + "\n")  # was a RecursionError in PyYAML's composer
+    with pytest.raises(DataError, match=r"data\.yaml: malformed YAML \(.*nesting depth"):
+        read_dataset(root)
+
+
+def test_load_yaml_refuses_aliases_and_reads_plain_yaml(tmp_path):
+    from hybrid.yamlfile import load_yaml, parse_yaml
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text("base: &base {lr: 0.1}\nrun:\n  <<: *base\n")
+    with pytest.raises(ValueError, match=r"recipe\.yaml: line 3: YAML aliases \(\*name\) are not accepted"):
+        load_yaml(path)
+    with pytest.raises(DataError, match="recipe.yaml"):
+        load_yaml(path, error=DataError)
+    with pytest.raises(ValueError, match=r"README\.md front matter: line 2: YAML aliases"):
+        parse_yaml("a: &x [1, 2]\nb: *x\n", "README.md front matter")
+    path.write_text("epochs: 3\nnames: [a, b]\nlr: 1.0e-3\n")
+    assert load_yaml(path) == {"epochs": 3, "names": ["a", "b"], "lr": 0.001}
+    with pytest.raises(ValueError, match=r"nope\.yaml: file not found"):
+        load_yaml(tmp_path / "nope.yaml")
+    os.mkfifo(tmp_path / "fifo.yaml")  # would block a plain read forever
+    with pytest.raises(ValueError, match=r"fifo\.yaml: not a regular file"):
+        load_yaml(tmp_path / "fifo.yaml")
+    path.write_text("epochs: " + "1" * 5000 + "\n")  # past Python's 4300-digit int limit
+    with pytest.raises(ValueError, match=r"recipe\.yaml: a value YAML cannot read"):
+        load_yaml(path)
+    path.write_bytes(b"names: [\xff]\n")
+    with pytest.raises(ValueError, match=r"recipe\.yaml: not UTF-8 text"):
+        load_yaml(path)
+
+
+def test_fifos_named_like_annotation_files_are_not_opened(tmp_path, data_root):
+    """Opening a FIFO blocks until someone writes to it: one named x.yaml, x.xml or x.json in a dataset folder
+    used to hang `data stats` (and every reader) for ever. Now only regular files are read."""
+    photo = _real_photo(data_root)
+    yolo = _yolo_set(tmp_path / "yolo", data_root, "0 0.5 0.5 0.2 0.2\n")
+    (yolo / "data.yaml").rename(yolo / "hands.yaml")
+    os.mkfifo(yolo / "a.yaml")  # sorted before hands.yaml: probed first for 'names'
+    voc = tmp_path / "voc" / "test"
+    voc.mkdir(parents=True)
+    shutil.copy(photo, voc)
+    shutil.copy(photo.with_suffix(".xml"), voc)
+    os.mkfifo(voc / "zz.xml")
+    hagrid = tmp_path / "hagrid"
+    (hagrid / "call").mkdir(parents=True)
+    shutil.copy(photo, hagrid / "call" / "a.jpg")
+    (hagrid / "ann").mkdir()
+    (hagrid / "ann" / "call.json").write_text('{"a": {"bboxes": [[0.1, 0.1, 0.2, 0.2]], "labels": ["call"]}}')
+    os.mkfifo(hagrid / "ann" / "a.json")
+    for root in (yolo, voc.parent, hagrid):
+        done = subprocess.run(
+            [sys.executable, "-m", "hybrid.cli", "data", "stats", str(root), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["images"] == 1
+
+
+def test_stats_decodes_images_fully_and_lists_a_truncated_jpeg(capsys, tmp_path, data_root):
+    """A JPEG cut in half has a valid header: `data stats` used to count it as good."""
+    photos = sorted((data_root / HANDS / "images" / "test").glob("*.jpg"))[:3]
+    (tmp_path / "five").mkdir()
+    for photo in photos[:2]:
+        shutil.copy(photo, tmp_path / "five")
+    data = photos[2].read_bytes()
+    (tmp_path / "five" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    assert main(["data", "stats", str(tmp_path), "--json"]) == 1
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["images"], stats["boxes"], stats["labels"]) == (2, 2, {"five": 2})
+    (line,) = stats["bad_images"]
+    assert "cut.jpg" in line
+    assert "truncated" in line

@@ -8,12 +8,13 @@ import sys
 
 
 def stats_command(args: argparse.Namespace) -> int:
-    from hybrid.data import dataset_stats, read_dataset
+    from hybrid.data import dataset_stats, decodable, read_dataset
 
     bad: list[str] = []
     records = read_dataset(
         args.path, format=args.format, split=args.split, merge_labels=args.merge_labels, bad_images=bad
     )
+    records = decodable(records, bad)
     stats = {**dataset_stats(records), "bad_images": bad}
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
@@ -40,8 +41,8 @@ def fetch_command(args: argparse.Namespace) -> int:
 
 
 STATS_DESCRIPTION = (
-    "Count images, boxes and labels. Unreadable images (corrupt, or over the "
-    "pixel limit) are skipped and listed; the exit status is then 1."
+    "Count images, boxes and labels. Every image is decoded: unreadable ones (corrupt, truncated, or over "
+    "the pixel limit) are skipped and listed; the exit status is then 1."
 )
 
 

@@ -25,6 +25,7 @@ from hybrid.data.records import HandBox, ImageRecord
 from hybrid.data.registry import REGISTRY, attribution, licence, match
 from hybrid.data.splits import SPLITS, split_records
 from hybrid.data.writers import build_crop_dataset, iter_crops, save_dataset, write_yolo_dataset
+from hybrid.images import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,20 @@ def read_dataset(
     return records
 
 
+def decodable(records: Sequence[ImageRecord], bad_images: list[str]) -> list[ImageRecord]:
+    """The records whose image decodes fully (`ImageRecord.load`); one error line per other image is appended to
+    `bad_images`. The readers look at headers only, and a truncated download has a whole header."""
+    kept = []
+    for record in records:
+        try:
+            record.load()
+        except ImageError as error:
+            bad_images.append(str(error))
+        else:
+            kept.append(record)
+    return kept
+
+
 def dataset_stats(records: Sequence[ImageRecord]) -> dict:
     """{"images": N, "boxes": M, "labels": {name: boxes}} (labels sorted by name)."""
     labels = Counter(box.label for record in records for box in record.boxes)
@@ -125,6 +140,7 @@ __all__ = [
     "canonical_label",
     "data_root",
     "dataset_stats",
+    "decodable",
     "detect_format",
     "iter_crops",
     "licence",

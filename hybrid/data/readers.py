@@ -9,23 +9,24 @@ its annotator (e.g. labelImg) may have drawn on the raw pixels.
 
 Every reader clips boxes to the image, drops boxes left with zero area (counted in ONE warning
 per read), and raises `DataError` naming the file (and line, for YOLO txt) for malformed
-annotations and labels the dataset does not define.
+annotations, non-finite coordinates or class ids, and labels the dataset does not define. YAML is read with
+`hybrid.yamlfile.load_yaml` (no aliases, bounded size).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import yaml
-
 from hybrid.data.records import HandBox, ImageRecord
 from hybrid.images import ImageError, read_header
+from hybrid.yamlfile import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class BoxCleaner:
     def __call__(
         self, x0: float, y0: float, x1: float, y1: float, label: str, width: int, height: int, where: str
     ) -> Optional[HandBox]:
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):  # NaN would pass the clipping below untouched
+            raise DataError(f"{where}: box ({x0}, {y0}, {x1}, {y1}) is not 4 finite numbers")
         cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
         cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
         if cx1 - cx0 <= 0 or cy1 - cy0 <= 0:
@@ -134,9 +137,12 @@ def checked_size(
 
 def _number(text: Optional[str], where: str, what: str) -> float:
     try:
-        return float(text)  # type: ignore[arg-type]
+        value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise DataError(f"{where}: {what} is {text!r}, expected a number") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: {what} is {text!r}, expected a finite number")
+    return value
 
 
 def _images_by_stem(folder: Path, cache: dict[Path, dict[str, Path]]) -> dict[str, Path]:
@@ -159,7 +165,7 @@ def read_voc(
     """Pascal VOC XML (labelImg style): one XML per image, next to it or in ../JPEGImages.
     The XML's <folder>/<path> are ignored; the split is the folder the XML sits in (below `root`)."""
     records, cache, raw_size_files = [], {}, []
-    xml_paths = sorted(p for sub in (subdirs or [""]) for p in (root / sub).rglob("*.xml"))
+    xml_paths = sorted(p for sub in (subdirs or [""]) for p in (root / sub).rglob("*.xml") if p.is_file())
     for xml_path in xml_paths:
         try:
             tree = ET.parse(xml_path)
@@ -228,12 +234,21 @@ def _find_yaml(root: Path) -> Optional[Path]:
         return root / "data.yaml"
     for candidate in sorted(root.glob("*.y*ml")):
         try:
-            content = yaml.safe_load(candidate.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError):
+            content = load_yaml(candidate, DataError)
+        except DataError:  # not a YAML file we read: not the dataset's
             continue
         if isinstance(content, dict) and "names" in content:
             return candidate
     return None
+
+
+def _class_key(key: object, yaml_path: Path) -> int:
+    """A key of a 'names' mapping as a class id: an integer, or a string of ASCII digits (not 1.5, .inf, ~)."""
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9:
+        return int(key)
+    raise DataError(f"{yaml_path}: 'names' keys must be class ids 0, 1, ..., got {key!r}")
 
 
 def _yolo_names(config: dict, yaml_path: Path) -> list[str]:
@@ -241,13 +256,11 @@ def _yolo_names(config: dict, yaml_path: Path) -> list[str]:
     if isinstance(names, list):
         return [str(n) for n in names]
     if isinstance(names, dict):
-        try:
-            ids = sorted(int(k) for k in names)
-        except ValueError:
-            raise DataError(f"{yaml_path}: 'names' keys must be class ids, got {list(names)}") from None
+        by_id = {_class_key(key, yaml_path): str(name) for key, name in names.items()}
+        ids = sorted(by_id)
         if ids != list(range(len(ids))):
             raise DataError(f"{yaml_path}: 'names' ids must be 0..{len(ids) - 1}, got {ids}")
-        return [str(names[k] if k in names else names[str(k)]) for k in ids]
+        return [by_id[k] for k in ids]
     raise DataError(f"{yaml_path}: 'names' must be a list or an id -> name mapping, got {type(names).__name__}")
 
 
@@ -310,8 +323,10 @@ def _parse_yolo_line(parts: list[str], where: str, names: list[str]) -> tuple[st
     except ValueError:
         raise DataError(f"{where}: not a number in {' '.join(parts)!r}") from None
     class_id = values[0]
-    if class_id != int(class_id) or not 0 <= class_id < len(names):
+    if not math.isfinite(class_id) or class_id != int(class_id) or not 0 <= class_id < len(names):
         raise DataError(f"{where}: class id {parts[0]} is not one of the dataset's classes 0..{len(names) - 1} {names}")
+    if not all(math.isfinite(v) for v in values):  # min/max of a polygon would skip a NaN silently
+        raise DataError(f"{where}: not a finite number in {' '.join(parts)!r}")
     if len(values) == 5:
         cx, cy, w, h = values[1:]
         return names[int(class_id)], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
@@ -326,10 +341,7 @@ def read_yolo(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = 
     yaml_path = _find_yaml(root)
     if yaml_path is not None:
         root = yaml_path.parent if root.is_file() else root
-        try:
-            config = yaml.safe_load(yaml_path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise DataError(f"{yaml_path}: malformed YAML ({error})") from None
+        config = load_yaml(yaml_path, DataError) or {}
         if not isinstance(config, dict):
             raise DataError(f"{yaml_path}: expected a mapping with 'names', got {type(config).__name__}")
         names = _yolo_names(config, yaml_path)
@@ -414,6 +426,8 @@ def read_imagefolder(
 def _hagrid_files(root: Path) -> list[Path]:
     found = []
     for path in sorted(root.rglob("*.json")):
+        if not path.is_file():  # a FIFO would block the read
+            continue
         try:
             with path.open() as handle:
                 head = handle.read(4096)
@@ -424,13 +438,17 @@ def _hagrid_files(root: Path) -> list[Path]:
     return found
 
 
-def _hagrid_box(value, where: str) -> list[float]:
+def _hagrid_box(value, where: str, name: str) -> list[float]:
+    """`value` as 4 floats; `name` says which box of the image ('box #2', 'united box #1')."""
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         raise DataError(f"{where}: expected a box [x, y, w, h], got {value!r}")
     try:
-        return [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: box {value!r} is not 4 numbers") from None
+        box = [float(v) for v in value]
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
+        raise DataError(f"{where}: {name} {value!r} is not 4 numbers") from None
+    if not all(math.isfinite(v) for v in box):
+        raise DataError(f"{where}: {name} {value!r} is not 4 finite numbers")
+    return box
 
 
 def read_hagrid(
@@ -461,6 +479,8 @@ def read_hagrid(
             annotations = json.loads(json_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise DataError(f"{json_path}: malformed JSON ({error})") from None
+        except RecursionError:
+            raise DataError(f"{json_path}: malformed JSON (nested too deeply)") from None
         if not isinstance(annotations, dict):
             raise DataError(
                 f"{json_path}: expected an object {{image_id: annotation}}, got {type(annotations).__name__}"
@@ -485,8 +505,8 @@ def read_hagrid(
                 continue
             width, height, _ = size
 
-            def to_box(value, label, where=where):
-                x, y, w, h = _hagrid_box(value, where)
+            def to_box(value, label, name, where=where):
+                x, y, w, h = _hagrid_box(value, where, name)
                 return cleaner(
                     x * width,
                     y * height,
@@ -495,14 +515,16 @@ def read_hagrid(
                     label_prefix + str(label),
                     width,
                     height,
-                    where,
+                    f"{where}: {name}",
                 )
 
-            boxes = [b for b in (to_box(v, label) for v, label in zip(ann["bboxes"], ann["labels"])) if b is not None]
+            pairs = enumerate(zip(ann["bboxes"], ann["labels"]), 1)
+            boxes = [b for b in (to_box(v, label, f"box #{n}") for n, (v, label) in pairs) if b is not None]
             united = []
-            for value, label in zip(ann.get("united_bbox") or [], ann.get("united_label") or []):
+            united_pairs = zip(ann.get("united_bbox") or [], ann.get("united_label") or [])
+            for number, (value, label) in enumerate(united_pairs, 1):
                 if value is not None and label is not None:
-                    box = to_box(value, label)
+                    box = to_box(value, label, f"united box #{number}")
                     if box is not None:
                         united.append(box)
             extra = {"gesture": json_path.stem, "user_id": ann.get("user_id"), "leading_hand": ann.get("leading_hand")}

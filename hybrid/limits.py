@@ -1,0 +1,62 @@
+"""Every budget the project enforces, with its number: one place.
+
+Each limit is decided from what an input states (a header, a file size, a request's arguments) before the work it
+bounds starts, and breaking it gets one clear error naming the input and the limit. The README's "Security" section
+lists these numbers; a change here is a change there.
+"""
+
+from __future__ import annotations
+
+# --- images (hybrid.images) -------------------------------------------------------------------------
+MAX_PIXELS = 50_000_000  # an image over this is refused from its header: a 100 MP upload would eat the server
+
+# --- requests to the app and the pipeline --------------------------------------------------------------
+MAX_HANDS = 32  # detections kept per image (the highest-scoring); a threshold of 0 finds hundreds
+MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored)
+THRESHOLD_RANGE = (0.01, 0.95)  # the detector threshold the app accepts (its slider's range), checked server-side
+CONFIDENCE_RANGE = (0.0, 1.0)  # the classifier threshold the app accepts
+MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
+MAX_QUEUE = 16  # requests waiting for the model at most; more are refused at once ("Queue is full")
+MAX_SESSIONS = 200  # sessions whose page state Gradio keeps in memory (its default, 10000, grows RSS ~0.5 MB each)
+MAX_REQUEST_SECONDS = 60  # wall time of one clip request; past it the request stops with one line
+
+# --- video (hybrid.video) ------------------------------------------------------------------------------
+MAX_VIDEO_SECONDS, MAX_VIDEO_FRAMES = 30, 1800  # an uploaded clip: at most this long (and MAX_UPLOAD)
+MAX_VIDEO_FRAME_PIXELS = 3840 * 2160  # a frame over 4K (8.3 MP, as the header states it) is refused: decoding
+# 8K frames took a 2.7 GB peak on the 2-core dev VM
+VIDEO_MAX_SIDE = 1280  # decoded frames are shrunk to this longer side before anything else sees them
+MAX_CLIP_PIXELS = 1800 * 1920 * 1080  # frames x stated pixels per clip: decoding costs what this counts (3.7 G)
+MAX_DISPLAY_SIDE = 2048  # the app draws boxes and explanations on a copy of the photo shrunk to this longer side
+
+# --- CLI and writers (hybrid.cli, hybrid.files, hybrid.training) --------------------------------------------
+MAX_OUTPUT_STEM_BYTES = 200  # an output named after its input (`predict --save-dir`) keeps at most this much of
+# the input's stem (a longer one is cut and gets a hash of the whole), so with '-N' and the suffix it stays under
+# the 255 bytes a file name may have (ext4, xfs, btrfs, tmpfs); longer names fail with ENAMETOOLONG
+TEMP_NAME_BYTES = 64  # the atomic writers' temporary names start with at most this much of the final name
+
+# --- data files (hybrid.yamlfile, hybrid.data) -------------------------------------------------------------
+MAX_YAML_BYTES = 256 * 1024  # a data.yaml or recipe read with hybrid.yamlfile.load_yaml: recipes are ~2 KB, LVIS's
+# 1203 class names ~25 KB; PyYAML takes 2-5 s per MB of dense YAML on the 2-core dev VM (libyaml), 20 s without
+MAX_YAML_DEPTH = 32  # levels of nesting in such a file (they use 3); PyYAML's composers recurse once per level
+
+# --- model files (hybrid.detector, hybrid.classifier, hybrid.hub.read_model_json) ----------------------------
+MAX_MODEL_JSON_BYTES = 4_000_000  # a model's config.json (ours are < 10 KB; ImageNet-21k's label names ~0.5 MB)
+MAX_MODEL_JSON_DEPTH = 32  # levels of nesting in it (ours use 6); deeper JSON ends in RecursionError
+MAX_MODEL_PARAMETERS = 200_000_000  # a network's parameters, counted before it is built (on the 'meta' device):
+# every Ultralytics detection yaml fits (the largest, yolov5x-p6, has 155 M; YOLOv8x 68 M; ResNet-50 26 M)
+MAX_DETECTOR_GFLOPS = 1200  # one detector forward pass at its image size: YOLOv8x 258 at 640, yolov8x-p6 1044 at 1280
+MAX_CLASSIFIER_GFLOPS = 100  # one crop through the classifier (up to MAX_HANDS per photo): ResNet-50 8 at 224 px
+MAX_ACTIVATION = 2**28  # elements in any one tensor of a detector's forward pass (1 GiB in fp32); Ultralytics'
+# yamls peak at 39 M (yolo26x-p6 at 1280)
+# Bounds on a detector yaml's layer arguments; every Ultralytics detection yaml stays within them:
+MAX_YAML_LAYERS, MAX_YAML_REPEATS = 64, 32  # rows in backbone + head, and a row's repeats (yamls: <= 43, <= 18)
+MAX_YAML_CHANNELS = 2048  # a layer's stated output channels (yamls: <= 1024), before width_multiple (<= 2)
+MAX_YAML_KERNEL = 7  # a convolution's kernel side (yamls: 1, 2, 3 and yolov5's 6); a 2048 kernel held both cores
+MAX_YAML_POOL = 13  # a max-pool's kernel side (SPP: 5, 9, 13)
+MAX_YAML_STRIDE = 4  # a stride, dilation or nn.Upsample factor (yamls: 1 and 2)
+MAX_YAML_RATIO = 4.0  # a hidden-channel expansion or MLP ratio (yamls: 0.25 .. 2)
+
+# --- push (hybrid.publish, hybrid.publish_checks) ------------------------------------------------------
+PUSH_MAX_ENTRIES = 10_000  # files a model folder push looks at; a trained folder holds a few dozen
+PUSH_MAX_UNPACKED_BYTES = 256 * 1024 * 1024  # unpacked from one pushed file's compressed streams to find the token
+PUSH_UNPACK_DEPTH = 3  # compressed streams inside compressed streams searched; a deeper one is not unpacked
