@@ -10,9 +10,12 @@ and all three use timm's own eval transform (`resolve_data_config` + `create_tra
 
 Loading a folder or repo never runs code from it: only `*.json`, `*.safetensors` and `*.md` are fetched,
 `config.json` is checked first (`check_config`: `architecture` a plain timm model name, `num_classes` an int,
-`label_names` strings matching it, `pretrained_cfg` a mapping with well-typed preprocessing fields, `model_args`
-limited to a few numeric/identifier arguments, no `auto_map`/`trust_remote_code`-style keys; one ValueError line
-naming the field otherwise), and the weights come from `model.safetensors` only; nothing is unpickled.
+`label_names` strings matching it, `pretrained_cfg` a mapping with well-typed preprocessing fields (a `std` in
+[0.01, 10]: 0 would make every input inf), `model_args` limited to a few numeric/identifier arguments, no
+`auto_map`/`trust_remote_code`-style keys, a network within the parameter and GFLOP budgets, counted on PyTorch's
+'meta' device before it is built; one ValueError line naming the field otherwise), and the weights come from
+`model.safetensors` only (`hybrid.hub.load_weights`: names and shapes from the header, every value finite);
+nothing is unpickled. Neither file may be a symlink out of the folder (`hybrid.hub.model_file`).
 
 Inference runs through `network` (hybrid.runtime): PyTorch by default, in `precision`; `compile()` gives a
 copy of the classifier whose `predict` runs a compiled network (e.g. OpenVINO), with the same preprocessing.
@@ -44,6 +47,7 @@ from PIL import Image
 from hybrid.calibration import calibration_for
 from hybrid.files import atomic_file, write_text
 from hybrid.images import load_image
+from hybrid.limits import MAX_CLASSIFIER_GFLOPS, MAX_MODEL_PARAMETERS
 from hybrid.runtime import Network, Precision, TorchNetwork, compile_network, parse_precision, resolve_precision
 
 if TYPE_CHECKING:
@@ -82,6 +86,7 @@ _CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines", "code_revisio
 _ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)?")  # timm names: 'resnet50', 'resnet50.a1_in1k'
 _MAX_IMAGE_SIZE = 4096
 _MAX_CLASSES = 100_000
+_STD_RANGE = (0.01, 10)  # timm's models divide 0..1 pixels by 0.23..1; 0 makes every input inf or NaN
 
 ImageInput = Union[str, Path, bytes, Image.Image, "numpy.ndarray"]  # noqa: F821
 
@@ -194,7 +199,46 @@ def check_config(config: object, where: str) -> dict:
                 f"{where}: field 'model_args.{key}' = {value!r} not allowed (allowed: "
                 f"{', '.join(sorted(_MODEL_ARGS))} with plain values)"
             )
+    _check_cost(config, where)
     return config
+
+
+def _check_cost(config: dict, where: str) -> None:
+    """Refuse a network over MAX_MODEL_PARAMETERS parameters, or over MAX_CLASSIFIER_GFLOPS for one crop at its
+    input size, before it is built: timm builds it on PyTorch's 'meta' device (shapes, no memory, no arithmetic;
+    ~0.1 s for a ResNet-50) and one crop goes through it there."""
+    import timm
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    num_classes = config.get("num_classes", config["pretrained_cfg"].get("num_classes"))
+    arguments = {**config.get("model_args", {}), **({"num_classes": num_classes} if num_classes else {})}
+    _, height, width = config["pretrained_cfg"].get("input_size", [3, 224, 224])
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(config["architecture"], pretrained=False, **arguments)
+        parameters = sum(parameter.numel() for parameter in model.parameters())
+        if parameters <= MAX_MODEL_PARAMETERS:
+            with FlopCounterMode(display=False) as counter:
+                model.eval()(torch.zeros(1, 3, height, width, device="meta"))
+    except Exception as error:  # TypeError, RuntimeError... from inside timm and torch
+        raise ValueError(f"{where}: does not build a timm model ({_first_line(error)})") from None
+    if parameters > MAX_MODEL_PARAMETERS:
+        raise ValueError(
+            f"{where}: the network has {parameters / 1e6:.0f} M parameters; at most "
+            f"{MAX_MODEL_PARAMETERS / 1e6:.0f} M are allowed"
+        )
+    gflops = counter.get_total_flops() / 1e9
+    if gflops > MAX_CLASSIFIER_GFLOPS:
+        raise ValueError(
+            f"{where}: one crop at {height}x{width} px takes {gflops:.0f} GFLOPs; at most {MAX_CLASSIFIER_GFLOPS} "
+            "are allowed"
+        )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _check_pretrained_cfg(cfg: dict, where: str) -> None:
@@ -207,10 +251,12 @@ def _check_pretrained_cfg(cfg: dict, where: str) -> None:
         or not all(_is_int(v) and 0 < v <= _MAX_IMAGE_SIZE for v in size)
     ):
         raise ValueError(f"{where}: field 'pretrained_cfg.input_size' must be [3, height, width], got {size!r}")
-    for key in ("mean", "std"):
+    for key, (low, high) in (("mean", (0, 1)), ("std", _STD_RANGE)):
         value = cfg.get(key, [0.5, 0.5, 0.5])
-        if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
-            raise ValueError(f"{where}: field 'pretrained_cfg.{key}' must be 3 numbers, got {value!r}")
+        if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) and low <= v <= high for v in value):
+            raise ValueError(
+                f"{where}: field 'pretrained_cfg.{key}' must be 3 numbers in [{low}, {high}], got {value!r}"
+            )
     crop_pct = cfg.get("crop_pct", 1.0)
     if crop_pct is not None and (not _is_number(crop_pct) or not 0 < crop_pct <= 2):
         raise ValueError(f"{where}: field 'pretrained_cfg.crop_pct' must be a number in (0, 2], got {crop_pct!r}")
@@ -270,17 +316,31 @@ _RESAMPLE = {
 }
 
 
-def numpy_transform(data_config: dict) -> Optional[Callable[[Image.Image], np.ndarray]]:
-    """timm's eval transform for `data_config` (`create_transform(**data_config, is_training=False)`: resize,
-    centre crop, to 0..1, normalise) in Pillow and numpy, RGB image -> H x W x C float32; tests check it equals
-    timm's. None where timm would do what this does not (crop_mode 'border', a non-square size, crop_pct > 1)."""
+def square_resize(data_config: dict) -> Optional[tuple[int, Image.Resampling]]:
+    """(side, resampling) that timm's eval transform resizes a square image to before its centre crop; the
+    pipeline cuts its crops at that size, so the transform's resize is a no-op. None where `numpy_transform` is
+    (and for a config without an input size)."""
+    if len(data_config.get("input_size") or ()) != 3:
+        return None
     _, height, width = data_config["input_size"]
     crop_mode = data_config.get("crop_mode") or "center"
     crop_pct = data_config.get("crop_pct") or 0.875  # timm's DEFAULT_CROP_PCT
     resample = _RESAMPLE.get(data_config.get("interpolation") or "bilinear")
     if height != width or crop_mode not in ("center", "squash") or not 0 < crop_pct <= 1 or resample is None:
         return None
-    scale = math.floor(height / crop_pct)
+    return math.floor(height / crop_pct), resample
+
+
+def numpy_transform(data_config: dict) -> Optional[Callable[[Image.Image], np.ndarray]]:
+    """timm's eval transform for `data_config` (`create_transform(**data_config, is_training=False)`: resize,
+    centre crop, to 0..1, normalise) in Pillow and numpy, RGB image -> H x W x C float32; tests check it equals
+    timm's. None where timm would do what this does not (crop_mode 'border', a non-square size, crop_pct > 1)."""
+    resize = square_resize(data_config)
+    if resize is None:
+        return None
+    _, height, width = data_config["input_size"]
+    crop_mode = data_config.get("crop_mode") or "center"
+    scale, resample = resize
     mean, std = np.asarray(data_config["mean"], np.float32), np.asarray(data_config["std"], np.float32)
 
     def transform(image: Image.Image) -> np.ndarray:
@@ -465,19 +525,20 @@ class GestureClassifier(CompiledClassifier):
         `save_pretrained` or by timm's `push_to_hf_hub`. Only safetensors weights are read."""
         import timm
 
-        from hybrid.hub import snapshot
+        from hybrid.hub import load_weights, model_file, read_model_json, snapshot
 
         folder = snapshot(repo_or_dir, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.md"])
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
         for path in (config_path, weights_path):
-            if not path.is_file():
+            if not path.exists():
                 raise FileNotFoundError(f"{repo_or_dir}: {path.name} missing in {folder}")
+            model_file(path)  # a regular file, not a link out of the folder
+        config = check_config(read_model_json(config_path), str(config_path))  # and within the budgets
         try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
-        config = check_config(config, str(config_path))
-        model = timm.create_model(f"local-dir:{folder}", pretrained=True)  # reads model.safetensors first
+            model = timm.create_model(f"local-dir:{folder}", pretrained=False)
+        except Exception as error:  # TypeError, RuntimeError... from inside timm
+            raise ValueError(f"{config_path}: does not build a timm model ({_first_line(error)})") from None
+        load_weights(weights_path, model, CONFIG_NAME)  # names, shapes and finite values checked
         label_names = config.get("label_names") or config["pretrained_cfg"].get("label_names")
         if not label_names:
             label_names = [str(i) for i in range(model.num_classes)]

@@ -2,12 +2,16 @@
 
 A trained folder (or Hub repo) holds `config.json` (the Ultralytics model yaml as a dict, class names, image
 size, thresholds) and `model.safetensors`. `from_pretrained` checks `config.json` against an allowlist before
-Ultralytics sees it (`check_model_yaml`: known module names, integer `from`/`repeats`, numeric/boolean/None
-arguments plus the tokens 'nc', 'None' and 'nearest', bounded sizes, no `activation` and no unknown keys), so
-no string from the repo reaches Ultralytics' `eval`/`globals()` lookups; it then builds the network with
-`ultralytics.nn.tasks.DetectionModel` and loads the tensors with safetensors. Loading a repo therefore never
-runs code from it and never unpickles. Anything outside the allowlist is refused with one ValueError line
-naming the file and field. The folder also carries Ultralytics' `best.pt` for `YOLO("best.pt")` users; this
+Ultralytics sees it (`check_model_yaml`: known module names, integer `from`/`repeats`, each module's arguments
+by position, of their kind and bounded (channels, kernel, stride...: hybrid.limits), the tokens 'nc', 'None' and
+'nearest' only where they belong, no `activation` and no unknown keys), so no string from the repo reaches
+Ultralytics' `eval`/`globals()` lookups; then its size (`check_model_cost`: parameters, GFLOPs at its image size
+and the largest layer output, counted on PyTorch's 'meta' device); it then builds the network with
+`ultralytics.nn.tasks.DetectionModel` and loads the tensors with safetensors (`hybrid.hub.load_weights`: names,
+shapes and kinds from the header, then every value finite). Loading a repo therefore never runs code from it,
+never unpickles, and never builds a network over the budgets. Anything else is refused with one ValueError line
+naming the file and field; so is a file that is not a regular file or a symlink out of the folder
+(`hybrid.hub.model_file`). The folder also carries Ultralytics' `best.pt` for `YOLO("best.pt")` users; this
 class only unpickles a `.pt` (which can run code) when the caller passes `allow_pickle=True`.
 
 `predict` runs the network through `network` (hybrid.runtime): PyTorch fp32 by default; `compile()` gives a
@@ -33,7 +37,7 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -42,6 +46,18 @@ from hybrid.data.splits import SPLIT_NAME
 from hybrid.evaluate import iou_matrix
 from hybrid.files import atomic_file, write_text
 from hybrid.images import ImageInput, rgb_array
+from hybrid.limits import (
+    MAX_ACTIVATION,
+    MAX_DETECTOR_GFLOPS,
+    MAX_MODEL_PARAMETERS,
+    MAX_YAML_CHANNELS,
+    MAX_YAML_KERNEL,
+    MAX_YAML_LAYERS,
+    MAX_YAML_POOL,
+    MAX_YAML_RATIO,
+    MAX_YAML_REPEATS,
+    MAX_YAML_STRIDE,
+)
 from hybrid.runtime import Network, Precision, TorchNetwork, can_int8, compile_network, parse_precision
 
 if TYPE_CHECKING:
@@ -63,43 +79,115 @@ MAX_NMS = 30000  # and at most this many candidates (the best) enter it
 
 # The model yaml allowlist. Ultralytics' parse_model eval()s `activation`, resolves each layer's module name with
 # getattr(torch.nn / torchvision.ops) or globals() (any function in ultralytics.nn.tasks, called with the row's
-# args) and turns string args into locals()[name] or ast.literal_eval: every string below is checked here.
-MODULES = frozenset(
-    {  # every module of Ultralytics' own detection yamls (v3, v5, v6, v8, v9, v10, 11, 12, 26)
-        "Conv",
-        "Concat",
-        "Detect",
-        "v10Detect",
-        "C2f",
-        "C3k2",
-        "C3Ghost",
-        "GhostConv",
-        "Bottleneck",
-        "SPPF",
-        "SPP",
-        "C2fCIB",
-        "C3",
-        "C2",
-        "SCDown",
-        "AConv",
-        "ADown",
-        "PSA",
-        "A2C2f",
-        "SPPELAN",
-        "RepNCSPELAN4",
-        "ELAN1",
-        "CBLinear",
-        "CBFuse",
-        "C2PSA",
-        "nn.Upsample",
-        "nn.MaxPool2d",
-        "nn.ConvTranspose2d",
-        "nn.ZeroPad2d",
-        "nn.Identity",
-    }
-)
+# args) and turns string args into locals()[name] or ast.literal_eval: every string below is checked here. Every
+# number is bounded too (hybrid.limits), by what it means to its module: a Conv kernel of 2048 held both cores for
+# minutes while the network was built.
+Check = Callable[[object], bool]
+MAX_CLASSES, MAX_IMAGE_SIZE = 1000, 8192
+
+
+def _int_in(low: int, high: int) -> Check:
+    return lambda v: _is_int(v) and low <= v <= high
+
+
+def _list_of(check: Check, lengths: Sequence[int]) -> Check:
+    return lambda v: isinstance(v, list) and len(v) in lengths and all(check(item) for item in v)
+
+
+def _is_none(value: object) -> bool:
+    return value is None or value == "None"  # parse_model literal_evals the string
+
+
+_CHANNELS = _int_in(1, MAX_YAML_CHANNELS)
+_KERNEL, _POOL = _int_in(1, MAX_YAML_KERNEL), _int_in(1, MAX_YAML_POOL)
+_STRIDE, _PAD = _int_in(1, MAX_YAML_STRIDE), _int_in(0, MAX_YAML_KERNEL // 2)
+# Each kind of argument: its check and what it must be (for the error).
+_ARG = {
+    "channels": (lambda v: v == "nc" or _CHANNELS(v), f"an integer in 1..{MAX_YAML_CHANNELS} or 'nc'"),
+    "channel list": (_list_of(_CHANNELS, range(1, 9)), f"a list of 1..8 integers in 1..{MAX_YAML_CHANNELS}"),
+    "kernel": (_KERNEL, f"an integer in 1..{MAX_YAML_KERNEL}"),
+    "kernels": (_list_of(_KERNEL, (2,)), f"a list of 2 integers in 1..{MAX_YAML_KERNEL}"),
+    "pool": (_POOL, f"an integer in 1..{MAX_YAML_POOL}"),
+    "pools": (_list_of(_POOL, range(1, 5)), f"a list of 1..4 integers in 1..{MAX_YAML_POOL}"),
+    "stride": (_STRIDE, f"an integer in 1..{MAX_YAML_STRIDE}"),
+    "stride or null": (lambda v: _is_none(v) or _STRIDE(v), f"null or an integer in 1..{MAX_YAML_STRIDE}"),
+    "dilation": (_STRIDE, f"an integer in 1..{MAX_YAML_STRIDE}"),
+    "padding": (lambda v: _is_none(v) or _PAD(v), f"null or an integer in 0..{MAX_YAML_KERNEL // 2}"),
+    "paddings": (
+        lambda v: _PAD(v) or _list_of(_PAD, (4,))(v),
+        f"an integer or a list of 4 integers in 0..{MAX_YAML_KERNEL // 2}",
+    ),
+    "groups": (_CHANNELS, f"an integer in 1..{MAX_YAML_CHANNELS}"),
+    "repeats": (_int_in(1, MAX_YAML_REPEATS), f"an integer in 1..{MAX_YAML_REPEATS}"),
+    "expansion": (lambda v: _is_number(v) and 0 < v <= MAX_YAML_RATIO, f"a number in (0, {MAX_YAML_RATIO:g}]"),
+    "area": (_int_in(-1, MAX_YAML_REPEATS), f"an integer in -1..{MAX_YAML_REPEATS}"),  # A2C2f: -1, 1 or 4
+    "indices": (_list_of(_int_in(0, 7), range(1, 9)), "a list of 1..8 integers in 0..7"),
+    "flag": (lambda v: isinstance(v, bool), "true or false"),
+    "flag or null": (lambda v: _is_none(v) or isinstance(v, bool), "null, true or false"),
+    "false": (lambda v: v is False, "false"),
+    "nc": (lambda v: v == "nc" or _int_in(1, MAX_CLASSES)(v), f"'nc' or an integer in 1..{MAX_CLASSES}"),
+    "dimension": (lambda v: v == 1 and _is_int(v), "1"),
+    "size": (_is_none, "null (the map size follows the input; scale_factor sets it)"),
+    "scale_factor": (lambda v: _is_number(v) and 0 < v <= MAX_YAML_STRIDE, f"a number in (0, {MAX_YAML_STRIDE}]"),
+    "mode": (lambda v: v == "nearest", "'nearest'"),
+}
+_C2F = ("channels", "shortcut:flag", "groups", "expansion")
+# Each allowed module (every one of Ultralytics' own detection yamls: v3, v5, v6, v8, v9, v10, 11, 12, 26) and its
+# yaml arguments by position, as parse_model passes them on after the input channels (and, for C2f-like modules,
+# the depth-scaled repeats): a row may give fewer (the module's defaults), never more. 'name:kind' names an
+# argument of a kind in _ARG; a bare kind is its own name.
+MODULE_ARGS: dict[str, tuple[str, ...]] = {
+    "Conv": ("channels", "kernel", "stride", "padding", "groups", "dilation", "act:flag"),
+    "GhostConv": ("channels", "kernel", "stride", "groups", "act:flag"),
+    "Bottleneck": ("channels", "shortcut:flag", "groups", "kernels", "expansion"),
+    "C2": _C2F,
+    "C2f": _C2F,
+    "C3": _C2F,
+    "C3Ghost": _C2F,
+    "C2fCIB": ("channels", "shortcut:flag", "large kernel:flag", "groups", "expansion"),
+    "C3k2": ("channels", "c3k:flag", "expansion", "attn:flag", "groups", "shortcut:flag"),
+    "C2PSA": ("channels", "expansion"),
+    "PSA": ("channels", "expansion"),
+    "A2C2f": (
+        "channels",
+        "a2:flag",
+        "area",
+        "residual:flag",
+        "mlp ratio:expansion",
+        "expansion",
+        "groups",
+        "shortcut:flag",
+    ),
+    "AConv": ("channels",),
+    "ADown": ("channels",),
+    "SCDown": ("channels", "kernel", "stride"),
+    "SPPF": ("channels", "pool", "repeats", "shortcut:flag"),
+    "SPP": ("channels", "pools"),
+    "SPPELAN": ("channels", "hidden:channels", "pool"),
+    "RepNCSPELAN4": ("channels", "hidden:channels", "half hidden:channels", "repeats"),
+    "ELAN1": ("channels", "hidden:channels", "half hidden:channels"),
+    "CBLinear": ("channel list", "kernel", "stride", "padding", "groups"),
+    "CBFuse": ("indices",),
+    "Concat": ("dimension",),
+    "Detect": ("nc",),
+    "v10Detect": ("nc",),
+    "nn.Upsample": ("size", "scale_factor", "mode", "align_corners:flag or null", "recompute:flag or null"),
+    "nn.MaxPool2d": ("pool", "stride or null", "padding", "dilation", "return_indices:false", "ceil_mode:flag"),
+    "nn.ConvTranspose2d": (
+        "channels",
+        "kernel",
+        "stride",
+        "padding",
+        "output_padding:padding",
+        "groups",
+        "bias:flag",
+        "dilation",
+    ),
+    "nn.ZeroPad2d": ("paddings",),
+    "nn.Identity": (),
+}
+MODULES = frozenset(MODULE_ARGS)
 HEADS = frozenset({"Detect", "v10Detect"})
-ARG_TOKENS = frozenset({"nc", "None", "nearest"})  # the only strings parse_model may see: locals()['nc'] and literals
 YAML_KEYS = frozenset(
     {
         "nc",
@@ -117,7 +205,7 @@ YAML_KEYS = frozenset(
     }
 )
 SCALES = frozenset("nsmlxbtce")  # the scale letters Ultralytics' yamls use
-MAX_LAYERS, MAX_REPEATS, MAX_NUMBER, MAX_CLASSES, MAX_IMAGE_SIZE = 64, 32, 2048, 1000, 8192
+BUILD_SIZE = 256  # Ultralytics' DetectionModel runs one forward pass at this size while it is built (its strides)
 
 
 @dataclass
@@ -281,27 +369,20 @@ class HandDetector(CompiledDetector):
 
     @classmethod
     def _from_safetensors(cls, folder: Path, device: Optional[str]) -> "HandDetector":
-        from safetensors.torch import load_file
         from ultralytics.nn.tasks import DetectionModel
 
-        config = read_config(folder / CONFIG_NAME)
+        from hybrid.hub import load_weights, model_file
+
+        weights = model_file(folder / WEIGHTS_NAME)  # a link out of the folder is refused before any work
+        config = read_config(folder / CONFIG_NAME)  # allowlisted, and within the budgets
         names = config["names"]
-        try:  # the yaml passed check_model_yaml; a layer whose args do not fit its module still fails here
+        try:  # a layer whose args do not fit its module still fails here
             model = DetectionModel(copy.deepcopy(config["model_yaml"]), nc=len(names), verbose=False)
         except Exception as error:  # TypeError/IndexError/RuntimeError... from inside Ultralytics and torch
-            raise ValueError(
-                f"{folder / CONFIG_NAME}: field 'model_yaml' does not build a YOLO network "
-                f"({type(error).__name__}: {error})"
-            ) from None
+            raise _does_not_build(f"{folder / CONFIG_NAME}: field 'model_yaml'", error) from None
         if config.get("fused"):
             model.fuse(verbose=False)
-        try:
-            state = load_file(str(folder / WEIGHTS_NAME))
-            model.load_state_dict(state, strict=True)
-        except (RuntimeError, OSError) as error:  # safetensors header/shape errors are RuntimeError/OSError
-            raise ValueError(
-                f"{folder / WEIGHTS_NAME}: weights do not match the model in {CONFIG_NAME}: {error}"
-            ) from None
+        load_weights(weights, model, CONFIG_NAME)
         model.names = dict(enumerate(names))
         detector = cls(
             model,
@@ -501,22 +582,24 @@ def non_max_suppression(
 
 
 def read_config(path: Path) -> dict:
-    """Read and check a detector `config.json` (see `check_config`); errors name the file and the field."""
+    """Read and check a detector `config.json` (see `hybrid.hub.read_model_json`, then `check_config`); errors
+    name the file and the field."""
+    from hybrid.hub import read_model_json
+
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        config = read_model_json(path)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path}: not found (a detector folder needs {CONFIG_NAME} and {WEIGHTS_NAME})"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
     return check_config(config, str(path))
 
 
 def check_config(config: object, where: str) -> dict:
-    """Check a detector config dict: `model_yaml` (allowlisted, see `check_model_yaml`), `names` (a non-empty
-    list of strings), `image_size` (a positive int), `conf`/`iou` (numbers in [0, 1]), `fused` (bool). Other
-    fields are informational and never reach a library. Returns `config`; a bad field -> ValueError."""
+    """Check a detector config dict: `model_yaml` (allowlisted, see `check_model_yaml`, and within the budgets at
+    `image_size`, see `check_model_cost`), `names` (a non-empty list of strings), `image_size` (a positive int),
+    `conf`/`iou` (numbers in [0, 1]), `fused` (bool). Other fields are informational and never reach a library.
+    Returns `config`; a bad field -> ValueError."""
     if not isinstance(config, dict):
         raise ValueError(f"{where}: expected a JSON object")
     for key, kind in (("model_yaml", dict), ("names", list)):
@@ -535,14 +618,16 @@ def check_config(config: object, where: str) -> dict:
     if not isinstance(config.get("fused", False), bool):
         raise ValueError(f"{where}: field 'fused' must be true or false")
     check_model_yaml(config["model_yaml"], f"{where}: field 'model_yaml'")
+    check_model_cost(config["model_yaml"], len(names), size, f"{where}: field 'model_yaml'")
     return config
 
 
 def check_model_yaml(model_yaml: dict, where: str = "model_yaml") -> dict:
     """Refuse an Ultralytics model yaml (as a dict) that is not plain data from the allowlist: only the keys in
     YAML_KEYS (no `activation`: Ultralytics eval()s it), layers [from, repeats, module, args] with int `from`
-    (or a list of ints) pointing at earlier layers, int `repeats`, a module from MODULES, args of numbers,
-    booleans, None, lists of numbers and the tokens in ARG_TOKENS; the last layer, and only it, a Detect head.
+    (or a list of ints) pointing at earlier layers, int `repeats`, a module from MODULE_ARGS with at most its
+    arguments, each of its kind and within its bound (channels, kernel, stride...; hybrid.limits); the last layer,
+    and only it, a Detect head. Plain data only: no network is built (see `check_model_cost` for its size).
     Returns `model_yaml`; the first problem -> ValueError naming `where` and the field."""
     if not isinstance(model_yaml, dict):
         raise ValueError(f"{where}: expected a mapping")
@@ -579,11 +664,85 @@ def check_model_yaml(model_yaml: dict, where: str = "model_yaml") -> dict:
         if not isinstance(rows, list) or not rows:
             raise ValueError(f"{where}: field '{part}' must be a non-empty list of [from, repeats, module, args] rows")
         layers += [(f"{part}[{i}]", row) for i, row in enumerate(rows)]
-    if len(layers) > MAX_LAYERS:
-        raise ValueError(f"{where}: {len(layers)} layers; at most {MAX_LAYERS} allowed")
+    if len(layers) > MAX_YAML_LAYERS:
+        raise ValueError(f"{where}: {len(layers)} layers; at most {MAX_YAML_LAYERS} allowed")
     for index, (name, row) in enumerate(layers):
         _check_layer(row, index, index == len(layers) - 1, f"{where}: {name}")
     return model_yaml
+
+
+def check_model_cost(model_yaml: dict, nc: int, image_size: int, where: str = "model_yaml") -> tuple[int, float]:
+    """Refuse the network `model_yaml` (which passed `check_model_yaml`) describes, with `nc` classes, before it
+    is built: over MAX_MODEL_PARAMETERS parameters, over MAX_DETECTOR_GFLOPS for one forward pass at `image_size`
+    (at least BUILD_SIZE, the pass Ultralytics makes while building it), or a layer output over MAX_ACTIVATION
+    elements in that pass. Measured with Ultralytics' own parse_model on PyTorch's 'meta' device, where tensors
+    have shapes but no memory and no operation computes anything (~0.5 s for YOLOv8x). Returns (parameters,
+    GFLOPs); over a budget -> one ValueError line naming `where` and the numbers."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from ultralytics.nn.tasks import parse_model
+
+    size = -(-max(image_size, BUILD_SIZE) // 64) * 64  # a multiple of every stride (64: P6 models)
+    try:
+        with torch.device("meta"):
+            layers, saved = parse_model({**copy.deepcopy(model_yaml), "nc": nc}, ch=3, verbose=False)
+    except Exception as error:  # TypeError/IndexError/RuntimeError... from inside Ultralytics and torch
+        raise _does_not_build(where, error) from None
+    parameters = sum(parameter.numel() for parameter in layers.parameters())
+    if parameters > MAX_MODEL_PARAMETERS:
+        raise ValueError(
+            f"{where}: the network has {parameters / 1e6:.0f} M parameters; at most "
+            f"{MAX_MODEL_PARAMETERS / 1e6:.0f} M are allowed"
+        )
+    largest = 0
+
+    def record(module: "nn.Module", inputs: object, output: object) -> None:
+        nonlocal largest
+        outputs = (
+            output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else [output]
+        )
+        largest = max([largest] + [tensor.numel() for tensor in outputs if isinstance(tensor, torch.Tensor)])
+
+    # Some modules are shared by every network (Ultralytics' Conv.default_act is one SiLU instance), so the hooks
+    # must go again, or they would stay on the real models too.
+    handles = [module.register_forward_hook(record) for module in layers.modules()]
+    layers.eval()
+    layers[-1].training = True  # as DetectionModel's pass: the head returns its raw maps
+    try:
+        with FlopCounterMode(display=False) as counter:
+            _run_layers(layers, saved, torch.zeros(1, 3, size, size, device="meta"))
+    except Exception as error:
+        raise _does_not_build(where, error) from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    gflops = counter.get_total_flops() / 1e9
+    if gflops > MAX_DETECTOR_GFLOPS:
+        raise ValueError(
+            f"{where}: one forward pass at {size} px takes {gflops:.0f} GFLOPs; at most {MAX_DETECTOR_GFLOPS} are "
+            "allowed"
+        )
+    if largest > MAX_ACTIVATION:
+        raise ValueError(
+            f"{where}: one forward pass at {size} px makes a tensor of {largest / 1e6:.0f} M elements; at most "
+            f"{MAX_ACTIVATION / 1e6:.0f} M are allowed"
+        )
+    return parameters, gflops
+
+
+def _run_layers(layers: "nn.Sequential", saved: Sequence[int], x: "torch.Tensor") -> None:
+    """Ultralytics' BaseModel._predict_once: each layer reads the output of the layer(s) its `f` names."""
+    outputs: list = []
+    for layer in layers:
+        if layer.f != -1:
+            x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+        x = layer(x)
+        outputs.append(x if layer.i in saved else None)
+
+
+def _does_not_build(where: str, error: Exception) -> ValueError:
+    why = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return ValueError(f"{where} does not build a YOLO network ({type(error).__name__}: {why})")
 
 
 def _check_scales(model_yaml: dict, where: str) -> None:
@@ -602,11 +761,11 @@ def _check_scales(model_yaml: dict, where: str) -> None:
             or len(values) != 3
             or not all(_is_number(v) and 0 < v <= 2 for v in values[:2])
             or not _is_int(values[2])
-            or not 0 < values[2] <= MAX_NUMBER
+            or not 0 < values[2] <= MAX_YAML_CHANNELS
         ):
             raise ValueError(
                 f"{where}: field 'scales.{letter}' must be [depth, width, max_channels] with depth and "
-                f"width in (0, 2] and max_channels an integer in 1..{MAX_NUMBER}, got {values!r}"
+                f"width in (0, 2] and max_channels an integer in 1..{MAX_YAML_CHANNELS}, got {values!r}"
             )
     if scale is not None and scale not in scales:
         raise ValueError(f"{where}: field 'scale' must be one of {', '.join(scales)}, got {scale!r}")
@@ -621,31 +780,39 @@ def _check_layer(row: object, index: int, last: bool, where: str) -> None:
         raise ValueError(
             f"{where}: 'from' must be an integer (or list of integers) naming an earlier layer, got {source!r}"
         )
-    if not _is_int(repeats) or not 0 < repeats <= MAX_REPEATS:
-        raise ValueError(f"{where}: 'repeats' must be an integer in 1..{MAX_REPEATS}, got {repeats!r}")
+    if not _is_int(repeats) or not 0 < repeats <= MAX_YAML_REPEATS:
+        raise ValueError(f"{where}: 'repeats' must be an integer in 1..{MAX_YAML_REPEATS}, got {repeats!r}")
     if not isinstance(module, str) or module not in MODULES:
         raise ValueError(
             f"{where}: module {module!r} is not an allowed Ultralytics layer ({', '.join(sorted(MODULES))})"
         )
     if (module in HEADS) != last:
         raise ValueError(f"{where}: module {module!r}: the last layer, and only it, must be a Detect head")
-    if not isinstance(args, list) or not all(_is_arg(arg) for arg in args):
+    _check_args(module, args, where)
+
+
+def _check_args(module: str, args: object, where: str) -> None:
+    """`args` fit MODULE_ARGS[module]: no more than it lists, each of its kind (see _ARG)."""
+    kinds = MODULE_ARGS[module]
+    if not isinstance(args, list):
+        raise ValueError(f"{where}: args must be a list, got {_short(args)}")
+    if len(args) > len(kinds):
         raise ValueError(
-            f"{where}: args must be a list of numbers (|x| <= {MAX_NUMBER}), booleans, null, lists of "
-            f"numbers or the strings {', '.join(sorted(ARG_TOKENS))}; got {args!r}"
+            f"{where}: {module} takes at most {len(kinds)} argument{'s' * (len(kinds) != 1)} "
+            f"[{', '.join(kind.split(':')[0] for kind in kinds)}], got {len(args)}"
         )
+    for number, (value, kind) in enumerate(zip(args, kinds), 1):
+        name, _, kind = kind.rpartition(":")
+        check, expected = _ARG[kind]
+        if not check(value):
+            raise ValueError(
+                f"{where}: {module} argument {number} ({name or kind}) must be {expected}, got {_short(value)}"
+            )
 
 
-def _is_arg(value: object, nested: bool = False) -> bool:
-    if value is None or isinstance(value, bool):
-        return True
-    if _is_number(value):
-        return abs(value) <= MAX_NUMBER
-    if isinstance(value, str):
-        return value in ARG_TOKENS and not nested
-    if isinstance(value, list):
-        return not nested and len(value) <= 16 and all(_is_arg(v, nested=True) and v is not None for v in value)
-    return False
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_int(value: object) -> bool:

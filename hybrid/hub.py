@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from hybrid.constants import KINDS, model_env, project_root
+
+if TYPE_CHECKING:
+    from torch import nn
 
 SPACE_CONFIG = "hybrid_space.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -33,12 +36,13 @@ def split_revision(name: str) -> tuple[str, Optional[str]]:
     return name, None
 
 
-def snapshot(repo_or_dir: str | Path, revision: Optional[str] = None, allow_patterns=None) -> Path:
+def snapshot(repo_or_dir: str | Path, revision: Optional[str] = None, allow_patterns=None, local: bool = True) -> Path:
     """A local folder holding the model: the folder itself, or the Hub snapshot of 'org/name[@rev]'
-    (downloaded into the Hub cache; served from the cache with HF_HUB_OFFLINE=1 once there).
-    A missing folder / repo / revision -> FileNotFoundError saying which."""
+    (downloaded into the Hub cache; served from the cache with HF_HUB_OFFLINE=1 once there). `local=False`: a Hub
+    id only, even where a local folder of that name exists (a Space pin). A missing folder / repo / revision ->
+    FileNotFoundError saying which."""
     path = Path(repo_or_dir).expanduser()
-    if path.is_dir():
+    if local and path.is_dir():
         return path
     repo_id, at_revision = split_revision(str(repo_or_dir))
     if revision and at_revision and revision != at_revision:
@@ -70,20 +74,32 @@ def snapshot(repo_or_dir: str | Path, revision: Optional[str] = None, allow_patt
         ) from error
 
 
+def resolve_model(kind: str, root: Optional[Path] = None) -> tuple[str, Path]:
+    """(`default_model(kind)`, the local folder holding it). A Space pin is resolved as a Hub id only: a folder
+    that happens to bear the pin's name (`org/name@sha` under the working directory) is never loaded instead."""
+    name, pinned = _default_model(kind, root)
+    return name, snapshot(name, local=not pinned)
+
+
 def default_model(kind: str, root: Optional[Path] = None) -> str:
     """Where the app/CLI load `kind` from: $HYBRID_<KIND>, else the Space's pin in hybrid_space.json
     (written by push_space), else the local folder models/<kind>."""
+    return _default_model(kind, root)[0]
+
+
+def _default_model(kind: str, root: Optional[Path]) -> tuple[str, bool]:
+    """`default_model`'s answer, and whether it is a Space pin."""
     override = model_env(kind)  # checks kind
     if override:
-        return override
+        return override, False
     root = Path(root) if root is not None else project_root()
     config = root / SPACE_CONFIG
     if config.is_file():
         pins = read_space_config(config)
         if kind not in pins:
             raise ValueError(f'{config}: field {kind!r} missing; expected {{"{kind}": "org/name@sha", ...}}')
-        return pins[kind]
-    return str(root / "models" / kind)
+        return pins[kind], True
+    return str(root / "models" / kind), False
 
 
 def read_space_config(path: Path) -> dict[str, str]:
@@ -104,3 +120,93 @@ def read_space_config(path: Path) -> dict[str, str]:
                 f"(not a path), got {pins[kind]!r}"
             )
     return pins
+
+
+# --- reading a model folder's files (hybrid.detector, hybrid.classifier) ---------------------------------------
+
+
+def model_file(path: Path) -> Path:
+    """`path`, a file of a model folder, checked before anything opens it: a regular file (a folder cannot be
+    read, a FIFO would block the read) and, where it is a symlink, one to a file inside its folder or, in a Hub
+    cache snapshot (`.../snapshots/<rev>/`), inside that repo's `blobs/`. Any other symlink is refused: the folder
+    holds the repo's files, and a link out of it (a git clone keeps links) would load a file the repo does not
+    hold. Missing -> FileNotFoundError; anything else -> one ValueError line naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    folder, target = path.parent.resolve(), path.resolve()
+    roots = [folder] + ([folder.parent.parent / "blobs"] if folder.parent.name == "snapshots" else [])
+    if not any(target.is_relative_to(root) for root in roots):
+        raise ValueError(f"{path}: a symlink to a file outside its model folder; copy the file into the folder")
+    return path
+
+
+def read_model_json(path: Path) -> dict:
+    """A model's `config.json` as a dict (see `model_file`): UTF-8 JSON of at most MAX_MODEL_JSON_BYTES, an
+    object, nested at most MAX_MODEL_JSON_DEPTH levels. Missing -> FileNotFoundError; else one ValueError line."""
+    from hybrid.limits import MAX_MODEL_JSON_BYTES, MAX_MODEL_JSON_DEPTH
+
+    path = model_file(path)
+    with path.open("rb") as handle:
+        data = handle.read(MAX_MODEL_JSON_BYTES + 1)
+    if len(data) > MAX_MODEL_JSON_BYTES:
+        raise ValueError(f"{path}: over the limit of {MAX_MODEL_JSON_BYTES / 1e6:g} MB for a model config")
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit int
+        why = "nested too deeply" if isinstance(error, RecursionError) else (str(error).strip() or "?").splitlines()[0]
+        raise ValueError(f"{path}: not valid JSON ({why})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object, got a {type(config).__name__}")
+    if _nesting(config) > MAX_MODEL_JSON_DEPTH:
+        raise ValueError(f"{path}: nested deeper than {MAX_MODEL_JSON_DEPTH} levels")
+    return config
+
+
+def _nesting(value: object) -> int:
+    """How many levels of lists and dicts `value` nests (without recursing)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def load_weights(path: Path, model: "nn.Module", config: str = "config.json") -> None:
+    """Load the safetensors file `path` into `model` (strictly), or fail with one ValueError line naming the file
+    and the tensor: not a safetensors file; a tensor missing, extra, or of another shape or kind than the network
+    `config` describes (all from the header, before any data is read); a tensor holding NaN or infinity."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    path = model_file(path)
+    expected = model.state_dict()
+    mismatch = f"{path}: weights do not match the network {config} describes:"
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            names = set(weights.keys())
+            odd = sorted(expected.keys() - names) + sorted(names - expected.keys())
+            if odd:
+                why = "missing" if odd[0] in expected else "is not part of it"
+                raise ValueError(f"{mismatch} tensor {odd[0]!r} {why} ({len(odd)} name(s) differ)")
+            for name, tensor in expected.items():
+                shape = list(weights.get_slice(name).get_shape())
+                if shape != list(tensor.shape):
+                    raise ValueError(f"{mismatch} tensor {name!r} has shape {shape}, not {list(tensor.shape)}")
+            state = {name: weights.get_tensor(name) for name in expected}
+    except SafetensorError as error:
+        raise ValueError(
+            f"{path}: not a safetensors file ({(str(error).strip() or 'unreadable').splitlines()[0]})"
+        ) from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() != expected[name].is_floating_point():
+            raise ValueError(f"{mismatch} tensor {name!r} is {tensor.dtype}, not {expected[name].dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    model.load_state_dict(state, strict=True)
