@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import ctypes
+import dataclasses
 import functools
 import io
 import logging
@@ -45,8 +46,23 @@ from PIL import Image  # noqa: E402
 from hybrid import explain, serving  # noqa: E402
 from hybrid.constants import data_root  # noqa: E402
 from hybrid.data.registry import REGISTRY  # noqa: E402
-from hybrid.hub import default_model, snapshot, split_revision  # noqa: E402
-from hybrid.images import MAX_PIXELS, ImageError, load_image, pil_open  # noqa: E402
+from hybrid.hub import resolve_model as hub_resolve_model  # noqa: E402
+from hybrid.hub import split_revision  # noqa: E402
+from hybrid.images import ImageError, load_image, pil_open  # noqa: E402
+from hybrid.limits import (  # noqa: E402
+    CONFIDENCE_RANGE,
+    MAX_DISPLAY_SIDE,
+    MAX_EXPLAINED,
+    MAX_PIXELS,
+    MAX_QUEUE,
+    MAX_REQUEST_SECONDS,
+    MAX_SESSIONS,
+    MAX_UPLOAD,
+    MAX_UPLOAD_BYTES,
+    MAX_VIDEO_FRAMES,
+    MAX_VIDEO_SECONDS,
+    THRESHOLD_RANGE,
+)
 from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
 from hybrid.video import HandTracker, VideoError, annotate, probe_video, read_video, track_video  # noqa: E402
 
@@ -63,14 +79,9 @@ LIVE_NOTE = (
     "the mean over its last frames, so one odd frame does not flip it."
 )
 LIVE_SECONDS = 120  # one live session streams this long, then the user starts it again
-MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
-MAX_QUEUE = 16  # requests waiting for the model at most; more are refused at once ("Queue is full")
-MAX_SESSIONS = 200  # sessions whose page state Gradio keeps in memory (its default, 10000, grows RSS ~0.5 MB each)
-MAX_VIDEO_SECONDS, MAX_VIDEO_FRAMES = 30, 1800  # an uploaded clip: at most this long (and MAX_UPLOAD)
-MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored): a low threshold can find hundreds
 HINT = "Upload a photo, take a webcam shot or pick an example to find hands."
 VIDEO_HINT = (
-    f"Upload a clip (MP4, WebM, MOV or AVI; at most {MAX_VIDEO_SECONDS} s, {MAX_VIDEO_FRAMES} frames and "
+    f"Upload a clip (MP4, WebM, MOV or AVI; at most {MAX_VIDEO_SECONDS} s, {MAX_VIDEO_FRAMES} frames, 4K frames and "
     f"{MAX_UPLOAD.upper()}): every hand gets a track id, its gesture is smoothed over its recent frames."
 )
 
@@ -95,15 +106,14 @@ class ModelSource:
 def resolve_model(kind: str) -> ModelSource:
     """$HYBRID_<KIND>, else the Space's pinned model, else models/<kind> (`hybrid.hub.default_model`);
     a Hub id is downloaded (or read from the Hub cache)."""
-    name = default_model(kind)
     try:
-        path = snapshot(name)
+        name, path = hub_resolve_model(kind)
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}. Set HYBRID_{kind.upper()} to a Hub id[@revision] or a trained folder, "
             f"or run `make demo` to train the quick demo models into models/."
         ) from None
-    if Path(name).expanduser().is_dir():
+    if path == Path(name).expanduser():  # a local folder (a Space pin never is one)
         return ModelSource(kind, name, path.resolve(), "local folder")
     revision = split_revision(name)[1]
     commit = path.name if path.parent.name == "snapshots" else "?"
@@ -228,14 +238,37 @@ def read_video_upload(payload: Any) -> tuple[str, str]:
         raise gr.Error(NOT_AN_UPLOAD)
     path, name = uploaded_file(payload["path"]), _name(payload)
     try:
-        info = probe_video(path)
-    except VideoError:
-        raise gr.Error(f"This file can't be analysed: {name} is not a readable video. {VIDEO_HINT}") from None
+        info = probe_video(path)  # refuses anything but a real container, and frames or clips over the budgets
+    except VideoError as error:
+        raise gr.Error(f"This file can't be analysed: {str(error).replace(path, name)}. {VIDEO_HINT}") from None
     if info.frames > MAX_VIDEO_FRAMES or info.frames / info.fps > MAX_VIDEO_SECONDS:
         raise gr.Error(f"{name} is too long ({info.frames / info.fps:.0f} s, {info.frames} frames). {VIDEO_HINT}")
-    if info.width * info.height > MAX_PIXELS:
-        raise gr.Error(f"{name} is too large ({info.width}x{info.height} pixels). {VIDEO_HINT}")
     return path, name
+
+
+def checked_settings(detector_threshold: Any, min_confidence: Any) -> tuple[float, float]:
+    """The page's two thresholds as numbers within its sliders' ranges. The API takes any JSON, so a request
+    sent without the page (detector threshold 0: hundreds of boxes; NaN; a string) gets one line naming the
+    setting instead."""
+    checked = []
+    for name, value, (low, high) in (
+        ("detector threshold", detector_threshold, THRESHOLD_RANGE),
+        ("classifier threshold", min_confidence, CONFIDENCE_RANGE),
+    ):
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or not low <= number <= high:  # NaN fails the comparison too
+            raise gr.Error(f"The {name} must be a number from {low:g} to {high:g}; got {str(value)[:20]!r}.")
+        checked.append(float(number))
+    return checked[0], checked[1]
+
+
+def shown(image: Image.Image, hands: list) -> tuple[Image.Image, list]:
+    """The photo as the page shows it (shrunk to MAX_DISPLAY_SIDE: a 50 MP PNG is ~100 MB to send and to draw)
+    and the hands with their boxes scaled onto it."""
+    small, scale = explain.shrunk(image, MAX_DISPLAY_SIDE)
+    if scale == 1.0:
+        return image, hands
+    return small, [dataclasses.replace(hand, box=tuple(v * scale for v in hand.box)) for hand in hands]
 
 
 def write_webm(source: Path, output: Path) -> None:
@@ -317,10 +350,11 @@ class App:
 
     def analyse(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):
         """Upload -> (annotated image, status, table rows, Grad-CAM overlay, per-hand gallery, EigenCAM, JSON)."""
+        detector_threshold, min_confidence = checked_settings(detector_threshold, min_confidence)
         image = read_image(payload)
         started = time.perf_counter()
         hands = self.hands(image, detector_threshold, min_confidence)
-        annotated = draw_hands(image, hands, self.names)
+        annotated = draw_hands(*shown(image, hands), self.names)
         result = self.to_json(payload, image, hands)
         if not hands:
             gr.Warning(
@@ -331,11 +365,11 @@ class App:
         else:
             best = sorted(range(len(hands)), key=lambda i: hands[i].score, reverse=True)[:MAX_EXPLAINED]
             explained = [hands[i] for i in best]
-            overlay, crops = explain.gradcam_explain(self.pipeline, image, explained)
+            overlay, crops = explain.gradcam_explain(self.pipeline, image, explained, max_side=MAX_DISPLAY_SIDE)
             gallery = [
                 (crop, f"hand {i + 1}: {hands[i].label} {hands[i].probability:.0%}") for i, crop in zip(best, crops)
             ]
-        eigen = explain.eigencam_image(self.pipeline, image) if eigencam else None
+        eigen = explain.eigencam_image(self.pipeline, image, max_side=MAX_DISPLAY_SIDE) if eigencam else None
         seconds = time.perf_counter() - started
         status = f"**{len(hands)} hand{'s' if len(hands) != 1 else ''}** found in {seconds:.2f} s"
         if len(hands) > MAX_EXPLAINED:
@@ -350,6 +384,7 @@ class App:
 
     def predict(self, payload, detector_threshold: float, min_confidence: float) -> dict:
         """The `/predict` API: one image in, the JSON of `hybrid predict --json` out."""
+        detector_threshold, min_confidence = checked_settings(detector_threshold, min_confidence)
         image = read_image(payload)
         return self.to_json(payload, image, self.hands(image, detector_threshold, min_confidence))
 
@@ -358,8 +393,8 @@ class App:
         session's tracker). A changed threshold starts a new tracker (new ids). No Grad-CAM: too slow per frame."""
         if frame is None:
             return None, "", tracker
+        settings = checked_settings(detector_threshold, min_confidence)
         image = read_image(frame, notify=False)
-        settings = (float(detector_threshold), float(min_confidence))
         if tracker is None or (tracker.pipe.detector_threshold, tracker.pipe.min_confidence) != settings:
             tracker = HandTracker(self.tuned(*settings), fps=LIVE_FPS)
         result = tracker(image, time.monotonic())
@@ -367,6 +402,7 @@ class App:
 
     def track(self, payload, detector_threshold: float, min_confidence: float, progress=gr.Progress()):
         """Uploaded clip -> (annotated clip, status, one row per track)."""
+        detector_threshold, min_confidence = checked_settings(detector_threshold, min_confidence)
         path, name = read_video_upload(payload)
         started = time.perf_counter()
         for old in self.scratch.iterdir():  # earlier outputs: Gradio copied them to its cache when they were sent
@@ -380,11 +416,14 @@ class App:
                 results.append(result)
                 if len(results) > MAX_VIDEO_FRAMES:  # a file that did not state its length
                     raise gr.Error(f"{name} is too long (more than {MAX_VIDEO_FRAMES} frames). {VIDEO_HINT}")
+                if time.perf_counter() - started > MAX_REQUEST_SECONDS:
+                    raise gr.Error(
+                        f"{name} takes too long to track here (stopped after {MAX_REQUEST_SECONDS} s, at frame "
+                        f"{len(results)}). Please send a shorter or smaller clip."
+                    )
             write_webm(tracked, output)
-        except VideoError:
-            raise gr.Error(
-                f"This file can't be analysed: {name} could not be decoded to the end. {VIDEO_HINT}"
-            ) from None
+        except VideoError as error:
+            raise gr.Error(f"This file can't be analysed: {str(error).replace(path, name)}. {VIDEO_HINT}") from None
         rows = track_rows(results)
         seconds = time.perf_counter() - started
         status = (
@@ -462,7 +501,16 @@ def build(app: App) -> gr.Blocks:
                     )
                     run = gr.Button("Find hands", variant="primary")
                     if examples:
-                        gr.Examples(examples, inputs=image, label="Examples (real photos)")
+                        # A gallery filled when the page loads, not gr.Examples: those list the examples'
+                        # server paths in /config for anyone to read.
+                        example_gallery = gr.Gallery(
+                            label="Examples (real photos): click one",
+                            elem_id="examples",
+                            columns=6,
+                            height=120,
+                            allow_preview=False,
+                            interactive=False,
+                        )
                         gr.Markdown(attribution, elem_id="attribution")
                 with gr.Tab("Video"):
                     clip = gr.Video(label="Video clip", sources=["upload"], elem_id="input-video")
@@ -564,6 +612,17 @@ def build(app: App) -> gr.Blocks:
             api_visibility="private",
             preprocess=False,
         )
+        if examples:
+
+            def pick_example(selected: gr.SelectData) -> str:
+                """The example photo the user clicked: one of ours, by its place in the gallery."""
+                index = selected.index if isinstance(selected.index, int) else -1
+                if not 0 <= index < len(examples):
+                    raise gr.Error("Please pick one of the example photos.")
+                return examples[index]
+
+            page.load(lambda: examples, None, example_gallery, api_visibility="private", queue=False)
+            example_gallery.select(pick_example, None, image, api_visibility="private", concurrency_id="examples")
         api = gr.JSON(visible=False)
         gr.Button(visible=False).click(
             gpu(friendly(app.predict)),

@@ -49,20 +49,47 @@ def square_crop(
     scale_jitter: float = 0.0,
     shift_jitter: float = 0.0,
     rng: Optional[random.Random] = None,
+    size: Optional[int] = None,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
 ) -> Image.Image:
-    """Cut the square around `box` (pixels, x0 y0 x1 y1) out of `image`, padding with grey outside it."""
-    return cut_square(image, crop_square_box(box, context, scale_jitter, shift_jitter, rng))
+    """Cut the square around `box` (pixels, x0 y0 x1 y1) out of `image`, padding with grey outside it; with
+    `size`, the square comes out `size` x `size` pixels (see `cut_square`)."""
+    return cut_square(image, crop_square_box(box, context, scale_jitter, shift_jitter, rng), size, resample)
 
 
-def cut_square(image: Image.Image, square: Sequence[float]) -> Image.Image:
-    """The pixels of `square` (x0, y0, x1, y1, from `crop_square_box`), grey where it leaves the image."""
+def cut_square(
+    image: Image.Image,
+    square: Sequence[float],
+    size: Optional[int] = None,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> Image.Image:
+    """The pixels of `square` (x0, y0, x1, y1, from `crop_square_box`), grey where it leaves the image.
+
+    With `size`, the square is resized to `size` x `size` as it is cut (with `resample`): only the part inside
+    the image is read and scaled, so a hand box of a 50-megapixel photo never exists at full resolution (the
+    pipeline cuts at the classifier's input size; the same crop cut whole and then resized differs only in the
+    pixels where the image meets the grey)."""
     left, top, right, bottom = (round(v) for v in square)
     side = max(right - left, 1)
-    # PIL pads out-of-image regions with black; paste onto grey ourselves instead.
-    canvas = Image.new("RGB", (side, side), FILL)
     inside = (max(left, 0), max(top, 0), min(left + side, image.width), min(top + side, image.height))
-    if inside[2] > inside[0] and inside[3] > inside[1]:
-        canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
+    if size is None or size == side:
+        # PIL pads out-of-image regions with black; paste onto grey ourselves instead.
+        canvas = Image.new("RGB", (side, side), FILL)
+        if inside[2] > inside[0] and inside[3] > inside[1]:
+            canvas.paste(image.crop(inside), (inside[0] - left, inside[1] - top))
+        return canvas
+    scale = size / side
+    canvas = Image.new("RGB", (size, size), FILL)
+    x0, y0 = round((inside[0] - left) * scale), round((inside[1] - top) * scale)
+    x1, y1 = round((inside[2] - left) * scale), round((inside[3] - top) * scale)
+    if x1 > x0 and y1 > y0:
+        source = (
+            max(left + x0 / scale, 0.0),
+            max(top + y0 / scale, 0.0),
+            min(left + x1 / scale, image.width),
+            min(top + y1 / scale, image.height),
+        )
+        canvas.paste(image.resize((x1 - x0, y1 - y0), resample, box=source), (x0, y0))
     return canvas
 
 

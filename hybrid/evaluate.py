@@ -206,6 +206,7 @@ def gesture_average_precision(
 # --- running the models -----------------------------------------------------------------------------
 
 AP_CONFIDENCE = 0.001  # detections this confident or more enter the AP curves (the operating threshold is higher)
+AP_MAX_DETECTIONS = 300  # per image, as Ultralytics' val: AP counts the low-scoring detections the app caps
 AP_MAX_HANDS = 10  # per image, the most confident detections classified for the hybrid's gesture AP
 
 
@@ -213,6 +214,19 @@ def _canonical(label: str) -> str:
     from hybrid.data import canonical_label
 
     return canonical_label(label)
+
+
+def _truths(record) -> list[Truth]:
+    """The ground-truth hands of a record (canonical labels); a box that is not 4 finite numbers is a ValueError
+    naming the image (the readers refuse one; a record made in Python may still have it)."""
+    truths = []
+    for number, box in enumerate(record.boxes, 1):
+        xyxy = tuple(float(v) for v in box.xyxy)
+        if not all(math.isfinite(v) for v in xyxy):
+            name = record.name or record.image
+            raise ValueError(f"{name}: ground-truth box #{number} {xyxy} is not 4 finite numbers")
+        truths.append(Truth(xyxy, _canonical(box.label)))
+    return truths
 
 
 def _latency(times_s: Sequence[float]) -> dict:
@@ -228,7 +242,7 @@ def evaluate(pipeline, records: Sequence, gesture_detector=None, latency_images:
 
     The hybrid is scored as shipped except `min_confidence` (0 here: every hand gets its top gesture, so
     accuracy measures the models, not the 'unknown' cut-off). Labels go through canonical_label."""
-    truths: list[list[Truth]] = []
+    truths = [_truths(record) for record in records]  # checked before a model runs
     hybrid: list[list[Guess]] = []  # at the operating detector threshold, scored by the detector
     detections: list[list[Guess]] = []  # every detection >= AP_CONFIDENCE, for the detector's AP
     gesture_scored: list[list[Guess]] = []  # top detections, scored detector x classifier, for gesture AP
@@ -238,9 +252,7 @@ def evaluate(pipeline, records: Sequence, gesture_detector=None, latency_images:
     times: list[float] = []
     for number, record in enumerate(records):
         image = record.load()
-        image_truths = [Truth(tuple(map(float, box.xyxy)), _canonical(box.label)) for box in record.boxes]
-        truths.append(image_truths)
-        found = pipeline.detect([image], threshold=AP_CONFIDENCE)[0]
+        found = pipeline.detect([image], threshold=AP_CONFIDENCE, max_hands=AP_MAX_DETECTIONS)[0]
         found = sorted(found, key=lambda d: -d.score)
         detections.append([Guess(tuple(d.box), d.score, "hand") for d in found])
         top = found[:AP_MAX_HANDS]

@@ -41,6 +41,7 @@ from hybrid.runtime import layer_outputs
 logger = logging.getLogger(__name__)
 
 IMAGE_WEIGHT = 0.5  # overlay: this much photo, the rest heat colour
+SHOWN_CROP_SIDE = 512  # a hand's crop with its overlay is shown at most this large (a 50 MP photo's hand: ~7000 px)
 
 
 # --- the two CAMs ---------------------------------------------------------------------------------------
@@ -183,26 +184,48 @@ def _hand_classes(classifier, hands) -> list[Optional[int]]:
     return classes
 
 
-def _explain_crops(classifier, image: Image.Image, hands: Sequence):
-    """THE crops of `hands` and their Grad-CAM maps (one batched backward)."""
-    crops = [square_crop(image, hand.box) for hand in hands]
-    return crops, gradcam(classifier, crops, _hand_classes(classifier, hands))
+def _heats(classifier, image: Image.Image, hands: Sequence) -> np.ndarray:
+    """The Grad-CAM maps of `hands` (one batched backward) on THE crops the pipeline classifies: cut at the size
+    the classifier's preprocessing resizes them to (hybrid.pipeline.HybridPipeline.crops)."""
+    from hybrid.classifier import square_resize
+
+    size, resample = square_resize(getattr(classifier, "data_config", {})) or (None, Image.Resampling.BILINEAR)
+    crops = [square_crop(image, hand.box, size=size, resample=resample) for hand in hands]
+    return gradcam(classifier, crops, _hand_classes(classifier, hands))
 
 
-def _pasted(classifier, heats: np.ndarray, hands: Sequence, width: int, height: int) -> np.ndarray:
-    maps = [paste(heat, input_region(classifier, hand.box), width, height) for heat, hand in zip(heats, hands)]
+def _shown_crop(image: Image.Image, box: Sequence[float]) -> Image.Image:
+    """THE square crop of `box` as the page shows it: at its own size, or SHOWN_CROP_SIDE when larger."""
+    x0, _, x1, _ = crop_square_box(box)
+    side = max(round(x1) - round(x0), 1)
+    return square_crop(image, box, size=min(side, SHOWN_CROP_SIDE))
+
+
+def shrunk(image: Image.Image, max_side: Optional[int]) -> tuple[Image.Image, float]:
+    """`image` scaled down so that its longer side is at most `max_side` (None: as it is), and the scale."""
+    if not max_side or max(image.size) <= max_side:
+        return image, 1.0
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), scale
+
+
+def _pasted(classifier, heats: np.ndarray, boxes: Sequence, width: int, height: int) -> np.ndarray:
+    maps = [paste(heat, input_region(classifier, box), width, height) for heat, box in zip(heats, boxes)]
     return np.stack(maps) if maps else np.zeros((0, height, width), dtype=np.float32)
 
 
-def _whole_image_overlay(classifier, image: Image.Image, hands: Sequence, heats: np.ndarray) -> Image.Image:
+def _whole_image_overlay(classifier, image: Image.Image, boxes: Sequence, heats: np.ndarray) -> Image.Image:
     """Heat blended inside the hands' crop squares only; the rest of the photo stays as it is."""
-    maps = _pasted(classifier, heats, hands, image.width, image.height)
-    if not len(maps):
+    heat = np.zeros((image.height, image.width), dtype=np.float32)
+    for single, box in zip(heats, boxes):  # one map at a time: a photo's worth of floats per hand adds up
+        np.maximum(heat, paste(single, input_region(classifier, box), image.width, image.height), out=heat)
+    if not len(boxes):
         return image.copy()
-    blended = overlay(image, maps.max(axis=0))
+    blended = overlay(image, heat)
     inside = np.zeros((image.height, image.width), dtype=bool)
-    for hand in hands:
-        x0, y0, x1, y1 = input_region(classifier, hand.box)
+    for box in boxes:
+        x0, y0, x1, y1 = input_region(classifier, box)
         inside[max(round(y0), 0) : max(round(y1), 0), max(round(x0), 0) : max(round(x1), 0)] = True
     return Image.fromarray(np.where(inside[..., None], np.asarray(blended), np.asarray(image)))
 
@@ -220,8 +243,9 @@ def gradcam_heatmaps(pipeline_or_classifier, image: ImageInput, hands: Sequence)
     """One full-image Grad-CAM map per hand, (N, H, W), each zero outside that hand's crop square."""
     classifier = _classifier_of(pipeline_or_classifier)
     image = load_image(image)
-    _, heats = _explain_crops(classifier, image, hands)
-    return _pasted(classifier, heats, hands, image.width, image.height)
+    return _pasted(
+        classifier, _heats(classifier, image, hands), [hand.box for hand in hands], image.width, image.height
+    )
 
 
 def gradcam_image(pipeline_or_classifier, image: ImageInput, hands: Sequence) -> Image.Image:
@@ -235,13 +259,17 @@ def gradcam_hands(pipeline_or_classifier, image: ImageInput, hands: Sequence) ->
 
 
 def gradcam_explain(
-    pipeline_or_classifier, image: ImageInput, hands: Sequence
+    pipeline_or_classifier, image: ImageInput, hands: Sequence, max_side: Optional[int] = None
 ) -> tuple[Image.Image, list[Image.Image]]:
-    """Both views from one Grad-CAM pass: (whole-photo overlay, [per-hand crop overlays])."""
+    """Both views from one Grad-CAM pass: (whole-photo overlay, [per-hand crop overlays]). With `max_side`, the
+    whole-photo overlay is drawn on a copy shrunk to that longer side (the maps still come from full-size crops)."""
     classifier = _classifier_of(pipeline_or_classifier)
     image = load_image(image)
-    crops, heats = _explain_crops(classifier, image, hands)
-    return _whole_image_overlay(classifier, image, hands, heats), _crop_overlays(classifier, crops, heats)
+    heats = _heats(classifier, image, hands)
+    crops = [_shown_crop(image, hand.box) for hand in hands]
+    shown, scale = shrunk(image, max_side)
+    boxes = [tuple(v * scale for v in hand.box) for hand in hands]
+    return _whole_image_overlay(classifier, shown, boxes, heats), _crop_overlays(classifier, crops, heats)
 
 
 # --- EigenCAM (detector) -------------------------------------------------------------------------------
@@ -251,9 +279,12 @@ def _detector_of(obj):
     return getattr(obj, "detector", obj)
 
 
-def eigencam(pipeline_or_detector, image: ImageInput, image_size: Optional[int] = None) -> np.ndarray:
+def eigencam(
+    pipeline_or_detector, image: ImageInput, image_size: Optional[int] = None, max_side: Optional[int] = None
+) -> np.ndarray:
     """EigenCAM of the detector's neck outputs (the three maps its Detect head reads), averaged, as a
-    (H, W) map 0..1 over the input image. `image_size` defaults to the pipeline's detector size."""
+    (H, W) map 0..1 over the input image (shrunk to `max_side`, when given). `image_size` defaults to the
+    pipeline's detector size."""
     import cv2
 
     detector = _detector_of(pipeline_or_detector)
@@ -274,13 +305,18 @@ def eigencam(pipeline_or_detector, image: ImageInput, image_size: Optional[int] 
     # Undo the letterbox (Ultralytics' LetterBox: scale to fit, centre, pad): drop the padding, resize back.
     height, width = array.shape[:2]
     gain = min(heat.shape[0] / height, heat.shape[1] / width)
-    inner_w, inner_h = round(width * gain), round(height * gain)
+    inner_w, inner_h = max(round(width * gain), 1), max(round(height * gain), 1)  # as the letterbox rounds
     left, top = round((heat.shape[1] - inner_w) / 2 - 0.1), round((heat.shape[0] - inner_h) / 2 - 0.1)
     inner = heat[top : top + inner_h, left : left + inner_w]
-    return np.clip(cv2.resize(inner, (width, height), interpolation=cv2.INTER_LINEAR), 0, 1).astype(np.float32)
+    scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.clip(cv2.resize(inner, size, interpolation=cv2.INTER_LINEAR), 0, 1).astype(np.float32)
 
 
-def eigencam_image(pipeline_or_detector, image: ImageInput, image_size: Optional[int] = None) -> Image.Image:
-    """The photo with the detector's EigenCAM overlay."""
+def eigencam_image(
+    pipeline_or_detector, image: ImageInput, image_size: Optional[int] = None, max_side: Optional[int] = None
+) -> Image.Image:
+    """The photo with the detector's EigenCAM overlay (on a copy shrunk to `max_side`, when given)."""
     image = load_image(image)
-    return overlay(image, eigencam(pipeline_or_detector, image, image_size))
+    shown, _ = shrunk(image, max_side)
+    return overlay(shown, eigencam(pipeline_or_detector, image, image_size, max_side))

@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-MAX_PIXELS = 50_000_000  # larger images are refused: a 100-megapixel upload would eat the server's memory
+from hybrid.limits import MAX_PIXELS
 
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 

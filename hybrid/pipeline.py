@@ -26,9 +26,10 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from hybrid.classifier import Prediction
+from hybrid.classifier import Prediction, square_resize
 from hybrid.crops import square_crop
 from hybrid.images import ImageInput, load_image
+from hybrid.limits import MAX_HANDS
 
 logger = logging.getLogger(__name__)
 
@@ -184,21 +185,29 @@ class HybridPipeline:
 
     # --- the steps ---------------------------------------------------------------------------------
 
-    def detect(self, images: Sequence[Image.Image], threshold: Optional[float] = None) -> list:
-        """Hand detections (list per image) for RGB PIL images, at `threshold` (default detector_threshold)."""
+    def detect(
+        self, images: Sequence[Image.Image], threshold: Optional[float] = None, max_hands: int = MAX_HANDS
+    ) -> list:
+        """Hand detections (list per image, best first) for RGB PIL images, at `threshold` (default
+        detector_threshold): at most `max_hands` per image, the highest-scoring (hybrid.limits.MAX_HANDS)."""
         conf = self.detector_threshold if threshold is None else float(threshold)
-        if not 0.0 <= conf <= 1.0:
+        if not 0.0 <= conf <= 1.0:  # also refuses NaN
             raise ValueError(f"detector_threshold must be between 0 and 1, got {conf}")
         arrays = [np.asarray(image) for image in images]
-        return self.detector.predict(arrays, conf=conf, image_size=self.detector_size, rect=self.fast)
+        return self.detector.predict(
+            arrays, conf=conf, image_size=self.detector_size, rect=self.fast, max_det=int(max_hands)
+        )
 
     def classify(self, crops: Sequence[Image.Image]) -> np.ndarray:
         """Class probabilities (N, classes), float32, of all crops in ONE forward pass (the classifier's)."""
         return self.classifier.probabilities(list(crops))
 
     def crops(self, image: Image.Image, boxes: Sequence[Sequence[float]]) -> list[Image.Image]:
-        """THE inference crops (hybrid.crops.square_crop, no jitter) of `boxes` in `image`."""
-        return [square_crop(image, box) for box in boxes]
+        """THE inference crops (hybrid.crops.square_crop, no jitter) of `boxes` in `image`, cut at the size the
+        classifier's preprocessing resizes them to (so no crop is ever held at the photo's resolution)."""
+        resize = square_resize(getattr(self.classifier, "data_config", {}))
+        size, resample = resize or (None, Image.Resampling.BILINEAR)
+        return [square_crop(image, box, size=size, resample=resample) for box in boxes]
 
     def hands(
         self, images: Sequence[Image.Image], detections: Sequence[Sequence], min_confidence: Optional[float] = None

@@ -13,9 +13,16 @@ hand that leaves and comes back later gets a new id. ByteTrack confirms a track 
 frame on its second frame. Gestures: the label of a track is the best class of the mean of its last `window`
 probability vectors, so one odd frame does not flip it (`window=1` turns smoothing off).
 
-Video files are read and written with OpenCV (FFmpeg): any frame rate and size, rotation metadata applied,
-audio ignored (the written video has none); a file OpenCV cannot decode raises `VideoError`, and the annotated
-video is written atomically (hybrid.files), so a failure leaves no partial file.
+Video files are read and written with OpenCV (FFmpeg): any frame rate, rotation metadata applied, audio ignored
+(the written video has none); a file OpenCV cannot decode raises `VideoError`, and the annotated video is written
+atomically (hybrid.files), so a failure leaves no partial file.
+
+A video is a file, never a playlist: only MP4/MOV, Matroska/WebM and AVI files are opened (checked from their
+first bytes, and FFmpeg is told to accept only those demuxers and only the `file` protocol), so an HLS playlist,
+an ffconcat list or any other input that names further files or URLs is refused before FFmpeg reads a byte of
+what it lists. Budgets (hybrid.limits): a frame over MAX_VIDEO_FRAME_PIXELS is refused from the header, a clip
+whose frames x pixels exceed MAX_CLIP_PIXELS is refused (from the header, and again while decoding, for files
+that misstate their length), and decoded frames are shrunk to VIDEO_MAX_SIDE before anything else sees them.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from hybrid.files import atomic_file
+from hybrid.limits import MAX_CLIP_PIXELS, MAX_VIDEO_FRAME_PIXELS, VIDEO_MAX_SIDE
 from hybrid.pipeline import UNKNOWN, Hand, HybridPipeline, draw_hands
 from hybrid.tracking import ByteTracker
 
@@ -46,6 +54,13 @@ MATCH_THRESHOLD = 0.95  # IoU cost; ByteTrack's 0.8 loses hands that move fast (
 LOW_SCORE_RATIO = 0.4  # ByteTrack's second stage: detections down to this fraction of the detector threshold
 DEFAULT_FPS = 30.0  # when a file does not state its frame rate
 FOURCC = "mp4v"  # MPEG-4 part 2 in .mp4: the encoder every OpenCV wheel ships
+# What OpenCV passes to FFmpeg's avformat_open_input for every file we read: the local file itself and nothing
+# else (no http, no concat/subfile/crypto protocols), read by a demuxer of a real container only (no hls, concat,
+# image2 patterns or other demuxers that open further inputs).
+DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi"
+CAPTURE_OPTIONS = f"protocol_whitelist;file|format_whitelist;{DEMUXERS}"
+CONTAINERS = "MP4, MOV, WebM, Matroska or AVI"
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")  # what an MP4/MOV file starts with
 
 
 class VideoError(ValueError):
@@ -176,11 +191,30 @@ class VideoInfo:
     frames: int
 
 
+def container(path: Path) -> str:
+    """'mp4' (MP4/MOV), 'matroska' (Matroska/WebM) or 'avi', from the file's first bytes; VideoError otherwise
+    (a playlist, a text file, an image, anything that is not a regular file)."""
+    try:
+        if not path.is_file():  # also refuses FIFOs and devices: reading one would block or never end
+            raise VideoError(f"{path}: no such video file")
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except OSError as error:
+        raise VideoError(f"{path}: cannot be read ({error.strerror})") from None
+    if head[4:8] in _MP4_BOXES:
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    raise VideoError(f"{path}: not a video file (expected {CONTAINERS})")
+
+
 def _open(path: Path) -> "cv2.VideoCapture":
-    if not path.is_file():
-        raise VideoError(f"{path}: no such video file")
+    container(path)
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its WARN lines; the error below says it
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = CAPTURE_OPTIONS  # read by OpenCV at every open
     try:
         capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     finally:
@@ -200,28 +234,63 @@ def _info(capture: "cv2.VideoCapture") -> VideoInfo:
     return VideoInfo(fps, width, height, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))))
 
 
+def _checked_info(capture: "cv2.VideoCapture", path: Path) -> VideoInfo:
+    """The header's VideoInfo, refused when a frame or the whole clip is over its pixel budget."""
+    info = _info(capture)
+    pixels = info.width * info.height
+    if pixels > MAX_VIDEO_FRAME_PIXELS:
+        raise VideoError(
+            f"{path}: frames of {info.width}x{info.height} pixels are over the limit of "
+            f"{MAX_VIDEO_FRAME_PIXELS / 1e6:.1f} megapixels per frame (4K); resize the video first"
+        )
+    if info.frames * pixels > MAX_CLIP_PIXELS:
+        raise VideoError(f"{path}: {clip_budget_message(info.width, info.height)}")
+    return info
+
+
+def clip_budget_message(width: int, height: int) -> str:
+    frames = MAX_CLIP_PIXELS // max(width * height, 1)
+    return f"too long for its frame size: at most {frames} frames of {width}x{height} pixels; trim or resize it"
+
+
 def probe_video(path: Union[str, Path]) -> VideoInfo:
-    """The frame rate, size and frame count of a video file; VideoError when it cannot be decoded."""
-    capture = _open(Path(path))
+    """The frame rate, size and frame count of a video file; VideoError when it cannot be decoded or is over the
+    budgets of hybrid.limits (frame pixels, frames x pixels)."""
+    path = Path(path)
+    capture = _open(path)
     try:
-        return _info(capture)
+        return _checked_info(capture, path)
     finally:
         capture.release()
 
 
-def read_video(path: Union[str, Path]) -> Iterator[tuple[float, np.ndarray]]:
-    """(timestamp seconds, RGB HxWx3 uint8 frame) for every frame, rotation applied. VideoError when the
-    file cannot be decoded or holds no frame."""
+def shrunk(frame: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """`frame` scaled down (area averaging) so that its longer side is at most `max_side` (None: as it is)."""
+    height, width = frame.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return frame
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def read_video(path: Union[str, Path], max_side: Optional[int] = VIDEO_MAX_SIDE) -> Iterator[tuple[float, np.ndarray]]:
+    """(timestamp seconds, RGB HxWx3 uint8 frame) for every frame, rotation applied, shrunk to `max_side` (None:
+    the stored size). VideoError when the file cannot be decoded, holds no frame, or is over the budgets."""
     path = Path(path)
     capture = _open(path)
     try:
-        fps, index = _info(capture).fps, 0
+        fps, index, decoded = _checked_info(capture, path).fps, 0, 0
         while True:
             ok, bgr = capture.read()
             if not ok:
                 break
+            decoded += bgr.shape[0] * bgr.shape[1]
+            if decoded > MAX_CLIP_PIXELS:  # a file that misstates its length or size
+                raise VideoError(f"{path}: {clip_budget_message(bgr.shape[1], bgr.shape[0])}")
             milliseconds = capture.get(cv2.CAP_PROP_POS_MSEC)
-            yield (milliseconds / 1000 if milliseconds > 0 or index == 0 else index / fps), bgr[..., ::-1].copy()
+            frame = np.ascontiguousarray(shrunk(bgr, max_side)[..., ::-1])
+            yield (milliseconds / 1000 if milliseconds > 0 or index == 0 else index / fps), frame
             index += 1
         if index == 0:
             raise VideoError(f"{path}: no video frames could be decoded")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import struct
 import subprocess
@@ -18,10 +19,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 240  # seconds: imports plus model loading on a busy 2-core machine
+# Once up, a test server may map this much more address space (RLIMIT_AS): a request that would eat the
+# machine's memory fails that test (MemoryError in the server) instead of waking the kernel's OOM killer.
+EXTRA_ADDRESS_SPACE = 3 * 2**30
+SERVER_PIDS: dict[str, int] = {}  # URL -> the app server's process id, while it runs
 
 
 def free_port() -> int:
@@ -64,8 +70,12 @@ def running_app(detector: str, classifier: str, log_path: Path, env: dict | None
             if time.monotonic() > deadline:
                 pytest.fail(f"app.py did not answer on {url} within {START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
             time.sleep(1)
+        limit = psutil.Process(process.pid).memory_info().vms + EXTRA_ADDRESS_SPACE
+        resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))
+        SERVER_PIDS[url] = process.pid
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         process.terminate()
         try:
             process.wait(timeout=20)

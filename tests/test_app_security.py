@@ -17,17 +17,19 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio.utils import get_upload_folder
+from PIL import Image
 
-from tests import test_video
-from tests.fixtures_app import bomb_png, call_api, upload
+from tests import hostile, test_video
+from tests.fixtures_app import SERVER_PIDS, bomb_png, call_api, upload
 
 REPO = Path(__file__).resolve().parent.parent
-PHOTO = "subhih-handsdataset/images/test/16_pic00008.jpg"  # Hands Dataset, Soubhi Hadri, Apache-2.0
+PHOTO = hostile.PHOTO
 META = {"_type": "gradio.FileData"}
 clip = test_video.clip  # the real clip: 22 consecutive Hands Dataset captures, as .mp4
 UPLOAD_ENDPOINTS = {"analyse", "changed", "live", "predict", "track"}  # at least these (two are private)
 FILE_KINDS = {"image", "video"}  # the inputs that name an uploaded file
 SLOT = object()  # an upload's place in an endpoint's data
+UPLOAD_SECONDS = 1  # what an upload and the call's own round trip may add to a refusal on a busy machine
 
 
 def upload_endpoints(url: str) -> dict[str, tuple[str, list]]:
@@ -159,3 +161,76 @@ def test_queue_is_bounded(app_url: str, data_root: Path):
         with httpx.Client(timeout=300) as http:
             for event_id in accepted:
                 http.get(f"{app_url}gradio_api/call/analyse/{event_id}").raise_for_status()
+
+
+# --- budgets: every request is bounded before the work (hybrid.limits) -------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, -1, 1.5, "0.5", None, True])
+@pytest.mark.parametrize("api_name, extra", [("predict", []), ("analyse", [False])])
+def test_thresholds_outside_the_sliders_are_refused(
+    app_url: str, data_root: Path, api_name: str, extra: list, threshold
+):
+    """The API takes any JSON: a detector threshold of 0 (hundreds of boxes on a large photo: it once took the
+    server down), below the slider's 0.01, or not a number, gets one line naming the setting."""
+    photo = upload(app_url, "hands.jpg", (data_root / PHOTO).read_bytes())
+    event, message = call_api(app_url, api_name, [photo, threshold, 0.0, *extra])
+    assert event == "error" and "detector threshold must be a number from 0.01 to 0.95" in (message or ""), message
+    event, message = call_api(app_url, api_name, [photo, 0.5, threshold if threshold != 0 else -0.5, *extra])
+    assert event == "error" and "classifier threshold must be a number from 0 to 1" in (message or ""), message
+
+
+def test_a_48_megapixel_photo_at_the_lowest_threshold_stays_within_memory(app_url: str, data_root: Path):
+    """The slider's lowest threshold on a 48 MP photo with the one-epoch detector (whose scores sit at the prior,
+    so hundreds of boxes pass): at most MAX_HANDS hands, each crop cut at the classifier's size, the page's images
+    drawn at MAX_DISPLAY_SIDE, and Grad-CAM and EigenCAM done, within 1.5 GB of server memory."""
+    from hybrid.limits import MAX_DISPLAY_SIDE, MAX_HANDS
+
+    photo = upload(app_url, "large.jpg", hostile.large_photo(data_root))
+    with hostile.peak_rss(SERVER_PIDS[app_url]) as peak:
+        started = time.perf_counter()
+        event, outputs = call_api(app_url, "analyse", [photo, 0.01, 0.0, True], timeout=300)
+        seconds = time.perf_counter() - started
+    assert event == "complete", outputs
+    result = outputs[-1]
+    assert (result["width"], result["height"]) == (8000, 6000)
+    assert 0 < len(result["hands"]) <= MAX_HANDS
+    assert max(hand["box"][2] for hand in result["hands"]) > 2048  # boxes in the photo's pixels, not the page's
+    shown = Image.open(Path(outputs[0]["path"]))
+    assert max(shown.size) == MAX_DISPLAY_SIDE
+    assert peak[0] < 1.5 * 2**30, f"peak RSS {peak[0] / 2**20:.0f} MiB"
+    print(f"48 MP photo: {len(result['hands'])} hands in {seconds:.1f} s, peak RSS {peak[0] / 2**20:.0f} MiB")
+
+
+def test_playlists_and_lists_are_not_videos(app_url: str, clip, tmp_path: Path):
+    """An HLS playlist or an ffconcat list naming a server clip (absolute, ../-relative, file://) or a missing
+    one: FFmpeg would open what it lists and the app return that server video. Each is refused at once, with
+    the same words whether the listed file exists or not, naming no server path."""
+    cache = Path(get_upload_folder())
+    server_clip = str(clip[0].resolve())
+    targets = {
+        "absolute": server_clip,
+        "relative": "../" * 12 + server_clip.lstrip("/"),
+        "file url": f"file://{server_clip}",
+        "missing": str(tmp_path / "no-such-clip.mp4"),
+    }
+    answers = {}
+    for target, listed in targets.items():
+        for name, data in hostile.playlists(listed).items():
+            started = time.perf_counter()
+            event, message = call_api(app_url, "track", [upload(app_url, name, data), 0.5, 0.0])
+            assert event == "error", f"{name} listing the {target} clip was tracked: {message}"
+            assert time.perf_counter() - started < 2 + UPLOAD_SECONDS, "refusing a playlist took too long"
+            answers[f"{name} {target}"] = message.replace(name, "NAME")
+    assert len(set(answers.values())) == 1, answers
+    message = next(iter(answers.values()))
+    assert "not a video file" in message and str(cache) not in message and "/" not in message
+
+
+def test_an_8k_clip_is_refused_at_once(app_url: str):
+    """Two 8K frames: 12 s and 2.7 GB of decoding once. Refused from the header, naming the frame budget."""
+    clip = upload(app_url, "eight-k.mp4", hostile.mp4((7680, 4320), 2))
+    started = time.perf_counter()
+    event, message = call_api(app_url, "track", [clip, 0.5, 0.0])
+    assert event == "error" and "7680x4320" in message and "4K" in message, message
+    assert time.perf_counter() - started < 2 + UPLOAD_SECONDS

@@ -203,6 +203,32 @@ def test_eigencam_on_the_detector_module(trained_detector, photo):
     assert explain.eigencam_image(detector, photo, image_size=128).size == photo.size
 
 
+@pytest.mark.parametrize("size", [(1, 100_000), (100_000, 1), (3, 20_000)])
+def test_eigencam_of_extreme_aspect_ratios(trained_detector, size):
+    """A 1 x 100000 image letterboxes to one row of pixels: its map is that row, not an OpenCV error."""
+    from hybrid.detector import HandDetector
+
+    detector = HandDetector.from_pretrained(trained_detector)
+    image = Image.new("RGB", size, (200, 150, 120))
+    assert explain.eigencam(detector, image, image_size=64).shape == (size[1], size[0])
+    shown = explain.eigencam_image(detector, image, image_size=64, max_side=2048)
+    assert max(shown.size) == 2048
+
+
+def test_overlays_on_a_large_photo_are_drawn_at_the_display_size(photo):
+    """`max_side`: the whole-photo overlay of a large photo comes back shrunk (the maps still come from the
+    full-size crops: the same heat as without it, resized)."""
+    classifier = brightness_classifier()
+    large = photo.resize((photo.width * 4, photo.height * 4))
+    hands = [Hand((400.0, 400.0, 1200.0, 1200.0), 0.9, "bright", 0.9, [])]
+    full, crops = explain.gradcam_explain(classifier, large, hands)
+    small, small_crops = explain.gradcam_explain(classifier, large, hands, max_side=800)
+    assert full.size == large.size and max(small.size) == 800
+    assert [c.size for c in crops] == [c.size for c in small_crops] == [(explain.SHOWN_CROP_SIDE,) * 2]
+    reference = np.asarray(full.resize(small.size, Image.Resampling.BILINEAR), np.float32)
+    assert np.abs(np.asarray(small, np.float32) - reference).mean() < 8
+
+
 def test_gradcam_equals_pytorch_grad_cams(photo):
     """Our few lines compute what pytorch-grad-cam's GradCAM computes (the library the app used before; it is
     now a test requirement only), for the predicted class and for a class asked for."""

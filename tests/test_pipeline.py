@@ -17,7 +17,7 @@ import torch
 import ultralytics
 from PIL import Image
 
-from hybrid.classifier import Prediction
+from hybrid.classifier import Prediction, square_resize
 from hybrid.cli import main
 from hybrid.crops import square_crop
 from hybrid.detector import Detection
@@ -103,6 +103,9 @@ def test_single_image_inputs_and_thresholds(pipe, hands_photo):
 
 
 def test_crops_are_the_training_crops(pipe, hands_photo, monkeypatch):
+    """The pipeline cuts THE training crop at the size the classifier's preprocessing resizes it to (never at the
+    photo's resolution): what the network sees equals what the full-size crop gives it, but for the pixels where
+    the photo meets the grey padding."""
     image = Image.open(hands_photo).convert("RGB")
     boxes = [(10.0, 20.0, 110.0, 220.0), (-30.0, -30.0, 25.0, 40.0)]
     seen = []
@@ -110,8 +113,31 @@ def test_crops_are_the_training_crops(pipe, hands_photo, monkeypatch):
     monkeypatch.setattr(pipe.classifier, "pixel_values", lambda crops: seen.extend(crops) or original(crops))
     pipe.hands([image], [[Detection(box, 0.9, "hand") for box in boxes]])
     assert len(seen) == 2
+    side, _ = square_resize(pipe.classifier.data_config)
     for crop, box in zip(seen, boxes):
-        assert np.array_equal(np.asarray(crop), np.asarray(square_crop(image, box)))
+        assert crop.size == (side, side)
+        full = pipe.classifier.to_array(square_crop(image, box))
+        assert np.abs(pipe.classifier.to_array(crop) - full).mean() < 0.05, box  # normalised units (~1/20 std)
+
+
+def test_a_large_photo_keeps_the_best_hands_at_the_classifiers_size(pipe, data_root):
+    """Threshold 0 on a 48 MP photo: hundreds of boxes with the demo models, each cut at full resolution once
+    (~17 GB: the kernel killed the app). Now at most MAX_HANDS hands, the highest-scoring, each crop small."""
+    import io
+
+    from hybrid.limits import MAX_HANDS
+    from tests.hostile import large_photo
+
+    image = Image.open(io.BytesIO(large_photo(data_root)))
+    image.load()
+    every = pipe.detect([image], threshold=0.0, max_hands=300)[0]
+    best = pipe.detect([image], threshold=0.0, max_hands=5)[0]
+    assert len(every) > 5
+    assert [d.box for d in best] == [d.box for d in sorted(every, key=lambda d: -d.score)[:5]]
+    hands = pipe(image, detector_threshold=0.0)[0]
+    assert len(hands) == min(len(every), MAX_HANDS)
+    side, _ = square_resize(pipe.classifier.data_config)
+    assert all(crop.size == (side, side) for crop in pipe.crops(image, [hand.box for hand in hands]))
 
 
 def test_tiny_and_border_boxes(pipe):

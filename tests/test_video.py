@@ -23,7 +23,7 @@ from PIL import Image
 from hybrid.data.labels import canonical_label
 from hybrid.detector import Detection
 from hybrid.pipeline import HybridPipeline
-from hybrid.video import WINDOW, HandTracker, VideoError, read_video, track_video
+from hybrid.video import WINDOW, HandTracker, VideoError, probe_video, read_video, track_video
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDING, FIRST, LAST = "2", 199, 220  # consecutive captures of one recording
@@ -178,3 +178,95 @@ def test_read_video_frames_are_rgb(clip, data_root):
     _, first = next(read_video(path))
     photo = np.asarray(Image.open(next((data_root / "subhih-handsdataset" / "images").glob("*/2_pic00199.jpg"))))
     assert np.abs(first.astype(int) - photo.astype(int)).mean() < 12  # mp4v is lossy; BGR order would be far off
+
+
+# --- a video is a file: budgets and containers (hybrid.limits) ----------------------------------------------
+
+
+@pytest.mark.parametrize("listed", ["absolute", "relative", "file url"])
+def test_playlists_and_concat_lists_are_refused_before_ffmpeg_opens_what_they_list(clip, tmp_path, listed):
+    """An HLS playlist or an ffconcat list naming a real clip: FFmpeg (with OpenCV's defaults) opens the clip it
+    lists. Both are refused as 'not a video file', as is the same list renamed .mp4."""
+    from tests.hostile import playlists
+
+    real = str(clip[0].resolve())
+    target = {"absolute": real, "relative": "../" * 12 + real.lstrip("/"), "file url": f"file://{real}"}[listed]
+    for name, data in playlists(target).items():
+        for path in (tmp_path / name, tmp_path / f"{name}.mp4"):
+            path.write_bytes(data)
+            with pytest.raises(VideoError, match="not a video file"):
+                probe_video(path)
+            with pytest.raises(VideoError, match="not a video file"):
+                next(read_video(path))
+
+
+def test_ffmpeg_itself_opens_only_real_containers_of_the_one_file(clip, tmp_path):
+    """Behind the first-bytes check, FFmpeg is told the same: with CAPTURE_OPTIONS a playlist does not open
+    (without them it does), a real clip does."""
+    from hybrid.video import CAPTURE_OPTIONS
+    from tests.hostile import playlists
+
+    playlist = tmp_path / "playlist.m3u8"
+    playlist.write_bytes(playlists(str(clip[0].resolve()))["playlist.m3u8"])
+    saved = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+    try:
+        opened = {}
+        for options in ("", CAPTURE_OPTIONS):
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = options
+            for path in (playlist, clip[0]):
+                capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+                opened[options, path.suffix] = capture.isOpened()
+                capture.release()
+    finally:
+        os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS") if saved is None else os.environ.update(
+            OPENCV_FFMPEG_CAPTURE_OPTIONS=saved
+        )
+    assert opened == {
+        ("", ".m3u8"): True,
+        ("", ".mp4"): True,
+        (CAPTURE_OPTIONS, ".m3u8"): False,
+        (CAPTURE_OPTIONS, ".mp4"): True,
+    }
+
+
+def test_frames_over_4k_and_clips_over_the_pixel_budget_are_refused_from_the_header(tmp_path, monkeypatch):
+    from hybrid import video
+    from tests.hostile import mp4
+
+    eight_k = tmp_path / "eight-k.mp4"
+    eight_k.write_bytes(mp4((7680, 4320), 2))
+    with pytest.raises(VideoError, match=r"7680x4320 .* 8\.3 megapixels per frame \(4K\)"):
+        probe_video(eight_k)
+    with pytest.raises(VideoError, match="4K"):
+        next(read_video(eight_k))
+    small = tmp_path / "small.mp4"
+    small.write_bytes(mp4((320, 240), 12))
+    monkeypatch.setattr(video, "MAX_CLIP_PIXELS", 320 * 240 * 10)  # ten frames' worth
+    with pytest.raises(VideoError, match="at most 10 frames of 320x240"):
+        probe_video(small)
+
+
+def test_a_clip_that_misstates_its_length_stops_at_the_budget(tmp_path, monkeypatch):
+    """Counted while decoding too: a header that states no frame count (or a wrong one) does not lift the budget."""
+    from hybrid import video
+    from tests.hostile import mp4
+
+    small = tmp_path / "small.mp4"
+    small.write_bytes(mp4((320, 240), 12))
+    monkeypatch.setattr(video, "_info", lambda capture: video.VideoInfo(10.0, 320, 240, 0))
+    monkeypatch.setattr(video, "MAX_CLIP_PIXELS", 320 * 240 * 10)
+    with pytest.raises(VideoError, match="at most 10 frames"):
+        list(read_video(small))
+
+
+def test_large_frames_are_shrunk_as_they_are_decoded(tmp_path):
+    from hybrid.limits import VIDEO_MAX_SIDE
+    from tests.hostile import mp4
+
+    path = tmp_path / "uhd.mp4"
+    path.write_bytes(mp4((3840, 2160), 2))
+    assert probe_video(path).width == 3840  # the header's size
+    sizes = {frame.shape for _, frame in read_video(path)}
+    assert sizes == {(VIDEO_MAX_SIDE * 9 // 16, VIDEO_MAX_SIDE, 3)}
+    assert {frame.shape for _, frame in read_video(path, max_side=None)} == {(2160, 3840, 3)}
+
