@@ -28,9 +28,10 @@ _NAME = r"[A-Za-z0-9](?:[\w-]|\.(?!\.))*"
 PIN = re.compile(rf"{_NAME}/{_NAME}(?:@[A-Za-z0-9](?:[\w-]|[./](?![./]))*)?")
 
 
-def split_revision(name: str) -> tuple[str, Optional[str]]:
-    """'org/name@rev' -> ('org/name', 'rev'); anything without '@' -> (name, None)."""
-    if "@" in name and not Path(name).exists():
+def split_revision(name: str, local: bool = True) -> tuple[str, Optional[str]]:
+    """'org/name@rev' -> ('org/name', 'rev'); anything without '@' (or, when `local`, an existing path with one)
+    -> (name, None)."""
+    if "@" in name and not (local and Path(name).exists()):
         repo, revision = name.rsplit("@", 1)
         return repo, revision or None
     return name, None
@@ -44,7 +45,7 @@ def snapshot(repo_or_dir: str | Path, revision: Optional[str] = None, allow_patt
     path = Path(repo_or_dir).expanduser()
     if local and path.is_dir():
         return path
-    repo_id, at_revision = split_revision(str(repo_or_dir))
+    repo_id, at_revision = split_revision(str(repo_or_dir), local)
     if revision and at_revision and revision != at_revision:
         raise ValueError(f"{repo_or_dir}: revision given twice ({at_revision!r} and revision={revision!r})")
     revision = revision or at_revision

@@ -239,3 +239,21 @@ def test_server_limits_malloc_arenas_unless_told_otherwise(monkeypatch):
     assert app.limit_malloc_arenas() is False  # the variable wins
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert app.limit_malloc_arenas() is True  # glibc took M_ARENA_MAX
+
+
+def test_a_space_pin_is_a_hub_id_even_where_a_folder_bears_its_name(tmp_path, monkeypatch):
+    """A Space pinned to org/c@<sha>, started from a folder that holds a directory `org/c@<sha>`: that directory
+    is never loaded instead of the Hub repo (offline and not in the Hub cache: the pin cannot be resolved)."""
+    import app
+
+    sha = "a" * 40
+    monkeypatch.delenv("HYBRID_CLASSIFIER", raising=False)
+    monkeypatch.setattr("hybrid.hub.project_root", lambda: tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    (tmp_path / "hybrid_space.json").write_text(json.dumps({"classifier": f"org/c@{sha}", "detector": "org/d"}))
+    (tmp_path / "org" / f"c@{sha}").mkdir(parents=True)  # someone's folder, named like the pin
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"org/c@{sha}: no such local folder, and org/c@{sha} is not in"):
+        app.resolve_model("classifier")
