@@ -12,12 +12,17 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from hybrid.limits import MAX_OUTPUT_STEM_BYTES, TEMP_NAME_BYTES
+
+SUFFIX_BYTES = 16  # a longer "suffix" is no format's: the temp name leaves it out
 
 
 def umask() -> int:
@@ -26,13 +31,33 @@ def umask() -> int:
     return mask
 
 
+def cut(text: str, size: int) -> str:
+    """`text` cut to at most `size` bytes of UTF-8, never inside a character."""
+    return text.encode("utf-8", "surrogateescape")[:size].decode("utf-8", "ignore")
+
+
+def short_stem(stem: str, size: int = MAX_OUTPUT_STEM_BYTES) -> str:
+    """`stem` when it has at most `size` bytes, else its start and a hash of the whole (two long stems that
+    start alike stay apart), `size` bytes in all: a name made from it stays under the file-system limit."""
+    if len(stem.encode("utf-8", "surrogateescape")) <= size:
+        return stem
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{cut(stem, size - len(digest) - 1)}-{digest}"
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{cut(name, TEMP_NAME_BYTES)}."
+
+
 @contextmanager
 def atomic_file(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to `path` (same suffix, so writers that pick a format by suffix work);
-    on success it is renamed over `path` with mode 0666 & ~umask, on failure it is removed."""
+    on success it is renamed over `path` with mode 0666 & ~umask, on failure it is removed. The temporary name
+    starts with a cut of the final one: any name the file system takes gets one it takes too."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    suffix = path.suffix if len(path.suffix.encode("utf-8", "surrogateescape")) <= SUFFIX_BYTES else ""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=f".tmp{suffix}")
     os.close(handle)
     try:
         yield Path(tmp)
@@ -69,7 +94,7 @@ def atomic_dir(target: Path | str, markers: Sequence[str] = ()) -> Iterator[Path
             "choose an empty or new folder"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(target.name)}tmp-", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~umask())
@@ -83,8 +108,36 @@ def replace_dir(new: Path, target: Path) -> None:
     """Move folder `new` to `target`, removing whatever folder was there only once `new` is in place."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = target.with_name(f"{_temp_prefix(target.name)}old-{os.getpid()}")
         os.replace(target, old)
     os.replace(new, target)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_file(folder: Path | str, suffix: str) -> Iterator[Path]:
+    """A new, empty temporary file in `folder` (mode 0666 & ~umask) for `link_unique`; removed when the block
+    ends (its linked name stays)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".staged-", suffix=f".tmp{suffix}")
+    os.close(handle)
+    try:
+        os.chmod(tmp, 0o666 & ~umask())
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def link_unique(staged: Path, folder: Path | str, stem: str, suffix: str) -> Path:
+    """Hard-link the written `staged` file as folder/STEM<suffix>, or STEM-1<suffix>, STEM-2<suffix>, ...: the
+    first free name. A link is atomic and fails on any existing entry (a dangling symlink too), so nothing is
+    replaced or written through, even by a concurrent run."""
+    number = 0
+    while True:
+        target = Path(folder) / f"{stem if number == 0 else f'{stem}-{number}'}{suffix}"
+        try:
+            os.link(staged, target)
+            return target
+        except FileExistsError:
+            number += 1

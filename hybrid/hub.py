@@ -78,18 +78,18 @@ def snapshot(repo_or_dir: str | Path, revision: Optional[str] = None, allow_patt
 def resolve_model(kind: str, root: Optional[Path] = None) -> tuple[str, Path]:
     """(`default_model(kind)`, the local folder holding it). A Space pin is resolved as a Hub id only: a folder
     that happens to bear the pin's name (`org/name@sha` under the working directory) is never loaded instead."""
-    name, pinned = _default_model(kind, root)
+    name, pinned = model_choice(kind, root)
     return name, snapshot(name, local=not pinned)
 
 
 def default_model(kind: str, root: Optional[Path] = None) -> str:
     """Where the app/CLI load `kind` from: $HYBRID_<KIND>, else the Space's pin in hybrid_space.json
     (written by push_space), else the local folder models/<kind>."""
-    return _default_model(kind, root)[0]
+    return model_choice(kind, root)[0]
 
 
-def _default_model(kind: str, root: Optional[Path]) -> tuple[str, bool]:
-    """`default_model`'s answer, and whether it is a Space pin."""
+def model_choice(kind: str, root: Optional[Path] = None) -> tuple[str, bool]:
+    """`default_model`'s answer, and whether it is a Space pin (to resolve as a Hub id only: `resolve_model`)."""
     override = model_env(kind)  # checks kind
     if override:
         return override, False

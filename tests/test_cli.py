@@ -77,5 +77,5 @@ def test_predict_prints_only_its_result(trained_detector, trained_classifier, da
     assert again.stdout == first.stdout
     verbose = hybrid("-v", "predict", "photo.jpg", cwd=tmp_path, env=env)
     assert verbose.returncode == 0, verbose.stderr
-    assert "timm" in verbose.stderr  # the quiet above is the verbosity, not a silent library
+    assert "PIL.Image" in verbose.stderr  # the quiet above is the verbosity, not a silent library
     assert verbose.stdout == first.stdout

@@ -205,3 +205,143 @@ def test_eval_refuses_a_models_own_training_records(trained_detector, trained_cl
     assert len(errors) == 1, done.stderr
     assert "refusing to score" in errors[0]
     assert "records it was trained on" in errors[0]
+
+
+# --- issue 29: files that are not files, names that are not plain, outputs that are not ours -------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> list[str]:
+    """`--detector DIR --classifier DIR` of an untrained YOLOv8n (64 px) and ResNet-18 (32 px), saved as their
+    classes save them: a model loads in a second and no training is needed (their answers are noise)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from hybrid.classifier import GestureClassifier
+    from hybrid.detector import HandDetector
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    HandDetector(DetectionModel("yolov8n.yaml", nc=1, verbose=False), ["hand"], image_size=64).save_pretrained(
+        root / "detector"
+    )
+    GestureClassifier.create("resnet18", ["fist", "palm"], image_size=32, device="cpu").save_pretrained(
+        root / "classifier"
+    )
+    return ["--detector", str(root / "detector"), "--classifier", str(root / "classifier")]
+
+
+def _clip(path: Path, photo: Path, frames: int = 3) -> Path:
+    """A real 3-frame MP4 (mp4v, 160x120) of `photo`."""
+    import cv2
+
+    frame = cv2.resize(cv2.imread(str(photo)), (160, 120))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (160, 120))
+    for _ in range(frames):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_predict_reads_only_regular_files(tiny_models, photos, tmp_path):
+    """A FIFO named x.jpg (or x.mp4) used to hang `hybrid predict` forever (the open blocks until a writer
+    comes); a folder named like an image was handed to the decoder. Now each gets one error line naming it, its
+    JSON error line, and the batch goes on to the real photo. Run as the installed command, under a timeout."""
+    fifo_image, fifo_video, folder = tmp_path / "x.jpg", tmp_path / "x.mp4", tmp_path / "album.jpg"
+    os.mkfifo(fifo_image)
+    os.mkfifo(fifo_video)
+    folder.mkdir()
+    photo = shutil.copy(photos[0], tmp_path / "photo.jpg")
+    inputs = [str(fifo_image), str(fifo_video), str(folder), str(photo)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [str(HYBRID), "predict", *inputs, "--json", *tiny_models], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line.get("image", line.get("video")) for line in lines] == inputs
+    assert "hands" in lines[3]
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("INFO ")]
+    assert errors == [
+        f"hybrid: error: {fifo_image}: a FIFO, not a regular file",
+        f"hybrid: error: {fifo_video}: a FIFO, not a regular file",
+        f"hybrid: error: {folder}: a folder, not a regular file",
+    ]
+    assert [line["error"] for line in lines[:3]] == [error.removeprefix("hybrid: error: ") for error in errors]
+
+
+def test_plain_output_escapes_control_characters_in_names(tiny_models, photos, tmp_path):
+    """A file named 'a.jpg: 5 99%\\nforged.jpg' used to print a second, forged result line; an ANSI escape in a
+    name reached the terminal; a name that is not UTF-8 ended the batch in a UnicodeEncodeError. Now every
+    result is one line, with control characters written as escapes (\\n, \\x1b, ...), in plain and --json output."""
+    names = ["a.jpg: 5 99%\nforged", "b\r\x1b[2Kc", "tab\there", "bell\x07", "not-utf8-\udcff"]
+    paths = [str(shutil.copy(photos[0], tmp_path / f"{name}.jpg")) for name in names]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = [str(HYBRID), "predict", *paths, *tiny_models]
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode("ascii").splitlines()  # every byte printable: the escapes are ASCII
+    assert len(lines) == len(names)
+    escaped = ["a.jpg: 5 99%\\nforged", "b\\r\\x1b[2Kc", "tab\\there", "bell\\x07", "not-utf8-\\udcff"]
+    for line, name in zip(lines, escaped):
+        assert line.startswith(f"{tmp_path}/{name}.jpg: "), line
+
+    done = subprocess.run([*argv, "--json"], env=env, capture_output=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
+    assert [result["image"] for result in results] == paths  # JSON keeps the name as it is, escaped by JSON
+
+
+def test_long_names_stay_under_the_file_system_limit(tiny_models, photos, tmp_path, capsys):
+    """A 240-character stem with --save-dir used to end the batch with an OSError (File name too long) from the
+    temporary name, which adds a prefix and suffix to the output's. Now the output stem is cut (with a hash of
+    the whole: two long stems that start alike keep apart) and every name stays under 255 bytes."""
+    stems = ["a" * 240, "a" * 251, "a" * 250 + "b", "é" * 120]
+    inputs = [shutil.copy(photos[0], tmp_path / f"{stem}.jpg") for stem in stems]
+    inputs.append(_clip(tmp_path / f"{'v' * 240}.mp4", photos[1]))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["predict", *map(str, inputs), "--json", "--save-dir", str(out), *tiny_models]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    annotated = [json.loads(line)["annotated"] for line in lines[: len(stems)]]
+    assert len(set(annotated)) == len(stems)
+    saved = sorted(p.name for p in out.iterdir())
+    assert len(saved) == len(stems) + 2  # the images, the video's .mp4 and .jsonl; no temporary file left
+    assert sorted(Path(name).name for name in annotated) == sorted(n for n in saved if n.endswith(".jpg"))
+    assert all(len(name.encode()) <= 255 for name in saved)
+    assert sum(name.endswith((".mp4", ".jsonl")) for name in saved) == 2
+
+
+def test_save_dir_never_replaces_or_writes_through_a_symlink(tiny_models, photos, tmp_path, capsys):
+    """A dangling symlink out/clip.mp4 did not count as taken: the annotated video replaced it. Now a symlink,
+    dangling or not, is a taken name for the video (clip.mp4, then clip-1.jsonl are links: clip-2.mp4 and
+    clip-2.jsonl) and for an image (x-1.jpg); the links stay as they were and nothing appears where they point."""
+    clip = _clip(tmp_path / "clip.mp4", photos[1])
+    image = shutil.copy(photos[0], tmp_path / "x.jpg")
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    links = {"clip.mp4": elsewhere / "clip.mp4", "x.jpg": elsewhere / "x.jpg", "clip-1.jsonl": elsewhere / "l"}
+    for name, target in links.items():
+        (out / name).symlink_to(target)
+    assert main(["predict", str(clip), str(image), "--save-dir", str(out), *tiny_models]) == 0
+    captured = capsys.readouterr().out
+    assert f"-> {out / 'clip-2.mp4'}" in captured
+    assert sorted(p.name for p in out.iterdir()) == sorted([*links, "clip-2.mp4", "clip-2.jsonl", "x-1.jpg"])
+    for name, target in links.items():
+        assert os.readlink(out / name) == str(target)
+    assert list(elsewhere.iterdir()) == []
+    json_lines = (out / "clip-2.jsonl").read_text().splitlines()
+    assert len(json_lines) == 3
+
+
+def test_eval_output_refuses_a_model_folder(tiny_models, tmp_path, capsys):
+    """`hybrid eval --output MODEL_FOLDER` used to replace the metrics.json that `hybrid push` publishes with
+    the model (and add confusion PNGs to it). Now one line, before anything is scored; the folder is untouched."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_models[3], model)
+    (model / "metrics.json").write_text('{"val_accuracy": 0.9}')
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    assert main(["eval", "hands", "--limit", "1", "--output", str(model), *tiny_models]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hybrid: error: --output {model}: a model folder (it holds config.json")
+    assert "\n" not in err
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before

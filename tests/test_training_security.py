@@ -143,3 +143,109 @@ def test_classifier_resume_refuses_a_changed_recipe(workdir, data_root):
     )
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert "resumed from" in extended.stderr
+
+
+# --- writers never replace what they did not write (issue 29) -----------------------------------------------
+
+
+def _user_folder(folder: Path) -> dict[str, str]:
+    """A folder of the user's own: a README.md and a config.json that are not a trainer's output."""
+    folder.mkdir(parents=True)
+    files = {"README.md": "# my notes\n", "config.json": '{"mine": true}\n'}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return files
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _run_of(recipe, folder: Path) -> Path:
+    """A folder as a run of `recipe` leaves it when stopped before its first checkpoint: recipe.yaml and runs/."""
+    from hybrid.training.recipe import save_recipe
+
+    save_recipe(recipe, folder)
+    (folder / "runs").mkdir()
+    (folder / "runs" / "events.out.tfevents.1").write_bytes(b"events")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["user folder", "run of another recipe"])
+def test_classifier_refuses_a_folder_that_is_not_a_run_of_its_recipe(workdir, data_root, kind):
+    """`train/classifier.py --output EXISTING_FOLDER` used to train into a user's folder (README.md, config.json)
+    or into a run of another recipe and replace their files, exit 0. Now one line, before any training (no
+    runs/, no checkpoints/ appear), says how to go on."""
+    from hybrid.training.recipe import ClassifierRecipe, parse_recipe
+
+    output = workdir / "mine"
+    if kind == "user folder":
+        _user_folder(output)
+    else:
+        output.mkdir()
+        other, _ = parse_recipe(ClassifierRecipe, [*TINY, "--image-size", "48", "--output", str(output)])
+        _run_of(other, output)
+    before = _contents(output)
+    done = _run(CLASSIFIER, *TINY, "--output", str(output), cwd=workdir, data_root=data_root)
+    line = _refused(done, f"--output {output}", "--resume", "new or empty --output")
+    if kind != "user folder":
+        assert "image_size was 48, now 32" in line
+    assert _contents(output) == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["mine"]
+
+
+def test_detector_refuses_a_folder_it_did_not_write(workdir, data_root):
+    """`train/detector.py --output EXISTING_FOLDER`: a config.json used to count as "an earlier detector folder",
+    so a user's folder was trained into and then replaced whole. Now one line before any work."""
+    output = workdir / "mine"
+    before = _user_folder(output)
+    tiny = REPO / "train" / "configs" / "detector-tiny.yaml"
+    done = _run(DETECTOR, "--config", str(tiny), "--output", str(output), cwd=workdir, data_root=data_root)
+    _refused(done, f"--output {output}", "no recipe.yaml", "--resume")
+    assert _contents(output) == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["mine"]  # no mine.work either
+
+
+def test_detector_never_removes_a_work_folder_it_did_not_make(workdir, data_root):
+    """The Ultralytics run lives in `<output>.work`; a folder of that name that is not such a run (no split.json,
+    recipe.json) used to be removed as "the previous unfinished run". Now it is refused, before any work."""
+    output = workdir / "detector"
+    before = _user_folder(workdir / "detector.work")
+    tiny = REPO / "train" / "configs" / "detector-tiny.yaml"
+    done = _run(DETECTOR, "--config", str(tiny), "--output", str(output), cwd=workdir, data_root=data_root)
+    _refused(done, str(workdir / "detector.work"), "not a run of this trainer")
+    assert _contents(workdir / "detector.work") == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["detector.work"]
+
+
+def test_a_run_of_the_same_recipe_may_be_trained_into(tmp_path):
+    """The decision, without training: a folder holding a run of the same recipe (fields that change neither the
+    model nor its data may differ) is fine; another recipe, no recipe.yaml, or a recipe.yaml that is not a
+    readable file (a FIFO would hang a reader) is refused with one line; an empty or missing folder is fine."""
+    from hybrid.training.recipe import ClassifierRecipe, DetectorRecipe, check_run_folder, parse_recipe
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    recipe, _ = parse_recipe(DetectorRecipe, ["--image-size", "64", "--output", str(folder)])
+    check_run_folder(recipe, tmp_path / "missing")
+    check_run_folder(recipe, folder)  # empty
+    _run_of(recipe, folder)
+    check_run_folder(recipe, folder)
+    same, _ = parse_recipe(DetectorRecipe, ["--image-size", "64", "--output", "elsewhere", "--num-workers", "0"])
+    check_run_folder(same, folder)
+    other, _ = parse_recipe(DetectorRecipe, ["--image-size", "96", "--output", str(folder)])
+    with pytest.raises(ValueError, match=r"holds a run of another recipe \(image_size was 64, now 96\)"):
+        check_run_folder(other, folder)
+    classifier, _ = parse_recipe(ClassifierRecipe, ["--output", str(folder)])
+    with pytest.raises(ValueError, match="holds a run of another recipe"):
+        check_run_folder(classifier, folder)
+
+    (folder / "recipe.yaml").unlink()
+    os.mkfifo(folder / "recipe.yaml")
+    with pytest.raises(ValueError, match=r"no recipe\.yaml .*--resume") as refused:
+        check_run_folder(recipe, folder)
+    assert "\n" not in str(refused.value)
+    (folder / "recipe.yaml").unlink()
+    (folder / "recipe.yaml").write_text("a: &a [1, 2]\nb: [*a, *a]\n")  # yaml aliases: never expanded
+    with pytest.raises(ValueError, match=r"no recipe\.yaml"):
+        check_run_folder(recipe, folder)

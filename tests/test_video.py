@@ -269,4 +269,3 @@ def test_large_frames_are_shrunk_as_they_are_decoded(tmp_path):
     sizes = {frame.shape for _, frame in read_video(path)}
     assert sizes == {(VIDEO_MAX_SIDE * 9 // 16, VIDEO_MAX_SIDE, 3)}
     assert {frame.shape for _, frame in read_video(path, max_side=None)} == {(2160, 3840, 3)}
-

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Optional, Sequence
 
 from hybrid.cli import data, evaluate, predict, push
@@ -75,8 +74,8 @@ def configure_logging(verbose: bool) -> None:
 
 
 def error(text: object) -> None:
-    """One error line on stderr."""
-    print(f"hybrid: error: {text}", file=sys.stderr, flush=True)
+    """One error line on stderr (control characters in it, e.g. from a file name, escaped)."""
+    predict.report(text)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from hybrid.cli.predict import add_model_arguments, check_output_folder, model_source
+
+MODEL_FILES = ("config.json", "model.safetensors")  # a folder holding one is a model's: `hybrid push` sends it
+
+
+def check_eval_output(folder: Path) -> None:
+    """Refuse, before any work, an --output that is a file, not writable, or a model folder: its metrics.json is
+    the one `hybrid push` publishes with the model, and an evaluation must never replace it."""
+    check_output_folder(folder, "--output")
+    held = [name for name in MODEL_FILES if os.path.lexists(folder / name)]
+    if held:
+        raise ValueError(
+            f"--output {folder}: a model folder (it holds {' and '.join(held)}), whose metrics.json `hybrid push` "
+            "publishes; choose another folder for the evaluation"
+        )
 
 
 def _notice(text: str) -> None:
@@ -52,7 +67,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from hybrid.pipeline import HybridPipeline
 
     if args.output:
-        check_output_folder(Path(args.output), "--output")
+        check_eval_output(Path(args.output))
     from hybrid.hub import snapshot
 
     detector, classifier = model_source(args.detector, "detector"), model_source(args.classifier, "classifier")

@@ -7,11 +7,68 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Optional
 
 from PIL import Image
+
+# What os.stat calls a path that is not a regular file, as an error line names it.
+FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def printable(text: object) -> str:
+    """`text` with control and other unprintable characters (newlines, ANSI escapes, bytes of a name that is not
+    UTF-8) written as Python escapes (\\n, \\x1b, \\udcff) and backslashes doubled: a name can never forge a line
+    or reach the terminal as a command."""
+
+    def escape(char: str) -> str:
+        if char in ESCAPES:
+            return ESCAPES[char]
+        if char.isprintable():
+            return char
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+    return "".join(escape(char) for char in str(text))
+
+
+def json_line(value: object) -> str:
+    """One JSON line; a name that is not UTF-8 (its bytes are lone surrogates in Python) becomes JSON escapes
+    instead of ending the batch in a UnicodeEncodeError."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def report(error: object) -> None:
+    """One error line on stderr (hybrid.cli.error), for an input the batch goes on without."""
+    print(f"hybrid: error: {printable(error)}", file=sys.stderr, flush=True)
+
+
+def error_text(path: object, error: Exception) -> str:
+    """The line of an input the batch goes on without: our errors name the input already; an OSError (a full
+    disk, a name the file system refuses) gets it."""
+    return f"{path}: {error.strerror or error}" if isinstance(error, OSError) else str(error)
+
+
+def not_a_regular_file(path: str) -> Optional[str]:
+    """Why `path` is not read (a FIFO would block the open forever, a device never ends), or None for a regular
+    file and for a path os.stat cannot see (the loader then says what is wrong)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in FILE_KINDS if test(mode)), "not a file")
+    return f"{path}: {kind}, not a regular file"
 
 
 def check_output_folder(folder: Path, flag: str) -> None:
@@ -25,34 +82,25 @@ def check_output_folder(folder: Path, flag: str) -> None:
 
 
 def save_unique(image: Image.Image, save_dir: Path, stem: str) -> Path:
-    """Save `image` as save_dir/STEM.jpg, or STEM-1.jpg, STEM-2.jpg, ... when taken; never replaces a file.
-    Written whole first (hybrid.files), then hard-linked in place: the link is atomic and fails on an
-    existing name, so no file is half-written or overwritten, even by a concurrent run."""
-    from hybrid.files import atomic_file
+    """Save `image` as save_dir/STEM.jpg, or STEM-1.jpg, STEM-2.jpg, ... when taken (a symlink too, dangling or
+    not); never replaces a file. Written whole first, then hard-linked in place (hybrid.files.link_unique), so
+    no file is half-written or overwritten, even by a concurrent run. A long stem is cut (`short_stem`)."""
+    from hybrid.files import link_unique, short_stem, staged_file
 
-    staged = save_dir / f".{stem}.{os.getpid()}.staged.jpg"
-    with atomic_file(staged) as tmp:
-        image.save(tmp, format="JPEG", quality=90)
-    try:
-        number = 0
-        while True:
-            target = save_dir / (f"{stem}.jpg" if number == 0 else f"{stem}-{number}.jpg")
-            try:
-                os.link(staged, target)
-                return target
-            except FileExistsError:
-                number += 1
-    finally:
-        staged.unlink(missing_ok=True)
+    with staged_file(save_dir, ".jpg") as staged:
+        image.save(staged, format="JPEG", quality=90)
+        return link_unique(staged, save_dir, short_stem(stem), ".jpg")
 
 
 def model_source(given: Optional[str], kind: str) -> str:
-    """--detector/--classifier, else $HYBRID_<KIND>, else the Space pin, else models/<kind>."""
+    """--detector/--classifier, else $HYBRID_<KIND>, else the Space pin (resolved as a Hub id only, to the folder
+    of its snapshot), else models/<kind>."""
     if given:
         return given
-    from hybrid.hub import default_model
+    from hybrid.hub import model_choice, snapshot
 
-    return default_model(kind)
+    name, pinned = model_choice(kind)
+    return str(snapshot(name, local=False)) if pinned else name
 
 
 def _probability(flag: str, value: Optional[float]) -> None:
@@ -88,23 +136,27 @@ def predict_command(args: argparse.Namespace) -> int:
             failed += predict_video(pipe, Path(path), save_dir, args.json)
             continue
         try:
+            problem = not_a_regular_file(path)
+            if problem:
+                raise ImageError(problem)
             image = load_image(path)
-        except ImageError as error:  # report it, go on with the other images
-            print(f"hybrid: error: {error}", file=sys.stderr, flush=True)
+            hands = pipe(image)[0]
+            result = image_result(path, image, hands)
+            if save_dir:
+                drawn = draw_hands(image, hands, pipe.classifier.label_names)
+                result["annotated"] = str(save_unique(drawn, save_dir, Path(path).stem))
+        except (ImageError, OSError) as error:  # report it, go on with the other images
+            text = error_text(path, error)
+            report(text)
             if args.json:
-                print(json.dumps({"image": str(path), "error": str(error)}, ensure_ascii=False), flush=True)
+                print(json_line({"image": str(path), "error": text}), flush=True)
             failed += 1
             continue
-        hands = pipe(image)[0]
-        result = image_result(path, image, hands)
-        if save_dir:
-            target = save_unique(draw_hands(image, hands, pipe.classifier.label_names), save_dir, Path(path).stem)
-            result["annotated"] = str(target)
         if args.json:
-            print(json.dumps(result, ensure_ascii=False), flush=True)
+            print(json_line(result), flush=True)
         else:
-            found = ", ".join(f"{h.label} {h.probability:.0%}" for h in hands) or "no hands"
-            print(f"{path}: {found}", flush=True)
+            found = ", ".join(f"{printable(h.label)} {h.probability:.0%}" for h in hands) or "no hands"
+            print(f"{printable(path)}: {found}", flush=True)
     return 1 if failed else 0
 
 
@@ -116,9 +168,13 @@ def is_video(path: str) -> bool:
 
 
 def unique_stem(save_dir: Path, stem: str, suffixes: tuple[str, ...]) -> str:
-    """STEM, or STEM-1, STEM-2, ... : the first name for which no STEM.<suffix> exists in save_dir."""
+    """STEM, or STEM-1, STEM-2, ... : the first name for which no STEM.<suffix> is in save_dir (a symlink,
+    dangling or not, is taken: it is never replaced nor written through). A long stem is cut (`short_stem`)."""
+    from hybrid.files import short_stem
+
+    stem = short_stem(stem)
     number = 0
-    while any((save_dir / f"{stem if number == 0 else f'{stem}-{number}'}{s}").exists() for s in suffixes):
+    while any(os.path.lexists(save_dir / f"{stem if number == 0 else f'{stem}-{number}'}{s}") for s in suffixes):
         number += 1
     return stem if number == 0 else f"{stem}-{number}"
 
@@ -135,6 +191,9 @@ def predict_video(pipe, path: Path, save_dir: Optional[Path], as_json: bool) -> 
     from hybrid.video import VideoError, probe_video, track_video
 
     try:
+        problem = not_a_regular_file(str(path))
+        if problem:
+            raise VideoError(problem)
         info = probe_video(path)
         with ExitStack() as stack:
             lines, video = None, None
@@ -154,13 +213,14 @@ def predict_video(pipe, path: Path, save_dir: Optional[Path], as_json: bool) -> 
                     print(text, file=lines or sys.stdout, flush=True)
                 for hand in frame.hands:
                     tracks.setdefault(hand.track_id, []).append(hand.label)
-    except VideoError as error:
-        print(f"hybrid: error: {error}", file=sys.stderr, flush=True)
+    except (VideoError, OSError) as error:
+        text = error_text(path, error)
+        report(text)
         if as_json and not save_dir:
-            print(json.dumps({"video": str(path), "error": str(error)}, ensure_ascii=False), flush=True)
+            print(json_line({"video": str(path), "error": text}), flush=True)
         return 1
     if not (as_json and not save_dir):
-        print(f"{path}: {video_summary(tracks)}" + (f" -> {video}" if video else ""), flush=True)
+        print(f"{printable(path)}: {video_summary(tracks)}" + (f" -> {printable(video)}" if video else ""), flush=True)
     return 0
 
 

@@ -6,12 +6,13 @@
 
 Every recipe field is a flag (`--image-size 128`, `--no-flip`, ...); a yaml given with `--config` sets
 defaults that flags override (`hybrid.training.recipe`). The output folder gets, while training:
-`checkpoints/` (accelerate state of the last epoch, for `--resume`) and `runs/` (TensorBoard); at the end,
-the best epoch by validation accuracy as `model.safetensors` + `config.json` (loadable by timm, transformers
-and hybrid), `confusion_matrix.png`, `recipe.yaml`, `split.json` (the records of each split), `README.md`
-(model card) and, written last, `metrics.json`.
+`recipe.yaml` (from the start: it marks the folder as a run of this recipe), `checkpoints/` (accelerate state
+of the last epoch, for `--resume`) and `runs/` (TensorBoard); at the end, the best epoch by validation accuracy
+as `model.safetensors` + `config.json` (loadable by timm, transformers and hybrid), `confusion_matrix.png`,
+`split.json` (the records of each split), `README.md` (model card) and, written last, `metrics.json`.
 
-The recipe is checked before anything is made (types, ranges, data found and non-empty, output writable); a
+The recipe is checked before anything is made (types, ranges, data found and non-empty, output writable, and
+an output holding files is a run of the same recipe: a user's folder is never written into); a
 `--resume` must repeat the checkpoint's recipe except epochs (may grow, not under the cosine schedule), workers,
 precision, memory format and logging (see ClassifierRecipe.RESUME_MAY_CHANGE).
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from hybrid.files import atomic_file, replace_dir, write_text
-from hybrid.training.recipe import ClassifierRecipe, load_recipe, read_splits, save_recipe, show
+from hybrid.training.recipe import ClassifierRecipe, check_run_folder, load_recipe, read_splits, save_recipe, show
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,11 @@ def last_checkpoint(folder: Path) -> Optional[Path]:
 
 
 def check_resume(recipe: ClassifierRecipe, checkpoint: Optional[Path]) -> None:
-    """Refuse to train into a folder holding an earlier run unless `--resume`, and refuse a `--resume` whose
-    recipe differs from the checkpoint's in anything that changes the model or the data."""
+    """Refuse to train into a folder holding an earlier run unless `--resume`, refuse a `--resume` whose
+    recipe differs from the checkpoint's in anything that changes the model or the data, and refuse a folder
+    holding files that are not a run of the same recipe (`check_run_folder`)."""
     if checkpoint is None:
+        check_run_folder(recipe, Path(recipe.output))
         if (Path(recipe.output) / "metrics.json").is_file():
             raise ValueError(
                 f"{recipe.output}: holds a finished run without checkpoints (--keep-checkpoints 0), which cannot "
@@ -700,6 +703,7 @@ def train(recipe: ClassifierRecipe) -> Path:
     accelerator = make_accelerator(recipe)
     if accelerator.is_main_process:
         Path(recipe.output).mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, Path(recipe.output))  # marks the folder as a run of this recipe (check_run_folder)
     run = prepare(recipe, splits, accelerator, time.perf_counter() - started, start)
     resume(run)
     open_writer(run)

@@ -15,7 +15,8 @@ both models: `hybrid.training.recipe`). Steps:
    runs/ (TensorBoard events, results.csv, args.yaml).
 
 The Ultralytics run lives in `<output>.work/` until the folder is written; `--resume` continues it from
-`<output>.work/train/weights/last.pt`.
+`<output>.work/train/weights/last.pt`. An output folder that holds files is replaced only when it is a run of the
+same recipe (its recipe.yaml says so), and a `<output>.work/` only when it is such a run: checked before any work.
 
 Multi-GPU: `--device 0,1` uses Ultralytics' own DDP (it launches one process per GPU itself; do not wrap
 this script in torchrun or accelerate). `--batch-size` is then the total batch over all GPUs. TensorBoard
@@ -36,7 +37,16 @@ from typing import Optional, Sequence
 
 from hybrid.data.splits import SPLIT_NAME, save_split
 from hybrid.files import atomic_dir, write_text
-from hybrid.training.recipe import DetectorRecipe, from_dict, parse_recipe, read_splits, save_recipe, show
+from hybrid.training.recipe import (
+    RECIPE_NAME,
+    DetectorRecipe,
+    check_run_folder,
+    from_dict,
+    parse_recipe,
+    read_splits,
+    save_recipe,
+    show,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +283,6 @@ def write_card(
     write_text(folder / "README.md", str(card))
 
 
-OUTPUT_MARKERS = ("config.json", "metrics.json")  # an earlier output folder of this trainer
-
-
 def export_folder(
     recipe: DetectorRecipe, run_dir: Path, data_yaml: Path, stats: dict, work: Path, initialisation: str
 ) -> Path:
@@ -301,7 +308,7 @@ def export_folder(
         }
     )
 
-    with atomic_dir(output, markers=OUTPUT_MARKERS) as build:
+    with atomic_dir(output, markers=(RECIPE_NAME,)) as build:  # checked by check_run_folder before the work
         shutil.copy2(best, build / CHECKPOINT_NAME)
         detector = HandDetector.from_pretrained(build / CHECKPOINT_NAME, allow_pickle=True)
         detector.image_size, detector.conf, detector.iou = recipe.image_size, recipe.conf, recipe.iou
@@ -357,11 +364,17 @@ def check_resume(recipe: DetectorRecipe, work: Path, given: Optional[set[str]] =
     return saved
 
 
-def check_output_folder(output: Path) -> None:
-    """The output may be replaced only when it is empty or an earlier detector folder (checked before work)."""
-    if output.is_dir() and any(output.iterdir()) and not any((output / m).exists() for m in OUTPUT_MARKERS):
+WORK_MARKERS = (SPLIT_NAME, "recipe.json")  # start_work writes split.json first, recipe.json last
+
+
+def check_work_folder(work: Path) -> None:
+    """`<output>.work` is removed when a new run starts: refuse one holding files that are not such a run."""
+    if work.exists() and not work.is_dir():
+        raise ValueError(f"{work}: exists and is not a folder; move it away or choose another --output")
+    if work.is_dir() and any(work.iterdir()) and not any((work / name).is_file() for name in WORK_MARKERS):
         raise ValueError(
-            f"--output: {output} holds files but no {' or '.join(OUTPUT_MARKERS)}; choose an empty or new folder"
+            f"{work}: holds files but no {' or '.join(WORK_MARKERS)}, so it is not a run of this trainer (a new "
+            "run would remove it); move it away or choose another --output"
         )
 
 
@@ -396,11 +409,13 @@ def start_work(recipe: DetectorRecipe, work: Path, splits: dict[str, list]):
 def train(recipe: DetectorRecipe, given: Optional[set[str]] = None) -> Path:
     """Train per `recipe` and write the output folder; returns its path. `given`: see check_resume."""
     output = Path(recipe.output).resolve()
-    check_output_folder(output)
     work = output.with_name(output.name + ".work")
     last = work / "train" / "weights" / "last.pt"
     saved = check_resume(recipe, work, given) if recipe.resume else None
+    # the output folder is replaced at the end: only a run of the recipe that is trained (a resumed run's own)
+    check_run_folder(from_dict(DetectorRecipe, saved) if saved else recipe, output)
     if not recipe.resume:
+        check_work_folder(work)
         check_pretrained(recipe)
     splits = None if recipe.resume else read_splits(recipe)  # before the previous work folder is touched
     log.info("recipe: %s", json.dumps(recipe.as_dict()))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import random
 import tempfile
 import typing
@@ -35,8 +36,10 @@ from typing import Any, ClassVar, Optional, Sequence, TypeVar, Union
 import yaml
 
 from hybrid.files import write_text
+from hybrid.yamlfile import load_yaml
 
 RECIPE_NAME = "recipe.yaml"
+PROBE_PREFIX = ".write-probe-"  # check_output's probe (like the atomic writer's temp files, never a user's file)
 PRETRAINED = ("auto", "true", "false")
 MODEL_SIZES = ("n", "s", "m", "l", "x")
 # YOLO.train() arguments the detector recipe sets itself: train_args may not override them.
@@ -110,6 +113,10 @@ class Recipe:
     seed: int = 0
     output: str = ""
     resume: bool = False
+
+    # Fields a new run into a folder holding a run (hybrid.training.recipe.check_run_folder) may give with another
+    # value: they change neither the model nor the data it sees. Every other field must match the folder's run.
+    RUN_MAY_CHANGE: ClassVar[set[str]] = {"output", "resume", "num_workers"}
 
     # Smallest value of each integer field. 32 px: below that ResNet's five stride-2 stages leave nothing to pool.
     MINIMUMS: ClassVar[dict[str, int]] = {
@@ -216,6 +223,7 @@ class ClassifierRecipe(Recipe):
         "max_misclassified",
         "keep_checkpoints",
     }
+    RUN_MAY_CHANGE: ClassVar[set[str]] = RESUME_MAY_CHANGE
 
     def check_model(self) -> None:
         if not self.lr > 0:
@@ -275,6 +283,7 @@ class DetectorRecipe(Recipe):
     MINIMUMS: ClassVar[dict[str, int]] = {**Recipe.MINIMUMS, "patience": 1, "zoom_copies": 0}
     # Fields a --resume may give with a new value: where the run goes, not what it trains.
     RESUME_MAY_CHANGE: ClassVar[set[str]] = {"output", "resume", "keep_work"}
+    RUN_MAY_CHANGE: ClassVar[set[str]] = {"output", "resume", "keep_work", "num_workers", "device", "plots"}
 
     def check_model(self) -> None:
         if self.model not in MODEL_SIZES:
@@ -425,12 +434,7 @@ def build_parser(cls: type[Recipe], description: str = "") -> argparse.ArgumentP
 
 def read_yaml(cls: type[Recipe], path: Path) -> dict:
     """The fields of a recipe yaml; unknown keys are an error naming the file."""
-    if not path.is_file():
-        raise ValueError(f"--config {path}: file not found")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    values = load_yaml(path, where=f"--config {path}") or {}  # no aliases, bounded size and depth
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of recipe fields, got {type(values).__name__}")
     known = cls.types()
@@ -474,9 +478,64 @@ def check_output(out: Path) -> None:
         raise ValueError(f"--output: {out} exists and is not a folder")
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     try:  # a real probe: os.access says yes to root even where the file system refuses
-        Path(tempfile.mkdtemp(prefix=".write-probe-", dir=existing)).rmdir()
+        Path(tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=existing)).rmdir()
     except OSError as error:
         raise ValueError(f"--output: {out}: {existing} is not a writable folder ({error.strerror})") from None
+
+
+# --- a folder holding a run ------------------------------------------------------------------------------
+
+HOW_TO_GO_ON = "choose a new or empty --output (--resume continues a stopped run of the same recipe)"
+
+
+def saved_recipe(folder: Path) -> Optional[dict]:
+    """The fields of the `recipe.yaml` a run saved in `folder`; None when there is none, or it is not a regular
+    file of plain, bounded YAML (hybrid.yamlfile: no aliases, a FIFO never opened) holding a mapping."""
+    path = Path(folder) / RECIPE_NAME
+    if not os.path.lexists(path):
+        return None
+    try:
+        values = load_yaml(path)
+    except ValueError:
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def recipe_change(recipe: Recipe, saved: dict) -> Optional[str]:
+    """How `saved` (a run's recipe.yaml) differs from `recipe` in a field that changes the model or its data, as
+    'image_size was 32, now 48'; None when it is a run of the same recipe."""
+    cls = type(recipe)
+    unknown = sorted(str(key) for key in saved if key not in cls.types())
+    if unknown:
+        return f"its {RECIPE_NAME} has fields this trainer does not know: {', '.join(unknown[:3])}"
+    try:
+        theirs = from_dict(cls, saved).as_dict()  # fields an older run did not save: their defaults
+    except (TypeError, ValueError):
+        return f"its {RECIPE_NAME} is not a recipe of this trainer"
+    for name, value in recipe.as_dict().items():
+        if name not in cls.RUN_MAY_CHANGE and theirs[name] != value:
+            return f"{name} was {show(theirs[name])}, now {show(value)}"
+    return None
+
+
+def check_run_folder(recipe: Recipe, folder: Path) -> None:
+    """Refuse, before any work, to train into `folder` when it holds files and is not a run of the same recipe
+    (its recipe.yaml, saved when a run starts, says which): a mistyped --output never replaces a user's files.
+    Raises ValueError with one line saying how to go on."""
+    folder = Path(folder)
+    ours_for_now = (PROBE_PREFIX, f".{RECIPE_NAME}.")  # a concurrent process's probe, save_recipe's temp file
+    if not folder.is_dir() or all(p.name.startswith(ours_for_now) for p in folder.iterdir()):
+        return
+    saved = saved_recipe(folder)
+    shared = {f.name for f in dataclasses.fields(Recipe)} - Recipe.RUN_MAY_CHANGE  # every run's recipe.yaml has them
+    if saved is None or not shared <= set(saved):
+        raise ValueError(
+            f"--output {folder}: holds files but no {RECIPE_NAME} of a training run, so it is not a run of this "
+            f"recipe; {HOW_TO_GO_ON}"
+        )
+    change = recipe_change(recipe, saved)
+    if change:
+        raise ValueError(f"--output {folder}: holds a run of another recipe ({change}); {HOW_TO_GO_ON}")
 
 
 def save_recipe(recipe: Recipe, folder: Path) -> Path:
