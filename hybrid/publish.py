@@ -1,6 +1,7 @@
 """Publishing: render model cards, push a trained folder, push the Gradio Space.
 
-Push a trained folder (one commit: weights, config, card, metrics, TensorBoard events, card images):
+Push a trained folder (one commit of an allowlist: weights, config, card, metrics, split, recipe, TensorBoard logs,
+the card's images; anything else in the folder refuses the push, see `hybrid.publish_checks`):
 
     >>> push_model("classifier", "models/classifier", "me/gesture-classifier")
 
@@ -9,7 +10,10 @@ Push the Gradio Space, pinned to the exact commits of the two model repos:
     >>> push_space("me/hybrid", classifier="me/gesture-classifier", detector="me/hand-detector")
 
 Card templates are `model_cards/<kind>.md` in the checkout, shipped in the wheel as `hybrid.model_cards`.
-The token comes from HF_TOKEN or the saved login (`hf auth login`) and never reaches a message, log or card.
+The token comes from HF_TOKEN or the saved login (`hf auth login`) and never reaches a message, log or card: every
+pushed file is searched for it (binary ones too, in its common encodings, inside compressed streams) and a find
+refuses the push. Pushed copies carry no absolute local path (rewritten, or the push is refused); the folder
+itself is only read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from typing import Iterator, Optional
 
 from hybrid.constants import KINDS, project_root
 from hybrid.hub import SPACE_CONFIG, split_revision
+from hybrid.publish_checks import (  # noqa: F401 (card_images: part of this module's API)
+    PathRewriter,
+    card_images,
+    files_to_push,
+    neutral_payload,
+    refuse_local_paths,
+    refuse_token,
+)
+from hybrid.yamlfile import parse_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +49,6 @@ PIPELINE_TAGS = {"classifier": "image-classification", "detector": "object-detec
 CARD_KEYS = ("library_name", "tags", "datasets", "license", "pipeline_tag")
 SPACE_LICENSE = "agpl-3.0"
 SPACE_SHORT_DESCRIPTION_MAX = 60
-IMAGE_LINK = re.compile(
-    r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)"
-    r"|<img\s[^>]*src=[\"']([^\"']+)[\"']",
-    re.I,
-)
 
 
 class HubError(RuntimeError):
@@ -133,6 +141,9 @@ def fine_tuned_from(folder: Path) -> Optional[str]:
     return None
 
 
+FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", re.S)
+
+
 def check_model_card(kind: str, folder: Path):
     """Load folder/README.md and check its metadata locally; returns the ModelCard.
     Problems -> ValueError naming README.md and the field."""
@@ -142,6 +153,9 @@ def check_model_card(kind: str, folder: Path):
     readme = folder / "README.md"
     if not readme.is_file():
         raise ValueError(f"{readme}: missing; a pushed model needs its model card")
+    front = FRONT_MATTER.match(readme.read_text(encoding="utf-8", errors="replace"))
+    if front:  # huggingface_hub's YAML parser expands aliases: a 500-byte "billion laughs" is gigabytes
+        parse_yaml(front.group(1), f"{readme} (its metadata)")
     try:
         data = metadata_load(readme) or {}
     except Exception as error:  # YAML errors come in several types
@@ -174,49 +188,6 @@ def check_model_card(kind: str, folder: Path):
                 f"{readme}: the model was fine-tuned from {base!r} but base_model is {declared or 'missing'}"
             )
     return ModelCard.load(readme)
-
-
-def card_images(folder: Path, card_text: str) -> list[Path]:
-    """Local images the card shows (markdown or <img>); a missing one -> ValueError."""
-    images = []
-    for match in IMAGE_LINK.finditer(card_text):
-        link = match.group(1) or match.group(2)
-        if re.match(r"^[a-z]+:", link, re.I) or link.startswith("#"):
-            continue  # http(s)/data URLs
-        path = (folder / link.split("#")[0].split("?")[0]).resolve()
-        if not path.is_relative_to(folder.resolve()):
-            raise ValueError(f"{folder / 'README.md'}: image {link!r} lies outside the model folder")
-        if not path.is_file():
-            raise ValueError(f"{folder / 'README.md'}: image {link!r} does not exist")
-        images.append(path)
-    return images
-
-
-LOG_DIRS = ("runs", "logs")  # TensorBoard log folders: pushed whole (events, results.csv, args, plots)
-PICKLES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tmp")
-
-
-def files_to_push(kind: str, folder: Path, card_text: str) -> list[Path]:
-    """What a push uploads: the top-level files (weights, config.json, metrics.json, README.md, ...; no hidden
-    files, no pickles other than the required best.pt), everything in runs/ and logs/, every TensorBoard event
-    file (*tfevents*) elsewhere, and the images the card shows. Not pushed: checkpoints/ and other folders."""
-    folder = Path(folder)
-
-    def wanted(path: Path) -> bool:
-        parts = path.relative_to(folder).parts
-        if any(part.startswith(".") or part == "__pycache__" for part in parts) or not path.is_file():
-            return False
-        return path.suffix not in PICKLES or (len(parts) == 1 and path.name in REQUIRED_FILES[kind])
-
-    files = {p for p in folder.iterdir() if wanted(p)}
-    for name in LOG_DIRS:
-        if (folder / name).is_dir():
-            files.update(p for p in (folder / name).rglob("*") if wanted(p))
-    files.update(
-        p for p in folder.rglob("*tfevents*") if wanted(p) and "checkpoints" not in p.relative_to(folder).parts
-    )
-    files.update(card_images(folder, card_text))
-    return sorted({p.resolve() for p in files})
 
 
 def check_model_folder(kind: str, folder: str | Path) -> Path:
@@ -278,13 +249,32 @@ def _step(what: str, target: str, token: str) -> Iterator[None]:
         raise HubError(message.replace(token, "***")) from error
 
 
-def _refuse_token_in_files(files: list[Path], token: str) -> None:
-    needle = token.encode()
+def checked_payloads(
+    files: list[Path], root: Path, token: str, paths: Optional[PathRewriter] = None, extra: Optional[dict] = None
+) -> dict[str, bytes | str]:
+    """{path in the repo: what to upload} for `files` (under `root`) and the generated `extra` {path: bytes}:
+    each file's pushed copy with its local paths rewritten (`paths`; bytes when that changed it, else the file's
+    path), every payload checked for the token and, with `paths`, for a local path left. A find -> ValueError
+    naming the file; nothing has been sent then."""
+    payloads: dict[str, bytes | str] = {}
     for path in files:
-        if path.suffix in (".safetensors", ".pt"):
-            continue
-        if needle in path.read_bytes():
-            raise HubError(f"refusing to push: {path} contains your Hub token")
+        relative = path.relative_to(root).as_posix()
+        data = path.read_bytes()
+        pushed = neutral_payload(relative, data, paths) if paths else data
+        if pushed != data:
+            logger.info("%s: local paths rewritten in the pushed copy (the folder is unchanged)", relative)
+        payloads[relative] = pushed if pushed != data else str(path)
+        _check_payload(relative, pushed, token, paths)
+    for relative, data in (extra or {}).items():
+        payloads[relative] = neutral_payload(relative, data, paths) if paths else data
+        _check_payload(relative, payloads[relative], token, paths)
+    return payloads
+
+
+def _check_payload(relative: str, data: bytes, token: str, paths: Optional[PathRewriter]) -> None:
+    refuse_token(relative, data, token)
+    if paths:
+        refuse_local_paths(relative, data, paths)
 
 
 def _commit(
@@ -321,27 +311,26 @@ def push_model(
 ):
     """Push a trained classifier/detector folder to `repo_id` in ONE commit; returns the CommitInfo
     (`.oid` is the commit sha to pin). The card's usage snippets are written for `repo_id`@`revision`
-    (`card_for_repo`); the folder is only read. Bad folder or card -> ValueError before
-    anything is sent; a Hub failure -> HubError naming the step."""
+    (`card_for_repo`); the folder is only read. Sent: the allowlist of `files_to_push`, as copies with their local
+    paths rewritten (`hybrid.publish_checks`). Bad folder or card, a file outside the allowlist, the token or a
+    local path left in a file -> ValueError (one line naming the file) before anything is sent; a Hub failure ->
+    HubError naming the step."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
+    given = Path(folder).expanduser()
     folder = check_model_folder(kind, folder)
     card = check_model_card(kind, folder)
-    files = files_to_push(kind, folder, card.content)
-    card_text = card_for_repo(kind, folder, repo_id, revision)
+    root = folder.resolve()
     token = _token(token)
-    _refuse_token_in_files(files, token)
+    files = [p for p in files_to_push(kind, folder, card.content, token) if p != root / "README.md"]
+    card_text = card_for_repo(kind, folder, repo_id, revision)
+    paths = PathRewriter(root, given)
+    payloads = checked_payloads(files, root, token, paths, extra={"README.md": card_text.encode("utf-8")})
     api = HfApi(token=token)
     with _step("validating the model card metadata", repo_id, token):
         card.validate(repo_type="model")
-    root = folder.resolve()
-    operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(root).as_posix(), path_or_fileobj=str(p))
-        for p in files
-        if p != root / "README.md"
-    ]
-    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode("utf-8")))
-    message = commit_message or f"Upload {kind} ({len(files)} files)"
+    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in payloads.items()]
+    message = commit_message or f"Upload {kind} ({len(operations)} files)"
     return _commit(api, repo_id, "model", operations, revision, message, private, token)
 
 
@@ -397,7 +386,8 @@ def push_space(
     commit_message: Optional[str] = None,
 ):
     """Push the Gradio Space (app.py, hybrid/, requirements.txt, LICENSE, README.md with the Space config,
-    hybrid_space.json pinning both models to their current commit) in one commit; returns the CommitInfo."""
+    hybrid_space.json pinning both models to their current commit) in one commit; returns the CommitInfo.
+    Every file is searched for the token first (`refuse_token`): a find -> ValueError before anything is sent."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     source = Path(source_dir) if source_dir is not None else project_root()
@@ -405,20 +395,20 @@ def push_space(
         if not (source / name).is_file():
             raise FileNotFoundError(f"{source / name}: missing; the Space needs it")
     token = _token(token)
+    files = [source / "app.py", source / "requirements.txt"]
+    files += [source / "LICENSE"] if (source / "LICENSE").is_file() else []
+    files += sorted(p for p in (source / "hybrid").rglob("*.py") if "__pycache__" not in p.parts)
+    payloads = checked_payloads(files, source, token)  # before anything is sent (pinning asks the Hub)
     pins = {
         kind: pin_revision(repo, token, target=repo_id)
         for kind, repo in (("classifier", classifier), ("detector", detector))
     }
     card = space_card(source, [split_revision(pins["classifier"])[0], split_revision(pins["detector"])[0]])
+    extra = {"README.md": str(card).encode(), SPACE_CONFIG: (json.dumps(pins, indent=2) + "\n").encode()}
+    payloads.update(checked_payloads([], source, token, extra=extra))
     with _step("validating the Space README metadata", repo_id, token):
         card.validate(repo_type="space")
-    files = [source / "app.py", source / "requirements.txt"]
-    files += [source / "LICENSE"] if (source / "LICENSE").is_file() else []
-    files += sorted(p for p in (source / "hybrid").rglob("*.py") if "__pycache__" not in p.parts)
-    _refuse_token_in_files(files, token)
-    operations = [CommitOperationAdd(p.relative_to(source).as_posix(), str(p)) for p in files]
-    operations.append(CommitOperationAdd("README.md", str(card).encode()))
-    operations.append(CommitOperationAdd(SPACE_CONFIG, (json.dumps(pins, indent=2) + "\n").encode()))
+    operations = [CommitOperationAdd(p, data) for p, data in payloads.items()]
     message = commit_message or f"Space pinned to {pins['classifier']} and {pins['detector']}"
     api = HfApi(token=token)
     info = _commit(api, repo_id, "space", operations, None, message, private, token, space_sdk="gradio")

@@ -548,3 +548,325 @@ def test_test_hub_answers_404_to_unknown_routes_and_validates_metadata(hub):
     assert "metrics[0].value" in errors[0]
     assert validate_metadata("---\nsdk: gradio\n---\n", "space")[0]  # sdk_version missing
     assert validate_metadata("no front matter", "model") == ([], ["empty or missing yaml metadata in repo card"])
+
+
+# --- issue 29, item 4: a push sends an allowlist, finds the token in any encoding, names no local path ---------
+
+TINY_CARD = """---
+library_name: timm
+tags: [image-classification]
+datasets: [hands]
+license: mit
+pipeline_tag: {pipeline_tag}
+model-index:
+- name: tiny
+  results:
+  - task: {{type: {pipeline_tag}}}
+    dataset: {{name: hands, type: hands}}
+    metrics:
+    - {{type: accuracy, value: 0.5}}
+---
+# tiny {kind}
+{extra}
+"""
+
+# Pushes each folder (JSON argv) in one interpreter; prints one RESULT line per folder: the commit or the error.
+PUSH_EACH = r"""
+import json, sys
+from hybrid.publish import push_model
+for kind, folder in json.loads(sys.argv[1]):
+    try:
+        info = push_model(kind, folder, "hybrid-org/" + folder.rsplit("/", 1)[-1])
+        print("RESULT " + json.dumps({"folder": folder, "commit": info.oid}), flush=True)
+    except Exception as error:
+        print("RESULT " + json.dumps({"folder": folder, "error": type(error).__name__, "message": str(error)}))
+"""
+
+
+def tiny_folder(folder: Path, kind: str = "classifier", card_extra: str = "") -> Path:
+    """A model folder push accepts, made without training: real safetensors weights, config, metrics, a card
+    whose metadata the Hub takes, the recipe as the trainers save it (its `output` the folder's absolute path);
+    a detector also gets a best.pt saved by torch."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import save_file
+
+    from hybrid.training.recipe import ClassifierRecipe, DetectorRecipe, save_recipe
+
+    folder.mkdir(parents=True)
+    save_file({"head.weight": np.zeros((6, 8), np.float32)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"architecture": "resnet50", "num_classes": 6, "image_size": 32}))
+    (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.5}))
+    tag = {"classifier": "image-classification", "detector": "object-detection"}[kind]
+    (folder / "README.md").write_text(TINY_CARD.format(pipeline_tag=tag, kind=kind, extra=card_extra))
+    recipe = (ClassifierRecipe if kind == "classifier" else DetectorRecipe)(output=str(folder.resolve()))
+    save_recipe(recipe, folder)
+    if kind == "detector":
+        torch.save({"model": None, "train_args": {"imgsz": 64}}, folder / "best.pt")
+    return folder
+
+
+def push_each(hub: HubServer, home: Path, folders: list[tuple[str, Path]]) -> tuple[dict[str, dict], str]:
+    """Push every (kind, folder) with push_model in one subprocess: {folder name: result}, and all output."""
+    done = run(hub.client_env(home), "-c", PUSH_EACH, json.dumps([(kind, str(f)) for kind, f in folders]))
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = [json.loads(line[len("RESULT ") :]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == len(folders), done.stdout + done.stderr
+    return {Path(r["folder"]).name: r for r in results}, done.stdout + done.stderr
+
+
+def hub_requests(hub: HubServer) -> list[str]:
+    return hub.log_path.read_text().splitlines() if hub.log_path.exists() else []
+
+
+def pushed_bytes(hub: HubServer, repo_id: str, path: str, revision: str = "main") -> bytes:
+    """A pushed file's content as the Hub serves it (an LFS file's object, not its pointer)."""
+    data = hub.store.git(hub.store.path("model", repo_id), "show", f"{revision}:{path}").stdout
+    pointer = re.match(rb"^version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\n", data)
+    return hub.store.lfs_object("model", repo_id, pointer.group(1).decode()).read_bytes() if pointer else data
+
+
+def local_paths(*folders: Path) -> list[str]:
+    """Absolute paths of this machine no pushed file may carry: the folders' parents, home, the checkout."""
+    return sorted({str(f.resolve().parent) for f in folders} | {str(Path.home()), str(REPO), "/tmp/"})
+
+
+def test_push_refuses_files_outside_the_allowlist_and_names_them(hub, tmp_path):
+    folder = tiny_folder(tmp_path / "careless")
+    strays = {
+        "id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        "credentials": "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+        "env.txt": "DATABASE_URL=postgres://admin:hunter2@db/prod\n",
+        ".env": "OPENAI_API_KEY=sk-test\n",
+        "notes.txt": "my notes\n",
+        "backup/optimizer.pt": "not a model of this folder\n",
+        "runs/secrets.json": "{}\n",
+    }
+    for name, text in strays.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    (folder / f"{hub.token}.txt").write_text("a name that is a secret\n")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("[remote]\n")
+    (folder / "runs" / "plot.png").symlink_to(Path.home() / ".ssh" / "id_rsa")  # an allowed name, another file
+    # what the project's own writers leave in a model folder besides the pushed files: skipped without a word
+    (folder / "checkpoints" / "epoch_1").mkdir(parents=True)
+    (folder / "checkpoints" / "epoch_1" / "optimizer.bin").write_bytes(b"\0" * 64)
+    (folder / ".demo-recipe").write_text("epochs: 1\n")
+    before = digest(folder)
+
+    result = hybrid_cli(hub.client_env(tmp_path / "home"), "push", "classifier", str(folder), f"{ORG}/careless")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in strays:
+        assert name in lines[0], lines[0]
+    assert "remove" in lines[0] and "checkpoints" not in lines[0] and ".demo-recipe" not in lines[0]
+    assert "***.txt" in lines[0] and hub.token not in result.stdout + result.stderr
+    assert ".git (a hidden folder)" in lines[0] and "runs/plot.png (a symlink)" in lines[0]
+    assert hub_requests(hub) == []  # nothing was sent, not even the repo creation
+    assert digest(folder) == before
+
+    # once they are gone the push goes through, and sends exactly the allowed files
+    for name in [*strays, f"{hub.token}.txt", ".git/config", "runs/plot.png"]:
+        (folder / name).unlink()
+    (folder / ".git").rmdir()
+    repo, _ = pushed(
+        hybrid_cli(hub.client_env(tmp_path / "home"), "push", "classifier", str(folder), f"{ORG}/careless")
+    )
+    files = repo_files(hub, "model", repo)
+    assert sorted(files) == [
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "recipe.yaml",
+    ]
+
+
+def test_push_refuses_a_card_image_that_is_not_an_image(hub, tmp_path):
+    folder = tiny_folder(tmp_path / "card-links-key", card_extra="![key](id_rsa)\n")
+    (folder / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    results, output = push_each(hub, tmp_path / "home", [("classifier", folder)])
+    assert results["card-links-key"]["error"] == "ValueError", results
+    assert "id_rsa" in results["card-links-key"]["message"]
+    assert hub_requests(hub) == []
+
+
+def test_push_refuses_the_token_in_weights_metadata_and_in_any_common_encoding(hub, tmp_path):
+    import base64
+    import gzip
+    import zipfile
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+    from safetensors.numpy import save_file
+
+    token = hub.token.encode()
+    events = "runs/events.out.tfevents.1700000000.host.1.0"
+    wrapped = base64.b64encode(b"{'token': '" + token + b"'}")
+    cases = {  # folder name: (kind, file, its content)
+        "safetensors-metadata": ("classifier", "model.safetensors", None),
+        "pt-pickle": ("detector", "best.pt", None),
+        "pt-deflated-member": ("detector", "best.pt", None),
+        "base64": ("classifier", "metrics.json", json.dumps({"note": base64.b64encode(token).decode()})),
+        "base64-offset-1": ("classifier", "metrics.json", json.dumps({"n": base64.b64encode(b"a" + token).decode()})),
+        "base64-offset-2": ("classifier", "metrics.json", json.dumps({"n": base64.b64encode(b"ab" + token).decode()})),
+        "base64-urlsafe": (
+            "classifier",
+            "metrics.json",
+            json.dumps({"n": base64.urlsafe_b64encode(b"~~" + token).decode()}),
+        ),
+        "base64-wrapped": ("classifier", "runs/results.csv", b"\n".join(wrapped[i : i + 16] for i in range(0, 99, 16))),
+        "hex": ("classifier", "metrics.json", json.dumps({"note": token.hex()})),
+        "hex-upper": ("classifier", "recipe.yaml", f"note: {token.hex().upper()}\n"),
+        "utf-16-le": ("classifier", events, b"\x00\x01" + hub.token.encode("utf-16-le")),
+        "utf-16-be": ("classifier", events, hub.token.encode("utf-16-be")),
+        "gzip": ("classifier", events, b"head" + gzip.compress(b"x" * 1000 + token)),
+        "zlib": ("classifier", events, b"head" + zlib.compress(b"y" * 1000 + token)),
+        "png-ztxt": ("classifier", "plot.png", None),
+        "file-name": ("classifier", "runs/events.out.tfevents." + hub.token, b""),
+    }
+    folders = []
+    for name, (kind, file, content) in cases.items():
+        folder = tiny_folder(tmp_path / name, kind, card_extra="![plot](plot.png)\n" if name == "png-ztxt" else "")
+        path = folder / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name == "safetensors-metadata":
+            save_file({"head.weight": np.zeros((6, 8), np.float32)}, str(path), metadata={"note": hub.token})
+        elif name == "pt-pickle":
+            torch.save({"model": None, "train_args": {"note": hub.token}}, path)
+        elif name == "pt-deflated-member":
+            with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("best/data.pkl", b"x" * 100 + token)
+        elif name == "png-ztxt":
+            info = PngInfo()
+            info.add_text("Comment", hub.token, zip=True)
+            Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+            assert token not in path.read_bytes()  # only its compressed copy is in the file
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        folders.append((kind, folder))
+
+    results, output = push_each(hub, tmp_path / "home", folders)
+    for name, (kind, file, _) in cases.items():
+        result = results[name]
+        assert result.get("error") == "ValueError", (name, result)
+        assert "token" in result["message"], (name, result)
+        assert (file if name != "file-name" else "runs/events.out.tfevents.") in result["message"], (name, result)
+    assert hub.token not in output
+    assert hub_requests(hub) == []
+
+
+SPACE_APP = "import gradio\n"
+
+
+def test_push_space_refuses_the_token_in_an_encoding_before_anything_is_sent(hub, tmp_path):
+    import base64
+
+    source = tmp_path / "source"
+    (source / "hybrid").mkdir(parents=True)
+    (source / "app.py").write_text(SPACE_APP)
+    shutil.copy(REPO / "requirements.txt", source / "requirements.txt")
+    (source / "hybrid" / "__init__.py").write_text(f"KEY = {base64.b64encode(b'k=' + hub.token.encode())!r}\n")
+    code = (
+        "from hybrid.publish import push_space\n"
+        f"push_space('{ORG}/space', classifier='{ORG}/c', detector='{ORG}/d', source_dir={str(source)!r})\n"
+    )
+    result = run(hub.client_env(tmp_path / "home"), "-c", code)
+    assert result.returncode == 1
+    assert "ValueError" in result.stderr and "hybrid/__init__.py" in result.stderr and "token" in result.stderr
+    assert hub.token not in result.stdout + result.stderr
+    assert hub_requests(hub) == []
+
+
+def test_pushed_recipe_metrics_and_events_carry_no_local_path(hub, tmp_path):
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = tiny_folder(tmp_path / "models" / "classifier")
+    weights = {"head.weight": np.arange(48, dtype=np.float32).reshape(6, 8)}
+    save_file(weights, str(folder / "model.safetensors"), metadata={"source": str(folder / "checkpoints" / "best")})
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    assert recipe["output"] == str(folder.resolve())  # what the trainers save, and push sent as it was
+    (folder / "metrics.json").write_text(json.dumps({"val_accuracy": 0.5, "output": str(folder), "data": "/srv/x"}))
+    writer = SummaryWriter(str(folder / "runs"))  # as train/classifier.py logs its recipe
+    writer.add_text("recipe", json.dumps({"output": str(folder), "pretrained": str(Path.home() / "w.pt")}), 0)
+    writer.add_scalar("val/accuracy", 0.5, 0)
+    writer.add_hparams({"output": str(folder), "lr": 0.1}, {"hparam/val_accuracy": 0.5}, run_name="hparams")
+    writer.close()
+    before = digest(folder)
+
+    repo, _ = pushed(hybrid_cli(hub.client_env(tmp_path / "home"), "push", "classifier", str(folder), f"{ORG}/clf"))
+    files = [f for f in repo_files(hub, "model", repo) if f != ".gitattributes"]
+    assert sum("tfevents" in f for f in files) == 2
+    for path in files:
+        data = pushed_bytes(hub, repo, path)
+        for local in local_paths(folder):
+            assert local.encode() not in data, (path, local)
+    assert yaml.safe_load(pushed_bytes(hub, repo, "recipe.yaml"))["output"] == "classifier"
+    metrics = json.loads(pushed_bytes(hub, repo, "metrics.json"))
+    assert metrics == {"val_accuracy": 0.5, "output": "classifier", "data": "x"}
+    (tmp_path / "model.safetensors").write_bytes(pushed_bytes(hub, repo, "model.safetensors"))
+    with safe_open(str(tmp_path / "model.safetensors"), "np") as pulled:
+        assert pulled.metadata() == {"source": "classifier/checkpoints/best"}
+        assert (pulled.get_tensor("head.weight") == weights["head.weight"]).all()
+    assert digest(folder) == before  # the folder itself was only read
+
+    # the pushed events still load in TensorBoard (records and checksums intact) and say the same, relatively
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    texts = []
+    for path in (p for p in files if "tfevents" in p):
+        copy = tmp_path / "pulled" / path
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(pushed_bytes(hub, repo, path))
+        events = list(EventFileLoader(str(copy)).Load())
+        assert len(events) >= 2
+        texts += [str(event) for event in events]
+    assert any("classifier" in text and "w.pt" in text for text in texts)
+
+
+def test_pushed_detector_folder_carries_no_local_path_and_best_pt_still_loads(hub, trained_detector, tmp_path):
+    before = digest(trained_detector)
+    assert str(trained_detector.parent).encode() in (trained_detector / "best.pt").read_bytes()  # Ultralytics' args
+    repo, _ = pushed(
+        hybrid_cli(hub.client_env(tmp_path / "home"), "push", "detector", str(trained_detector), f"{ORG}/det")
+    )
+    pulled = tmp_path / "pulled"
+    for path in repo_files(hub, "model", repo):
+        data = pushed_bytes(hub, repo, path)
+        for local in local_paths(trained_detector):
+            assert local.encode() not in data, (path, local)
+        (pulled / path).parent.mkdir(parents=True, exist_ok=True)
+        (pulled / path).write_bytes(data)
+    assert yaml.safe_load((pulled / "recipe.yaml").read_text())["output"] == "detector"
+    assert digest(trained_detector) == before
+    check = (
+        "import json, sys\nfrom ultralytics import YOLO\nmodel = YOLO(sys.argv[1])\n"
+        "print('ARGS ' + json.dumps({k: str(v) for k, v in model.ckpt['train_args'].items()}))\n"
+    )
+    done = run({**hub.client_env(tmp_path / "home"), "YOLO_OFFLINE": "1"}, "-c", check, str(pulled / "best.pt"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = json.loads(done.stdout.split("ARGS ", 1)[1])
+    assert args["data"] == "detector.work/yolo/data.yaml"
+    assert args["imgsz"] == "64"
+
+
+def test_a_card_whose_metadata_uses_yaml_aliases_is_refused_before_it_is_expanded(tmp_path):
+    """huggingface_hub reads a card's front matter with PyYAML's aliases on: a 500-byte 'billion laughs' card
+    would be gigabytes to anything that walks it. Refused with one line before that parser sees it."""
+    from hybrid.publish import check_model_card
+
+    laughs = "\n".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9))
+    (tmp_path / "README.md").write_text(f'---\nl0: &l0 ["lol"]\n{laughs}\n---\n# card\n')
+    with pytest.raises(ValueError, match=r"README\.md \(its metadata\): line 2: YAML aliases") as error:
+        check_model_card("classifier", tmp_path)
+    assert "\n" not in str(error.value)

@@ -43,10 +43,14 @@ def add_commands(commands) -> None:
     push = commands.add_parser(
         "push",
         help="push a trained model folder to the Hub in one commit (token: $HF_TOKEN "
-        "or `hf auth login`); prints REPO_ID@COMMIT",
+        "or `hf auth login`); prints REPO_ID@COMMIT. Sends only the weights, config.json, README.md, metrics.json, "
+        "split.json, recipe.yaml, TensorBoard logs and the card's images, with local paths made relative; any other "
+        "file in the folder, or the token in a file, refuses the push",
     )
     push.add_argument("kind", choices=list(KINDS), help="what the folder holds: " + " | ".join(KINDS))
-    push.add_argument("folder", help="a trained model folder (the output of train/classifier.py or train/detector.py)")
+    push.add_argument(
+        "folder", help="a trained model folder (the output of train/classifier.py or train/detector.py; only read)"
+    )
     push.add_argument("repo_id", help="the Hub repo to push to, e.g. me/gesture-classifier (created if missing)")
     push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
     push.add_argument("--revision", default=None, help="branch to push to (created if missing; default: main)")
