@@ -6,11 +6,14 @@
 Starts app.py on a free port with the given models (or connects to --url), then sends --requests requests
 (200) from --clients concurrent clients (8), --rounds times (1), as bare HTTP calls (upload, then
 /gradio_api/call/...). Half are real photos from the Hands Dataset test split (/predict; every 4th on /analyse
-with Grad-CAM and EigenCAM; every 8th a webcam frame on /live or a 10-photo clip on /track); the other half
-cycle through hostile inputs: raw and FileData payloads naming server files (on public and private endpoints),
-a 400-megapixel PNG bomb, a truncated JPEG, a text file named .jpg. Every photo, frame and clip must be
-answered and every hostile input refused; the table says so per kind, with latency, and the server's RSS at the
-start (after one warm-up request), after each round and at its peak. Exit status 1 when any request went wrong.
+with Grad-CAM and EigenCAM; every 8th a webcam frame on /live or a 10-photo clip on /track; every 32nd a 48 MP
+photo on /analyse at the lowest threshold); the other half cycle through hostile inputs (tests/hostile.py): raw
+and FileData payloads naming server files (on public and private endpoints), a 400-megapixel PNG bomb, a
+truncated JPEG, a text file named .jpg, a detector threshold of 0 and one sent as text, an HLS playlist and an
+ffconcat list naming a clip on the server, a two-frame 8K clip. Every photo, frame and clip must be answered and
+every hostile input refused; the table says so per kind, with latency (queue wait included), and the server's
+RSS at the start (after one warm-up request), after each round and at its peak. Exit status 1 when any request
+went wrong or the peak RSS passed 1.5 GiB.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import itertools
 import os
 import statistics
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +35,14 @@ import pytest
 
 from bench.machine_info import machine
 from hybrid.constants import data_root
+from tests import hostile
 from tests.fixtures_app import bomb_png, call_api, running_app, upload
 
 REPO = Path(__file__).resolve().parent.parent
 META = {"_type": "gradio.FileData"}
 PHOTOS = "subhih-handsdataset/images/test"
+REFUSAL_SECONDS = 2.0  # a hostile request is refused within this long (issue 29)
+RSS_BUDGET = int(1.5 * 2**30)  # the server's peak RSS under this load
 
 
 @dataclass
@@ -46,20 +53,32 @@ class Outcome:
     note: str = ""
 
 
-def hostile_kinds(data: Path, model_png: Path) -> dict:
-    """name -> (endpoint, function of the server URL giving the image payload)."""
+def hostile_kinds(data: Path, model_png: Path, server_clip: Path) -> dict:
+    """name -> (endpoint, function of the server URL giving the request's data)."""
     photo = next((data / PHOTOS).glob("*.jpg"))
     corrupt = photo.read_bytes()[: photo.stat().st_size // 2]
-    bomb = bomb_png()
+    bomb, eight_k, lists = bomb_png(), hostile.mp4((7680, 4320), 2), hostile.playlists(str(server_clip.resolve()))
+
+    def photo_upload(url: str) -> dict:
+        return upload(url, photo.name, photo.read_bytes())
+
+    def with_upload(endpoint: str, name: str, data: bytes):
+        return endpoint, lambda url: inputs(endpoint, upload(url, name, data))
+
     return {
-        "raw /etc/passwd": ("predict", lambda url: {"path": "/etc/passwd"}),
-        "raw server photo": ("analyse", lambda url: {"path": str(photo)}),
-        "FileData model png": ("predict", lambda url: {"path": str(model_png), "meta": META}),
-        "raw path, private changed": ("changed", lambda url: {"path": str(model_png)}),
-        "raw path, private live": ("live", lambda url: {"path": str(photo)}),
-        "400 MP bomb": ("predict", lambda url: upload(url, "bomb.png", bomb)),
-        "truncated jpeg": ("analyse", lambda url: upload(url, "cut.jpg", corrupt)),
-        "text named .jpg": ("predict", lambda url: upload(url, "notes.jpg", b"this is not an image\n")),
+        "raw /etc/passwd": ("predict", lambda url: inputs("predict", {"path": "/etc/passwd"})),
+        "raw server photo": ("analyse", lambda url: inputs("analyse", {"path": str(photo)})),
+        "FileData model png": ("predict", lambda url: inputs("predict", {"path": str(model_png), "meta": META})),
+        "raw path, private changed": ("changed", lambda url: inputs("changed", {"path": str(model_png)})),
+        "raw path, private live": ("live", lambda url: inputs("live", {"path": str(photo)})),
+        "400 MP bomb": with_upload("predict", "bomb.png", bomb),
+        "truncated jpeg": with_upload("analyse", "cut.jpg", corrupt),
+        "text named .jpg": with_upload("predict", "notes.jpg", b"this is not an image\n"),
+        "detector threshold 0": ("predict", lambda url: [photo_upload(url), 0.0, 0.0]),
+        "threshold as text": ("analyse", lambda url: [photo_upload(url), "0.5", 0.0, True]),
+        "HLS playlist of a server clip": with_upload("track", "clip.m3u8", lists["playlist.m3u8"]),
+        "ffconcat list of a server clip": with_upload("track", "clip.ffconcat", lists["list.ffconcat"]),
+        "8K clip": with_upload("track", "eight-k.mp4", eight_k),
     }
 
 
@@ -92,8 +111,6 @@ def run_live(url: str, photo: Path) -> Outcome:
 
 def make_clip(photos: list[Path], frames: int = 10) -> bytes:
     """An .mp4 of `frames` test photos at 10 frames/s (what the Video tab gets)."""
-    import tempfile
-
     import cv2
 
     with tempfile.TemporaryDirectory() as folder:
@@ -106,10 +123,20 @@ def make_clip(photos: list[Path], frames: int = 10) -> bytes:
 
 
 def run_hostile(url: str, kind: str, endpoint: str, make) -> Outcome:
+    data = make(url)  # the upload is the client's time, not the server's refusal
     started = time.perf_counter()
-    event, message = call_api(url, endpoint, inputs(endpoint, make(url)))
+    event, message = call_api(url, endpoint, data)
     ok = event == "error" and "/" not in (message or "")  # refused, naming no server path
     return Outcome(kind, ok, time.perf_counter() - started, "" if ok else f"{event} {str(message)[:200]}")
+
+
+def run_large_photo(url: str, photo: bytes) -> Outcome:
+    """A 48 MP photo at the slider's lowest threshold, with Grad-CAM and EigenCAM: answered within the budgets."""
+    started = time.perf_counter()
+    event, outputs = call_api(url, "analyse", [upload(url, "large.jpg", photo), 0.01, 0.0, True])
+    result = outputs[-1] if event == "complete" and outputs else None
+    ok = isinstance(result, dict) and isinstance(result.get("hands"), list)
+    return Outcome("photo 48 MP /analyse", ok, time.perf_counter() - started, "" if ok else f"{event}")
 
 
 def server_process(url: str) -> psutil.Process:
@@ -124,12 +151,22 @@ def load(url: str, data: Path, model_png: Path, requests: int, clients: int, rou
     photos = sorted((data / PHOTOS).glob("*.jpg"))
     if not photos:
         raise SystemExit(f"load_test: no photos in {data / PHOTOS}; set --data")
-    hostile = itertools.cycle(hostile_kinds(data, model_png).items())
-    photo_cycle = itertools.cycle(photos)
     clip = make_clip(photos)
+    with tempfile.TemporaryDirectory() as folder:  # a real clip on the server that the playlists name
+        server_clip = Path(folder) / "server-clip.mp4"
+        server_clip.write_bytes(clip)
+        hostile_requests = hostile_kinds(data, model_png, server_clip)
+        _load(url, photos, clip, hostile.large_photo(data), hostile_requests, requests, clients, rounds)
+
+
+def _load(url, photos, clip, large_photo, hostile_requests, requests, clients, rounds) -> None:
+    hostile_cycle = itertools.cycle(hostile_requests.items())
+    photo_cycle = itertools.cycle(photos)
     jobs = []
     for number in range(requests):  # photo, hostile, photo, hostile, ...
-        if number % 16 == 4:
+        if number % 32 == 20:
+            jobs.append(lambda: run_large_photo(url, large_photo))
+        elif number % 16 == 4:
             jobs.append(lambda: run_clip(url, clip))
         elif number % 16 == 12:
             jobs.append(lambda p=next(photo_cycle): run_live(url, p))
@@ -137,7 +174,7 @@ def load(url: str, data: Path, model_png: Path, requests: int, clients: int, rou
             endpoint = "analyse" if number % 8 == 0 else "predict"
             jobs.append(lambda p=next(photo_cycle), e=endpoint: run_photo(url, p, e))
         else:
-            kind, (endpoint, make) = next(hostile)
+            kind, (endpoint, make) = next(hostile_cycle)
             jobs.append(lambda k=kind, e=endpoint, m=make: run_hostile(url, k, e, m))
 
     server = server_process(url)
@@ -161,8 +198,16 @@ def load(url: str, data: Path, model_png: Path, requests: int, clients: int, rou
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
-    report(outcomes, wall, clients, rss_start, max(peak[0], *rss), rss)
-    if not all(o.ok for o in outcomes):
+    rss_peak = max(peak[0], *rss)
+    report(outcomes, wall, clients, rss_start, rss_peak, rss)
+    slow = [o for o in outcomes if o.ok and o.kind in hostile_requests and o.seconds > REFUSAL_SECONDS]
+    print(
+        f"hostile requests refused within {REFUSAL_SECONDS:g} s of being sent (queue wait included): "
+        f"{sum(o.ok and o.kind in hostile_requests for o in outcomes) - len(slow)} of "
+        f"{sum(o.kind in hostile_requests for o in outcomes)}; peak RSS {rss_peak / 2**30:.2f} GiB "
+        f"(budget {RSS_BUDGET / 2**30:.1f} GiB)"
+    )
+    if not all(o.ok for o in outcomes) or rss_peak > RSS_BUDGET:
         raise SystemExit(1)
 
 
