@@ -16,6 +16,7 @@ import ctypes
 import dataclasses
 import functools
 import io
+import json
 import logging
 import os
 import sys
@@ -64,7 +65,7 @@ from hybrid.limits import (  # noqa: E402
     THRESHOLD_RANGE,
 )
 from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
-from hybrid.video import HandTracker, VideoError, annotate, probe_video, read_video, track_video  # noqa: E402
+from hybrid.video import HandTracker, VideoError, VideoTooLarge, annotate, probe_video, read_video, track_video  # noqa: E402
 
 logger = logging.getLogger("hybrid.app")
 
@@ -240,10 +241,19 @@ def read_video_upload(payload: Any) -> tuple[str, str]:
     try:
         info = probe_video(path)  # refuses anything but a real container, and frames or clips over the budgets
     except VideoError as error:
-        raise gr.Error(f"This file can't be analysed: {str(error).replace(path, name)}. {VIDEO_HINT}") from None
+        raise gr.Error(video_refusal(error, path, name)) from None
     if info.frames > MAX_VIDEO_FRAMES or info.frames / info.fps > MAX_VIDEO_SECONDS:
         raise gr.Error(f"{name} is too long ({info.frames / info.fps:.0f} s, {info.frames} frames). {VIDEO_HINT}")
     return path, name
+
+
+def video_refusal(error: VideoError, path: str, name: str) -> str:
+    """The page's words for a clip hybrid.video refused: too large (a budget) or not readable, and why; the
+    upload's own name stands for its server path."""
+    reason = str(error).removeprefix(f"{path}: ")
+    if isinstance(error, VideoTooLarge):
+        return f"{name} is too large: {reason}. {VIDEO_HINT}"
+    return f"This file can't be analysed: {name} is not a readable video ({reason}). {VIDEO_HINT}"
 
 
 def checked_settings(detector_threshold: Any, min_confidence: Any) -> tuple[float, float]:
@@ -271,14 +281,17 @@ def shown(image: Image.Image, hands: list) -> tuple[Image.Image, list]:
     return small, [dataclasses.replace(hand, box=tuple(v * scale for v in hand.box)) for hand in hands]
 
 
-def write_webm(source: Path, output: Path) -> None:
+def write_webm(source: Path, output: Path, deadline: float = float("inf")) -> None:
     """The .mp4 `track_video` wrote, re-encoded as VP8 WebM: what browsers play (OpenCV's wheel has no H.264
-    encoder, and the MPEG-4 part 2 video it writes plays in no browser)."""
+    encoder, and the MPEG-4 part 2 video it writes plays in no browser). Past `deadline` (time.perf_counter)
+    -> TimeoutError."""
     import cv2  # after hybrid.video, which sets FFmpeg's log level before OpenCV reads it
 
     writer = None
     try:
         for _, frame in read_video(source):
+            if time.perf_counter() > deadline:
+                raise TimeoutError("re-encoding the tracked clip took too long")
             if writer is None:
                 fps, size = probe_video(source).fps, (frame.shape[1], frame.shape[0])
                 writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
@@ -421,9 +434,14 @@ class App:
                         f"{name} takes too long to track here (stopped after {MAX_REQUEST_SECONDS} s, at frame "
                         f"{len(results)}). Please send a shorter or smaller clip."
                     )
-            write_webm(tracked, output)
+            write_webm(tracked, output, deadline=started + MAX_REQUEST_SECONDS)
+        except TimeoutError:
+            raise gr.Error(
+                f"{name} takes too long to track here (over {MAX_REQUEST_SECONDS} s). Please send a shorter or "
+                "smaller clip."
+            ) from None
         except VideoError as error:
-            raise gr.Error(f"This file can't be analysed: {str(error).replace(path, name)}. {VIDEO_HINT}") from None
+            raise gr.Error(video_refusal(error, path, name)) from None
         rows = track_rows(results)
         seconds = time.perf_counter() - started
         status = (
@@ -452,12 +470,38 @@ def table_rows(hands: list) -> list[list]:
 # --- the page --------------------------------------------------------------------------------------
 
 
+def model_facts(source: ModelSource) -> tuple[str, Optional[float]]:
+    """What a model folder says of itself, for the page: 'YOLOv8n at 160 px' / 'resnet18 at 64 px', and the
+    seconds its training took (metrics.json), when recorded."""
+    try:
+        config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+        metrics = json.loads((source.path / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "", None
+    if source.kind == "detector":
+        size, seconds = config.get("image_size"), metrics.get("train_seconds")
+        architecture = str(config.get("architecture", "")).replace("yolov8", "YOLOv8")
+    else:
+        size = (config.get("pretrained_cfg") or {}).get("input_size", [None])[-1]
+        architecture, timing = config.get("architecture", ""), metrics.get("timing") or {}
+        seconds = timing.get("train_seconds_total")
+        seconds = seconds + timing.get("data_seconds", 0) if isinstance(seconds, (int, float)) else None
+    facts = f"{architecture} at {size} px" if architecture and size else str(architecture)
+    return facts, seconds if isinstance(seconds, (int, float)) else None
+
+
 def model_markdown(sources: list[ModelSource]) -> str:
-    lines = [f"- **{s.kind}**: `{s.shown_name}` ({s.revision})" for s in sources]
+    facts = {s.kind: model_facts(s) for s in sources}
+    lines = [
+        f"- **{s.kind}**: {facts[s.kind][0] + ', ' if facts[s.kind][0] else ''}`{s.shown_name}` ({s.revision})"
+        for s in sources
+    ]
     text = "**Models running**\n" + "\n".join(lines)
     if any((s.path / ".demo-recipe").is_file() for s in sources):  # the mark train/demo.py leaves (RECIPE_MARK)
+        times = [f"{kind} {seconds / 60:.0f} min" for kind, (_, seconds) in facts.items() if seconds]
+        trained = f": {', '.join(times)} of CPU training" if times else ""
         text += (
-            "\n\n*These are quick local demo models (`make demo`: about 30 minutes of CPU training), so expect "
+            f"\n\n*These are quick local demo models (`make demo`{trained}), so expect "
             "mistakes. For the real ones, train the full recipes in `train/configs/` or set `HYBRID_DETECTOR` / "
             "`HYBRID_CLASSIFIER` to Hub models (see the README).*"
         )
@@ -486,7 +530,7 @@ def build(app: App) -> gr.Blocks:
     with gr.Blocks(title="hybrid hand gestures") as page:
         gr.Markdown(
             "# hybrid: hand-gesture recognition\nA **YOLOv8** detector finds every hand, a "
-            "**ResNet-50** names its gesture (number of extended fingers), and **Grad-CAM** shows "
+            "**ResNet** classifier names its gesture (number of extended fingers), and **Grad-CAM** shows "
             "which pixels drove each decision."
         )
         gr.Markdown(model_markdown(app.sources), elem_id="models")

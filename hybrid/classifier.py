@@ -47,7 +47,7 @@ from PIL import Image
 from hybrid.calibration import calibration_for
 from hybrid.files import atomic_file, write_text
 from hybrid.images import load_image
-from hybrid.limits import MAX_CLASSIFIER_GFLOPS, MAX_MODEL_PARAMETERS
+from hybrid.limits import MAX_CLASSIFIER_GFLOPS, MAX_CLASSIFIER_INPUT, MAX_MODEL_PARAMETERS, MIN_CROP_PCT
 from hybrid.runtime import Network, Precision, TorchNetwork, compile_network, parse_precision, resolve_precision
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ _MODEL_ARGS = {
 }
 _CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines", "code_revision", "custom_load")
 _ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)?")  # timm names: 'resnet50', 'resnet50.a1_in1k'
-_MAX_IMAGE_SIZE = 4096
+_MAX_IMAGE_SIZE = MAX_CLASSIFIER_INPUT
 _MAX_CLASSES = 100_000
 _STD_RANGE = (0.01, 10)  # timm's models divide 0..1 pixels by 0.23..1; 0 makes every input inf or NaN
 
@@ -258,8 +258,10 @@ def _check_pretrained_cfg(cfg: dict, where: str) -> None:
                 f"{where}: field 'pretrained_cfg.{key}' must be 3 numbers in [{low}, {high}], got {value!r}"
             )
     crop_pct = cfg.get("crop_pct", 1.0)
-    if crop_pct is not None and (not _is_number(crop_pct) or not 0 < crop_pct <= 2):
-        raise ValueError(f"{where}: field 'pretrained_cfg.crop_pct' must be a number in (0, 2], got {crop_pct!r}")
+    if crop_pct is not None and (not _is_number(crop_pct) or not MIN_CROP_PCT <= crop_pct <= 2):
+        raise ValueError(
+            f"{where}: field 'pretrained_cfg.crop_pct' must be a number in [{MIN_CROP_PCT}, 2], got {crop_pct!r}"
+        )
     for key, allowed in (
         ("interpolation", ("bilinear", "bicubic", "nearest", "random", "lanczos", "box", "hamming")),
         ("crop_mode", ("center", "squash", "border")),

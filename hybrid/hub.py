@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from hybrid.constants import KINDS, model_env, project_root
+from hybrid.limits import MAX_WEIGHT
 
 if TYPE_CHECKING:
     from torch import nn
@@ -210,4 +211,8 @@ def load_weights(path: Path, model: "nn.Module", config: str = "config.json") ->
             raise ValueError(f"{mismatch} tensor {name!r} is {tensor.dtype}, not {expected[name].dtype}")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"{path}: tensor {name!r} holds NaN or infinite values")
+        if tensor.is_floating_point() and tensor.numel() and tensor.abs().max() > MAX_WEIGHT:
+            raise ValueError(f"{path}: tensor {name!r} holds values over {MAX_WEIGHT:g} (they overflow to NaN)")
+        if name.endswith("running_var") and tensor.numel() and tensor.min() < 0:  # sqrt(var) would be NaN
+            raise ValueError(f"{path}: tensor {name!r} (a variance) holds negative values")
     model.load_state_dict(state, strict=True)

@@ -88,20 +88,30 @@ def to_rgb(image: Image.Image, in_place: bool = False) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # A fixed scale keeps brightness (a per-image min-max stretch would brighten dark photos):
         # 16-bit integers /257, floats in [0, 1] *255; only other ranges are stretched to 0..255.
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image)  # the stored 2-4 bytes a pixel, not a float64 copy (a 50 MP one: 400 MB each)
         lo, hi = float(array.min()), float(array.max())
         if image.mode.startswith("I") and lo >= 0 and hi <= 65535:
-            scaled = array / 257.0
+            offset, scale = 0.0, 1 / 257.0
         elif image.mode == "F" and lo >= 0 and hi <= 1.0:
-            scaled = array * 255.0
+            offset, scale = 0.0, 255.0
         else:
-            scaled = (array - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(array)
-        image = Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), mode="L")
+            offset, scale = lo, (255.0 / (hi - lo) if hi > lo else 0.0)
+        image = Image.fromarray(_to_8_bits(array, offset, scale), mode="L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _to_8_bits(array: np.ndarray, offset: float, scale: float, rows: int = 512) -> np.ndarray:
+    """round((array - offset) * scale) clipped to 0..255 as uint8, a block of rows at a time in float32: the
+    float copies stay a few MB whatever the image's size."""
+    out = np.empty(array.shape, np.uint8)
+    for top in range(0, array.shape[0], rows):
+        block = (array[top : top + rows].astype(np.float32) - np.float32(offset)) * np.float32(scale)
+        out[top : top + rows] = np.clip(np.rint(block), 0, 255)
+    return out
 
 
 def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:

@@ -45,7 +45,11 @@ MAX_MODEL_JSON_DEPTH = 32  # levels of nesting in it (ours use 6); deeper JSON e
 MAX_MODEL_PARAMETERS = 200_000_000  # a network's parameters, counted before it is built (on the 'meta' device):
 # every Ultralytics detection yaml fits (the largest, yolov5x-p6, has 155 M; YOLOv8x 68 M; ResNet-50 26 M)
 MAX_DETECTOR_GFLOPS = 1200  # one detector forward pass at its image size: YOLOv8x 258 at 640, yolov8x-p6 1044 at 1280
-MAX_CLASSIFIER_GFLOPS = 100  # one crop through the classifier (up to MAX_HANDS per photo): ResNet-50 8 at 224 px
+MAX_CLASSIFIER_GFLOPS = 25  # one crop through the classifier (up to MAX_HANDS per photo): ResNet-50 8 at 224 px,
+# 24 at 384
+MAX_CLASSIFIER_INPUT = 640  # a classifier's input side (timm's eval sizes reach 448-576); 32 crops of it: 157 MB
+MIN_CROP_PCT = 0.5  # the pipeline cuts crops at input side / crop_pct (timm's: 0.875-1): at most 1,280 px
+MAX_WEIGHT = 1e4  # largest magnitude of any weight a model file may hold (trained ones stay far below; 3e38 -> NaN)
 MAX_ACTIVATION = 2**28  # elements in any one tensor of a detector's forward pass (1 GiB in fp32); Ultralytics'
 # yamls peak at 39 M (yolo26x-p6 at 1280)
 # Bounds on a detector yaml's layer arguments; every Ultralytics detection yaml stays within them:

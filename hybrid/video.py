@@ -67,6 +67,10 @@ class VideoError(ValueError):
     """A video that cannot be read (missing, corrupt, not a video) or written."""
 
 
+class VideoTooLarge(VideoError):
+    """A video over a budget of hybrid.limits (frame pixels, frames x pixels): readable, but refused."""
+
+
 @dataclass
 class TrackedHand:
     """One hand in one frame: `track_id` stays the same while the hand stays in view; `label`/`probability`
@@ -239,12 +243,12 @@ def _checked_info(capture: "cv2.VideoCapture", path: Path) -> VideoInfo:
     info = _info(capture)
     pixels = info.width * info.height
     if pixels > MAX_VIDEO_FRAME_PIXELS:
-        raise VideoError(
+        raise VideoTooLarge(
             f"{path}: frames of {info.width}x{info.height} pixels are over the limit of "
             f"{MAX_VIDEO_FRAME_PIXELS / 1e6:.1f} megapixels per frame (4K); resize the video first"
         )
     if info.frames * pixels > MAX_CLIP_PIXELS:
-        raise VideoError(f"{path}: {clip_budget_message(info.width, info.height)}")
+        raise VideoTooLarge(f"{path}: {clip_budget_message(info.width, info.height)}")
     return info
 
 
@@ -287,7 +291,7 @@ def read_video(path: Union[str, Path], max_side: Optional[int] = VIDEO_MAX_SIDE)
                 break
             decoded += bgr.shape[0] * bgr.shape[1]
             if decoded > MAX_CLIP_PIXELS:  # a file that misstates its length or size
-                raise VideoError(f"{path}: {clip_budget_message(bgr.shape[1], bgr.shape[0])}")
+                raise VideoTooLarge(f"{path}: {clip_budget_message(bgr.shape[1], bgr.shape[0])}")
             milliseconds = capture.get(cv2.CAP_PROP_POS_MSEC)
             frame = np.ascontiguousarray(shrunk(bgr, max_side)[..., ::-1])
             yield (milliseconds / 1000 if milliseconds > 0 or index == 0 else index / fps), frame
@@ -355,6 +359,7 @@ __all__ = [
     "HandTracker",
     "TrackedHand",
     "VideoError",
+    "VideoTooLarge",
     "VideoInfo",
     "annotate",
     "probe_video",

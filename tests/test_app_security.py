@@ -118,8 +118,9 @@ def test_config_and_api_info_show_no_server_path(
 ):
     with httpx.Client(timeout=30) as http:
         pages = {page: http.get(app_url + page).text for page in ("config", "gradio_api/info", "")}
+    uploads = Path(get_upload_folder()).resolve()  # where Gradio keeps files, the example photos' copies too
     for page, text in pages.items():
-        for path in (REPO, trained_detector, trained_classifier, trained_detector.parent, data_root.resolve()):
+        for path in (REPO, trained_detector, trained_classifier, trained_detector.parent, data_root.resolve(), uploads):
             assert str(path) not in text, f"/{page} shows the server path {path}"
     assert "`detector` (local folder)" in pages["config"], "the page no longer names the detector it runs"
 

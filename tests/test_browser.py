@@ -83,9 +83,14 @@ def test_upload_shows_hands_table_gestures_and_gradcam(
         # the page names the folders it runs, never their server path
         models = page.locator("#models")
         expect(models).to_contain_text("Models running", timeout=60_000)
-        expect(models).to_contain_text(f"detector: {trained_detector.name} (local folder)")
-        expect(models).to_contain_text(f"classifier: {trained_classifier.name} (local folder)")
+        # ... and what they are: architecture and input size, from their config.json
+        expect(models).to_contain_text(f"detector: YOLOv8n at 64 px, {trained_detector.name} (local folder)")
+        expect(models).to_contain_text(f"classifier: resnet50 at 32 px, {trained_classifier.name} (local folder)")
         expect(models).not_to_contain_text(str(trained_detector.parent))
+        # the example photos (a gallery filled when the page opens; /config does not list them)
+        examples = page.locator("#examples img")
+        expect(examples.first).to_be_visible(timeout=60_000)
+        assert examples.count() == 6
         # classifier threshold 0: every hand is named by its most likely gesture, never 'unknown'
         page.get_by_label("number input for Classifier threshold").fill("0")
         page.locator("#input-image input[type=file]").set_input_files(str(data_root / PHOTO))

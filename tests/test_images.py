@@ -433,3 +433,29 @@ def test_rgb_array_passes_rgb_arrays_through_and_checks_the_rest(tmp_path):
     assert rgb_array(grey).shape == (48, 64, 3)  # anything else goes through load_image
     with pytest.raises(ImageError, match="megapixels"):
         rgb_array(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (MAX_PIXELS // 1000 + 1, 1000, 3)))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F"])
+def test_a_50_megapixel_16_bit_or_float_image_decodes_within_memory(tmp_path, mode):
+    """A 97 KB 16-bit PNG (or float TIFF) of 50 MP once took 1.6 GB to load (float64 copies of every pixel): now
+    its 8-bit image is made a block of rows at a time. Measured in a child process, whose peak RSS is its own."""
+    import subprocess
+    import sys
+
+    path = tmp_path / ("big.png" if mode == "I;16" else "big.tif")
+    array = np.zeros((7071, 7071), np.uint16 if mode == "I;16" else np.float32)
+    array[::100] = 40_000 if mode == "I;16" else 0.5
+    Image.fromarray(array).save(path, **({"compression": "tiff_adobe_deflate"} if mode == "F" else {}))
+    code = (
+        "import resource, sys\n"
+        "from hybrid.images import load_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "image = load_image(sys.argv[1])\n"
+        "assert image.getpixel((0, 0)) == (int(sys.argv[2]),) * 3, image.getpixel((0, 0))  # 40000 / 257, 0.5 * 255\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    expected = "156" if mode == "I;16" else "128"
+    command = [sys.executable, "-c", code, str(path), expected]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) < 700, f"loading took {done.stdout.strip()} MB more"

@@ -221,6 +221,9 @@ def classifier_folder(tmp_path_factory) -> Path:
         (lambda c: c["pretrained_cfg"].update(std=[0.2, 0.2]), r"field 'pretrained_cfg.std' must be 3 numbers"),
         (lambda c: c["pretrained_cfg"].update(mean=[-1e9, 0.5, 0.5]), r"field 'pretrained_cfg.mean' must be 3 num"),
         (lambda c: c["pretrained_cfg"].update(mean=[float("inf")] * 3), r"field 'pretrained_cfg.mean' must be 3"),
+        # crops are cut at input side / crop_pct: 0.002 made each of up to 32 crops 16000 px (768 MB)
+        (lambda c: c["pretrained_cfg"].update(crop_pct=0.002), r"field 'pretrained_cfg.crop_pct' must be a number in"),
+        (lambda c: c["pretrained_cfg"].update(input_size=[3, 4096, 4096]), r"field 'pretrained_cfg.input_size'"),
     ],
 )
 def test_classifier_config_outside_the_schema_is_refused_with_one_line(classifier_folder, tmp_path, edit, expected):
@@ -411,7 +414,10 @@ def test_a_network_over_the_budget_is_refused_before_it_is_built(detector_folder
     "edit, expected",
     [
         (lambda c: c.update(architecture="vit_giant_patch14_224"), r"the network has 1011 M parameters; at most 200"),
-        (lambda c: c["pretrained_cfg"].update(input_size=[3, 4096, 4096]), r"one crop at 4096x4096 px takes \d+ GFL"),
+        (
+            lambda c: c.update(architecture="resnet50") or c["pretrained_cfg"].update(input_size=[3, 640, 640]),
+            r"one crop at 640x640 px takes \d+ GFLOPs; at most 25",
+        ),
     ],
 )
 def test_a_classifier_over_the_budget_is_refused_before_it_is_built(classifier_folder, tmp_path, edit, expected):
@@ -490,6 +496,16 @@ HOSTILE_FILES = {
     "inf": (
         lambda folder, tensor: _with_weights(folder, lambda s: s[tensor].view(-1).__setitem__(-1, float("-inf"))),
         r"model\.safetensors: tensor '{tensor}' holds NaN or infinite values",
+    ),
+    "huge": (  # finite, but overflows to inf and then NaN in the first layer
+        lambda folder, tensor: _with_weights(folder, lambda s: s[tensor].view(-1).__setitem__(0, 3e38)),
+        r"model\.safetensors: tensor '{tensor}' holds values over 10000",
+    ),
+    "negative_variance": (  # a BatchNorm divides by sqrt(running_var): NaN for every input
+        lambda folder, tensor: _with_weights(
+            folder, lambda s: next(v for k, v in s.items() if k.endswith("running_var")).fill_(-1.0)
+        ),
+        r"model\.safetensors: tensor '[\w.]+running_var' \(a variance\) holds negative values",
     ),
     "weights_link_to_text": (
         lambda folder, tensor: _symlink_to_text(folder, WEIGHTS_NAME),
