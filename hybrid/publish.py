@@ -155,7 +155,7 @@ def check_model_card(kind: str, folder: Path):
         raise ValueError(f"{readme}: missing; a pushed model needs its model card")
     front = FRONT_MATTER.match(readme.read_text(encoding="utf-8", errors="replace"))
     if front:  # huggingface_hub's YAML parser expands aliases: a 500-byte "billion laughs" is gigabytes
-        parse_yaml(front.group(1), f"{readme} (its metadata)")
+        parse_yaml(front.group(1), f"{readme}: the YAML metadata does not parse")
     try:
         data = metadata_load(readme) or {}
     except Exception as error:  # YAML errors come in several types

@@ -867,6 +867,8 @@ def test_a_card_whose_metadata_uses_yaml_aliases_is_refused_before_it_is_expande
 
     laughs = "\n".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9))
     (tmp_path / "README.md").write_text(f'---\nl0: &l0 ["lol"]\n{laughs}\n---\n# card\n')
-    with pytest.raises(ValueError, match=r"README\.md \(its metadata\): line 2: YAML aliases") as error:
+    with pytest.raises(
+        ValueError, match=r"README\.md: the YAML metadata does not parse: line 2: YAML aliases"
+    ) as error:
         check_model_card("classifier", tmp_path)
     assert "\n" not in str(error.value)
