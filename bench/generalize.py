@@ -186,7 +186,18 @@ ROWS = {
     ),
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
-ROWS = {name: (detector, {"epochs": "30", **classifier}, text) for name, (detector, classifier, text) in ROWS.items()}
+# Their detectors were trained from scratch (`pretrained: auto` found no COCO weights then): they keep that too.
+ROWS = {
+    name: ({"pretrained": "false", **detector}, {"epochs": "30", **classifier}, text)
+    for name, (detector, classifier, text) in ROWS.items()
+}
+# Rows whose detectors start from COCO YOLOv8n (`pretrained: auto`: Ultralytics' yolov8n.pt, else the weights
+# folder's yolov8n-coco.pt, ../shared/weights here).
+ROWS["all+long+coco"] = (
+    {"pretrained": "auto", "zoom-copies": "1"},
+    {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+    "all+long (the shipped recipes), and the detectors start from COCO-pretrained YOLOv8n instead of from scratch",
+)
 # lever rows skip the in-domain models (CPU time); the kept recipe, a candidate for it, and the rows without SLD
 # (whose Hands + Roboflow classifier is one more that never saw it) have them
 IN_DOMAIN_ROWS = {
@@ -218,6 +229,7 @@ IN_DOMAIN_ROWS = {
     "all+long+size96+detphoto",
     "zoom+photometric+long+background50+size96",
     "all+long+size96+seed1",
+    "all+long+coco",
 }
 
 

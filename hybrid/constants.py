@@ -5,6 +5,8 @@
     HYBRID_DETECTOR    the detector to load by default
     HYBRID_CACHE       compiled networks (default: $XDG_CACHE_HOME/hybrid, else ~/.cache/hybrid)
     HYBRID_ONNX_KEEP   ONNX exports kept in that cache per kind (classifier, detector), newest first (default 3)
+    HYBRID_WEIGHTS     pretrained weights to start training from where the Hub is out of reach (default
+                       ../shared/weights next to the project root, when it exists): yolov8n-coco.pt
 
 Variables are read when asked for (not at import), so a test or a launcher may set them late.
 """
@@ -18,6 +20,7 @@ from typing import Optional
 ENV_DATA = "HYBRID_DATA"
 ENV_CACHE = "HYBRID_CACHE"
 ENV_ONNX_KEEP = "HYBRID_ONNX_KEEP"
+ENV_WEIGHTS = "HYBRID_WEIGHTS"
 ONNX_KEEP_DEFAULT = 3
 KINDS = ("classifier", "detector")
 
@@ -46,6 +49,15 @@ def data_root() -> Path:
         f"no data root: {ENV_DATA} is not set and {shared} does not exist; "
         f"set {ENV_DATA} to the folder that holds the datasets"
     )
+
+
+def weights_root() -> Optional[Path]:
+    """$HYBRID_WEIGHTS, else ../shared/weights next to the project root when that folder exists, else None (then
+    the detector's `pretrained: auto` trains from scratch where Ultralytics cannot fetch its own weights)."""
+    if os.environ.get(ENV_WEIGHTS):
+        return Path(os.environ[ENV_WEIGHTS]).expanduser()
+    shared = project_root().parent / "shared" / "weights"
+    return shared if shared.is_dir() else None
 
 
 def model_env(kind: str) -> Optional[str]:

@@ -380,6 +380,8 @@ class HandDetector(CompiledDetector):
             model = DetectionModel(copy.deepcopy(config["model_yaml"]), nc=len(names), verbose=False)
         except Exception as error:  # TypeError/IndexError/RuntimeError... from inside Ultralytics and torch
             raise _does_not_build(f"{folder / CONFIG_NAME}: field 'model_yaml'", error) from None
+        if config.get("head_channels") not in (None, head_channels(model)):
+            widen_head(model, config, f"{folder / CONFIG_NAME}: field 'head_channels'")
         if config.get("fused"):
             model.fuse(verbose=False)
         load_weights(weights, model, CONFIG_NAME)
@@ -433,6 +435,7 @@ class HandDetector(CompiledDetector):
             "conf": self.conf,
             "iou": self.iou,
             "fused": self.is_fused,
+            "head_channels": head_channels(self.model),
             "ultralytics_version": ultralytics.__version__,
         }
 
@@ -595,6 +598,31 @@ def read_config(path: Path) -> dict:
     return check_config(config, str(path))
 
 
+def head_channels(model) -> Optional[int]:
+    """The hidden width of the Detect head's class branch (None for another head). Ultralytics derives it from the
+    class count (`max(ch[0], min(nc, 100))`) but keeps a pretrained head's width when it fine-tunes for fewer
+    classes: YOLOv8n from COCO (80 classes) keeps 80 where a 1-class yaml gives 64."""
+    head = model.model[-1] if hasattr(model, "model") else None
+    branches = getattr(head, "cv3", None)
+    try:
+        return int(branches[0][-1].in_channels)
+    except (TypeError, IndexError, AttributeError):
+        return None
+
+
+def widen_head(model, config: dict, where: str) -> None:
+    """Rebuild `model`'s class branch at `config['head_channels']`, as Ultralytics' own transfer does
+    (`DetectionModel.load` from a model built for that many classes: the same modules, only the last convolution
+    sized for this model's classes). A width no class count gives -> ValueError naming the field."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    width = config["head_channels"]
+    source = DetectionModel({**copy.deepcopy(config["model_yaml"]), "nc": width}, nc=width, verbose=False)
+    model.load(source, verbose=False)
+    if head_channels(model) != width:
+        raise ValueError(f"{where}: this architecture's head cannot be {width} channels wide")
+
+
 def check_config(config: object, where: str) -> dict:
     """Check a detector config dict: `model_yaml` (allowlisted, see `check_model_yaml`, and within the budgets at
     `image_size`, see `check_model_cost`), `names` (a non-empty list of strings), `image_size` (a positive int),
@@ -617,6 +645,9 @@ def check_config(config: object, where: str) -> dict:
             raise ValueError(f"{where}: field '{key}' must be a number in [0, 1], got {value!r}")
     if not isinstance(config.get("fused", False), bool):
         raise ValueError(f"{where}: field 'fused' must be true or false")
+    width = config.get("head_channels")
+    if width is not None and not (_is_int(width) and 1 <= width <= MAX_YAML_CHANNELS):
+        raise ValueError(f"{where}: field 'head_channels' must be an integer in 1..{MAX_YAML_CHANNELS}, got {width!r}")
     check_model_yaml(config["model_yaml"], f"{where}: field 'model_yaml'")
     check_model_cost(config["model_yaml"], len(names), size, f"{where}: field 'model_yaml'")
     return config

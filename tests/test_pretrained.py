@@ -205,8 +205,17 @@ def test_detector_starts_from_an_ultralytics_checkpoint(trained_detector, tmp_pa
 
 
 def test_detector_pretrained_true_offline_fails_fast(tmp_path, data_root):
-    """`--pretrained true` offline (no yolov8n.pt here): one error line, before any dataset is written."""
-    env = {**os.environ, "HYBRID_DATA": str(data_root), "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1"}
+    """`--pretrained true` offline, no yolov8n.pt here and a weights folder without the COCO copy: one error line,
+    before any dataset is written."""
+    weights = tmp_path.parent / f"{tmp_path.name}-empty-weights"
+    weights.mkdir()
+    env = {
+        **os.environ,
+        "HYBRID_DATA": str(data_root),
+        "HF_HUB_OFFLINE": "1",
+        "YOLO_OFFLINE": "1",
+        "HYBRID_WEIGHTS": str(weights),
+    }
     config = str(_REPO / "train" / "configs" / "detector-tiny.yaml")
     output = tmp_path / "det"
     done = _run(
@@ -223,7 +232,94 @@ def test_detector_pretrained_true_offline_fails_fast(tmp_path, data_root):
     )
     assert done.returncode == 2, done.stderr[-3000:]
     assert _errors(done) == [
-        "ERROR hybrid.training.detector: --pretrained true: yolov8n.pt (COCO) cannot be downloaded offline; give "
-        "a local .pt (--pretrained FILE.pt), or --pretrained auto to train from scratch when it is unavailable"
+        "ERROR hybrid.training.detector: --pretrained true: yolov8n.pt (COCO) is not here and cannot be downloaded "
+        "offline, and the weights folder has no yolov8n-coco.pt (set HYBRID_WEIGHTS); give a local .pt "
+        "(--pretrained FILE.pt), or --pretrained auto to train from scratch when it is unavailable"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the detector from COCO, offline: the local copy in the weights folder (../shared/weights here) ------------
+
+SHARED_WEIGHTS = _REPO.parent / "shared" / "weights"
+COCO_COPY = SHARED_WEIGHTS / "yolov8n-coco.pt"
+
+
+def _offline_env(data_root: Path, weights: Path | None = None) -> dict:
+    """Offline, with the default weights folder (../shared/weights) or `weights` as HYBRID_WEIGHTS."""
+    env = {**os.environ, "HYBRID_DATA": str(data_root), "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1"}
+    env.pop("HYBRID_WEIGHTS", None)
+    return {**env, "HYBRID_WEIGHTS": str(weights)} if weights else env
+
+
+@pytest.mark.slow  # trains a detector (~30 s)
+def test_detector_auto_starts_from_the_local_coco_copy_and_its_folder_loads_everywhere(tmp_path, data_root):
+    """Offline `--pretrained auto` picks ../shared/weights/yolov8n-coco.pt: before the first step the network's
+    weights equal the no-pickle copy of the same weights (yolov8n-coco.safetensors) wherever the shapes match, the
+    head keeps COCO's 80-channel class branch, and the trained folder loads (it once failed: 'weights do not
+    match') from safetensors, compiled, without PyTorch (hybrid.serving), with the same boxes as best.pt; the card
+    names the base model and carries the attribution SOURCES.md asks for."""
+    import hashlib
+
+    from hybrid import serving
+    from hybrid.detector import HandDetector
+    from hybrid.pipeline import HybridPipeline
+
+    assert COCO_COPY.is_file(), f"the COCO copy is missing: {COCO_COPY}"
+    snapshot, output = tmp_path / "before.pt", tmp_path / "det"
+    args = ["--config", str(_REPO / "train" / "configs" / "detector-tiny.yaml"), "--pretrained", "auto"]
+    done = _run(
+        _offline_env(data_root), tmp_path, "-c", DETECTOR_SNAPSHOT, str(snapshot), *args, "--output", str(output)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "starting from yolov8n-coco.pt" in done.stderr
+    coco = load_file(SHARED_WEIGHTS / "yolov8n-coco.safetensors")
+    before = torch.load(snapshot, weights_only=True)
+    same = [k for k in coco if k in before and before[k].shape == coco[k].shape and before[k].is_floating_point()]
+    assert len(same) > 0.95 * sum(tensor.is_floating_point() for tensor in coco.values())
+    for name in [k for k in same if k.endswith(".conv.weight")][:: len(same) // 20]:  # ~a dozen convolutions
+        assert torch.allclose(before[name].float(), coco[name], atol=1e-3), name  # the .pt holds them in fp16
+
+    config = json.loads((output / "config.json").read_text())
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert config["head_channels"] == 80
+    assert metrics["pretrained_from"]["sha256"] == hashlib.sha256(COCO_COPY.read_bytes()).hexdigest()
+    assert metrics["base_model"] == "Ultralytics/YOLOv8"
+    card = (output / "README.md").read_text()
+    assert "base_model: Ultralytics/YOLOv8" in card and 'Ultralytics, "YOLOv8", 2023' in card
+
+    photo = next((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))
+    reference = HandDetector.from_pretrained(output / "best.pt", allow_pickle=True).predict(photo, conf=0.001)
+    loaded = HandDetector.from_pretrained(output)
+    assert loaded.predict(photo, conf=0.001) == reference
+    assert reference, "no boxes to compare"
+    pipe = HybridPipeline(loaded, _tiny_classifier(), precision="fp32", onnx_cache_dir=tmp_path / "cache")
+    compiled = pipe.detector.predict(photo, conf=0.001, image_size=loaded.image_size)
+    assert list(compiled[0].box) == pytest.approx(list(reference[0].box), abs=1.0)  # OpenVINO's fp32 network
+    served = serving.read(serving.write(pipe, tmp_path / "served"))  # what the app runs, without PyTorch
+    assert served.detector.predict(photo, conf=0.001, image_size=loaded.image_size)[:3] == compiled[:3]
+
+
+def _tiny_classifier():
+    from hybrid.classifier import GestureClassifier
+
+    return GestureClassifier.create("resnet18", ["0", "1"], image_size=32, pretrained=False)
+
+
+def test_detector_auto_without_the_weights_folder_falls_back_with_one_line(tmp_path, data_root):
+    """No yolov8n.pt, offline, and HYBRID_WEIGHTS naming a folder that does not exist: one warning, from scratch."""
+    code = (
+        "import logging; logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')\n"
+        "from hybrid.training.detector import build_model\n"
+        "from hybrid.training.recipe import DetectorRecipe\n"
+        "model = build_model(DetectorRecipe(pretrained='auto'))\n"
+        "print(model.initialisation, model.start)\n"
+    )
+    env = _offline_env(data_root, tmp_path / "no-such-folder")
+    done = _run(env, tmp_path, "-c", code, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "random (from yolov8n.yaml) None"
+    assert [line for line in done.stderr.splitlines() if line.startswith("WARNING")] == [
+        "WARNING hybrid.training.detector: no yolov8n.pt (COCO) here, offline, and no yolov8n-coco.pt in the weights "
+        "folder: training yolov8n from scratch"
+    ]

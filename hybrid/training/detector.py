@@ -75,34 +75,68 @@ def _online() -> bool:
     return ONLINE
 
 
+COCO_ATTRIBUTION = 'Ultralytics YOLOv8 trained on COCO (AGPL-3.0; Ultralytics, "YOLOv8", 2023)'
+COCO_BASE_MODEL = "Ultralytics/YOLOv8"  # the Hub repo of Ultralytics' YOLOv8 checkpoints
+
+
+def coco_checkpoint(recipe: DetectorRecipe) -> Optional[Path | str]:
+    """Where `--pretrained auto|true` starts from: Ultralytics' own `yolov8<size>.pt` where Ultralytics finds it (the
+    working folder, its weights_dir) or can download it ("yolov8n.pt": Ultralytics fetches it); else the local copy
+    `yolov8<size>-coco.pt` in the weights folder (hybrid.constants.weights_root, ../shared/weights here); else None."""
+    from ultralytics.utils import SETTINGS
+
+    from hybrid.constants import weights_root
+
+    name = f"yolov8{recipe.model}.pt"
+    for found in (Path(name), Path(SETTINGS.get("weights_dir", "")) / name):
+        if found.is_file():
+            return found
+    if _online():
+        return name
+    local = weights_root() / f"yolov8{recipe.model}-coco.pt" if weights_root() else None
+    return local if local and local.is_file() else None
+
+
 def check_pretrained(recipe: DetectorRecipe) -> None:
-    """`--pretrained true` needs Ultralytics' COCO weights: offline and not in the working folder -> one
-    ValueError line, before any work."""
-    weights = Path(f"yolov8{recipe.model}.pt")
-    if recipe.pretrained == "true" and not weights.is_file() and not _online():
+    """`--pretrained true` needs COCO weights (`coco_checkpoint`): none here -> one ValueError line, before any
+    work."""
+    if recipe.pretrained == "true" and coco_checkpoint(recipe) is None:
         raise ValueError(
-            f"--pretrained true: {weights} (COCO) cannot be downloaded offline; give a local .pt "
+            f"--pretrained true: yolov8{recipe.model}.pt (COCO) is not here and cannot be downloaded offline, and the "
+            f"weights folder has no yolov8{recipe.model}-coco.pt (set HYBRID_WEIGHTS); give a local .pt "
             "(--pretrained FILE.pt), or --pretrained auto to train from scratch when it is unavailable"
         )
 
 
+def file_start(path: Path | str) -> dict:
+    """What a run records of the checkpoint it started from: its file name and sha256 (where it is a file here)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"file": path.name, "sha256": digest}
+
+
 def build_model(recipe: DetectorRecipe):
     """YOLO from pretrained weights when asked: an Ultralytics .pt given as `--pretrained FILE.pt` (unpickled:
-    the user brings it), or `yolov8<size>.pt` (COCO, Ultralytics' own lookup and download) for auto/true; else
-    from the yaml (random init). Ultralytics' trainer copies every layer whose shape matches into the new model
-    (a different class count re-initialises the head's last layers). `model.initialisation` says which (it goes
-    into metrics.json and the card)."""
+    the user brings it), or the COCO checkpoint (`coco_checkpoint`) for auto/true; else from the yaml (random
+    init). Ultralytics' trainer copies every layer whose shape matches into the new model (a different class
+    count re-initialises the head's last layers, at the pretrained width). `model.initialisation` says which
+    and `model.start` records the checkpoint (`file_start`; None from scratch): both go into metrics.json and
+    the card."""
     from ultralytics import YOLO
 
     architecture = f"yolov8{recipe.model}"
     wanted = recipe.pretrained
     if wanted != "false":
         standard = wanted in ("auto", "true")
-        weights = f"{architecture}.pt" if standard else wanted
-        if Path(weights).is_file() or (standard and _online()):
+        weights = coco_checkpoint(recipe) if standard else wanted
+        if weights is not None and (Path(weights).is_file() or standard):
             try:
-                model = YOLO(weights)
+                model = YOLO(str(weights))
                 model.initialisation = f"pretrained: {Path(weights).name}"
+                model.start = file_start(Path(model.ckpt_path or weights))
+                log.info("starting from %s (sha256 %s)", Path(weights).name, model.start["sha256"])
                 return model
             except Exception as error:  # download failures come as ConnectionError, FileNotFoundError, ...
                 reason = " ".join(str(error).split())[:200]
@@ -114,12 +148,16 @@ def build_model(recipe: DetectorRecipe):
         elif standard:
             check_pretrained(recipe)  # true: one error line
             log.warning(
-                "offline: %s.pt (COCO) cannot be downloaded, training %s from scratch", architecture, architecture
+                "no %s.pt (COCO) here, offline, and no %s-coco.pt in the weights folder: training %s from scratch",
+                architecture,
+                architecture,
+                architecture,
             )
         else:
             raise FileNotFoundError(f"--pretrained: {wanted} not found")
     model = YOLO(f"{architecture}.yaml")
     model.initialisation = f"random (from {architecture}.yaml)"
+    model.start = None
     return model
 
 
@@ -267,6 +305,7 @@ def write_card(
         "model_name": model_name,
         "eval_results": eval_results,
         "datasets": [c["name"] for c in citations],
+        **({"base_model": metrics["base_model"]} if metrics.get("base_model") else {}),
     }
     card = render_card(
         "detector",
@@ -284,9 +323,17 @@ def write_card(
 
 
 def export_folder(
-    recipe: DetectorRecipe, run_dir: Path, data_yaml: Path, stats: dict, work: Path, initialisation: str
+    recipe: DetectorRecipe,
+    run_dir: Path,
+    data_yaml: Path,
+    stats: dict,
+    work: Path,
+    initialisation: str,
+    start: Optional[dict] = None,
+    started: Optional[float] = None,
 ) -> Path:
-    """Build the output folder in a temp dir next to it, then move it into place."""
+    """Build the output folder in a temp dir next to it, then move it into place. `started`: the run's
+    time.time() at its start (metrics.json's `train_seconds`: data, training and evaluation)."""
     from hybrid.detector import CHECKPOINT_NAME, HandDetector
 
     output = Path(recipe.output).resolve()
@@ -305,8 +352,13 @@ def export_folder(
             "gestures": recipe.gestures,
             "initialisation": initialisation,
             "epochs_trained": _epochs_trained(run_dir),
+            **({"train_seconds": round(time.time() - started)} if started else {}),
         }
     )
+    if start and is_coco(start, recipe):
+        metrics.update(pretrained_from={**start, "attribution": COCO_ATTRIBUTION}, base_model=COCO_BASE_MODEL)
+    elif start:
+        metrics["pretrained_from"] = start
 
     with atomic_dir(output, markers=(RECIPE_NAME,)) as build:  # checked by check_run_folder before the work
         shutil.copy2(best, build / CHECKPOINT_NAME)
@@ -328,6 +380,11 @@ def export_folder(
         shutil.copy2(work / SPLIT_NAME, build / SPLIT_NAME)  # saved by start_work: a --resume keeps it
         write_card(build, recipe, metrics, detector.names, stats, curve is not None)
     return output
+
+
+def is_coco(start: dict, recipe: DetectorRecipe) -> bool:
+    """Whether a run started from Ultralytics' COCO checkpoint (theirs, or the weights folder's copy)."""
+    return start["file"] in (f"yolov8{recipe.model}.pt", f"yolov8{recipe.model}-coco.pt")
 
 
 def _epochs_trained(run_dir: Path) -> int:
@@ -402,7 +459,8 @@ def start_work(recipe: DetectorRecipe, work: Path, splits: dict[str, list]):
     data_yaml, stats = build_yolo_dataset(recipe, work / "yolo", splits)
     write_text(work / "dataset_stats.json", json.dumps(stats))
     model = build_model(recipe)
-    write_text(work / "recipe.json", json.dumps({**recipe.as_dict(), "initialisation": model.initialisation}))
+    started_from = {"initialisation": model.initialisation, "start": model.start}
+    write_text(work / "recipe.json", json.dumps({**recipe.as_dict(), **started_from}))
     return model, data_yaml, stats
 
 
@@ -429,13 +487,13 @@ def train(recipe: DetectorRecipe, given: Optional[set[str]] = None) -> Path:
         model = YOLO(str(last))
         data_yaml = work / "yolo" / "data.yaml"
         stats = json.loads((work / "dataset_stats.json").read_text(encoding="utf-8"))
-        initialisation = saved.pop("initialisation", "unknown")
+        initialisation, start = saved.pop("initialisation", "unknown"), saved.pop("start", None)
         recipe = from_dict(
             DetectorRecipe, {**saved, "resume": True, "output": recipe.output, "keep_work": recipe.keep_work}
         )
     else:
         model, data_yaml, stats = start_work(recipe, work, splits)
-        initialisation = model.initialisation
+        initialisation, start = model.initialisation, model.start
     from ultralytics.utils import SETTINGS, TESTS_RUNNING
 
     if not (SETTINGS.get("tensorboard") and not TESTS_RUNNING):  # else Ultralytics' own callback writes them
@@ -461,7 +519,7 @@ def train(recipe: DetectorRecipe, given: Optional[set[str]] = None) -> Path:
             pretrained=recipe.pretrained != "false",
             **recipe.train_args,
         )
-    output = export_folder(recipe, work / "train", data_yaml, stats, work, initialisation)
+    output = export_folder(recipe, work / "train", data_yaml, stats, work, initialisation, start, started)
     if not recipe.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %s in %.0f s", output, time.time() - started)

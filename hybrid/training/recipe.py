@@ -14,9 +14,10 @@ Shared fields:
 - `data`: list of registered names, folders or Hub ids (a comma string on the command line);
 - `split`: three fractions (train, val, test) for sets without upstream splits;
 - `pretrained`: 'true' (the architecture's standard weights: timm ImageNet through the Hub, as timm resolves
-  them, or Ultralytics COCO; unavailable -> one error line before any work), 'auto' (the same when available,
-  else from scratch with one log line), 'false' (from scratch) or a local folder/file (a detector: an
-  Ultralytics .pt such as yolov8n.pt);
+  them, or Ultralytics COCO: its own yolov8n.pt where Ultralytics finds or downloads it, else the weights
+  folder's yolov8n-coco.pt, $HYBRID_WEIGHTS or ../shared/weights; unavailable -> one error line before any
+  work), 'auto' (the same when available, else from scratch with one log line; the detector's default),
+  'false' (from scratch) or a local folder/file (a detector: an Ultralytics .pt such as yolov8n.pt);
 - `limit`: use N records (a seeded shuffle of all records first), then split; smoke runs.
 """
 
