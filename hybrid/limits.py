@@ -64,3 +64,21 @@ MAX_YAML_RATIO = 4.0  # a hidden-channel expansion or MLP ratio (yamls: 0.25 .. 
 PUSH_MAX_ENTRIES = 10_000  # files a model folder push looks at; a trained folder holds a few dozen
 PUSH_MAX_UNPACKED_BYTES = 256 * 1024 * 1024  # unpacked from one pushed file's compressed streams to find the token
 PUSH_UNPACK_DEPTH = 3  # compressed streams inside compressed streams searched; a deeper one is not unpacked
+PUSH_DEEP_SCAN_BYTES = 4 * 1024 * 1024  # of each pushed file (and each unpacked layer) searched for the slower forms
+# (character escapes, base64 runs decoded, small-window zlib, line-broken copies): all of a config, card, plot or
+# event log, and the header of weights (a ResNet-50 safetensors header is 20 KB, YOLOv8's data.pkl < 1 MB). These
+# searches cost ~0.2 s per 4 MiB of random bytes on the 2-core dev VM; tensor bytes past it get the plain forms only
+PUSH_RAW_DEFLATE_SCAN_BYTES = 16 * 1024  # a binary file's first bytes tried as the start of a raw deflate stream,
+# each offset (~5 us each: 0.1 s); raw deflate has no header to find it by. Past it, and in text, only offset 0
+PUSH_EVENTS_FIRST_RECORD_BYTES = 4096  # the first record of a TensorBoard event file (its file_version event, ~30
+# bytes) may be this long; a longer one is not an event file
+
+# --- dataset readers and writers (hybrid.data.readers, hybrid.data.writers) ----------------------------------
+# Annotation files are refused from their size (os.stat) before they are read: a sparse `truncate -s 20G` file
+# would otherwise be read whole. The shared datasets' largest: a YOLO label 160 bytes, a VOC XML 763 bytes.
+MAX_LABEL_FILE_BYTES = 1024 * 1024  # a YOLO label .txt (~40 bytes a box: 25,000 boxes) or a classes.txt
+MAX_VOC_XML_BYTES = 1024 * 1024  # a Pascal VOC .xml (one image's boxes; labelImg writes < 5 KB)
+MAX_LIST_FILE_BYTES = 128 * 1024 * 1024  # an Ultralytics image-list .txt: COCO's train2017.txt (118 k paths) is
+# ~4 MB, Objects365's 1.7 M paths ~75 MB
+MAX_HAGRID_JSON_BYTES = 200 * 1024 * 1024  # one HaGRID annotation JSON (a gesture's split): tens of MB upstream (v2
+# carries 21 landmarks a hand); no HaGRID data is on the dev VM to measure. json.loads takes ~5-10x the file in RAM

@@ -345,3 +345,35 @@ def test_eval_output_refuses_a_model_folder(tiny_models, tmp_path, capsys):
     assert err.startswith(f"hybrid: error: --output {model}: a model folder (it holds config.json")
     assert "\n" not in err
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_video_summary_escapes_the_models_label_names():
+    """A model's label names come from its config.json: 'fist\\n/etc/x.jpg: palm 99%' used to forge a result line
+    in the plain video summary of `hybrid predict clip.mp4`, and an ANSI/OSC escape reached the terminal."""
+    from hybrid.cli.predict import video_summary
+
+    summary = video_summary({1: ["fist\n/etc/x.jpg: palm 99%"] * 3, 2: ["\x1b]0;pwned\x07palm"]})
+    assert summary == "#1 fist\\n/etc/x.jpg: palm 99% (100% of 3 frames), #2 \\x1b]0;pwned\\x07palm (100% of 1 frames)"
+
+
+def test_eval_output_refuses_a_folder_it_did_not_write(tiny_models, tmp_path, capsys):
+    """`hybrid eval --output DIR` replaced metrics.json and confusion_matrix.png in any folder that was not a model
+    folder, e.g. an Ultralytics run folder. Now a non-empty folder is refused (one line, before anything is scored)
+    unless it is an earlier `hybrid eval` output, which a new evaluation replaces."""
+    run = tmp_path / "runs" / "detect" / "train"
+    (run / "weights").mkdir(parents=True)
+    (run / "metrics.json").write_text('{"map50": 0.9}')
+    (run / "confusion_matrix.png").write_bytes(b"their plot")
+    (run / "results.csv").write_text("epoch,map50\n1,0.9\n")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["eval", "hands", "--limit", "1", "--output", str(run), *tiny_models]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hybrid: error: --output {run}: not empty and not an earlier `hybrid eval` output")
+    assert "\n" not in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+    ours = tmp_path / "eval"
+    for _ in range(2):  # a new folder, then the same one again: an earlier eval output is replaced
+        assert main(["eval", "hands", "--limit", "1", "--output", str(ours), *tiny_models]) == 0
+        assert json.loads((ours / "metrics.json").read_text())["dataset"]["images"] == 1
+    capsys.readouterr()

@@ -911,3 +911,162 @@ def test_stats_decodes_images_fully_and_lists_a_truncated_jpeg(capsys, tmp_path,
     (line,) = stats["bad_images"]
     assert "cut.jpg" in line
     assert "truncated" in line
+
+
+# --- issue 29, second probe: writers that replace a user's dataset, names that forge lines, label files of any size
+
+
+def _user_yolo_dataset(root: Path, data_root) -> Path:
+    """A user's 3-photo YOLO dataset (images/train, labels/train, data.yaml) with their notes beside it."""
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    for number, photo in enumerate(sorted((data_root / HANDS / "images" / "test").glob("*.jpg"))[:3]):
+        shutil.copy(photo, root / "images" / "train" / f"{number}.jpg")
+        (root / "labels" / "train" / f"{number}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nnames: [hand]\n")
+    (root / "MY_NOTES.txt").write_text("keep me")
+    return root
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_write_yolo_never_replaces_a_users_yolo_dataset(tmp_path, data_root):
+    """Every YOLO dataset has a data.yaml, the writer's marker: writing one onto a user's dataset used to delete
+    their photos and notes. Now only a folder holding the writer's own marker is replaced; theirs is refused."""
+    root = _user_yolo_dataset(tmp_path / "mine", data_root)
+    before = _tree(root)
+    with pytest.raises(FileExistsError, match=r"mine exists and is not a folder this writer made"):
+        write_yolo_dataset({"train": read_dataset(root)}, root)
+    assert _tree(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temporary folder left
+    ours = write_yolo_dataset({"train": read_dataset(root)}, tmp_path / "ours")
+    again = write_yolo_dataset({"train": read_dataset(root)[:1]}, tmp_path / "ours")  # its own output: replaced
+    assert again == ours
+    assert len(list((tmp_path / "ours" / "images" / "train").iterdir())) == 1
+    assert _tree(root) == before
+
+
+def test_save_dataset_never_replaces_a_dataset_it_did_not_write(hands, tmp_path):
+    """`save_dataset`'s markers were state.json / dataset_info.json, which every `save_to_disk` folder has: it
+    replaced a user's own saved dataset (and their notes). Now it replaces only a folder it wrote."""
+    ds = build_crop_dataset([r for r in hands if r.split == "test"][:2], image_size=32)
+    theirs = tmp_path / "theirs"
+    ds.save_to_disk(str(theirs))
+    (theirs / "MY_NOTES.txt").write_text("keep me")
+    before = _tree(theirs)
+    with pytest.raises(FileExistsError, match=r"theirs exists and is not a folder this writer made"):
+        save_dataset(ds, theirs)
+    assert _tree(theirs) == before
+    with pytest.raises(FileExistsError, match="not a folder this writer made"):  # nor a YOLO dataset of ours
+        save_dataset(ds, Path(write_yolo_dataset({"train": hands[:1]}, tmp_path / "yolo")).parent)
+    with pytest.raises(FileExistsError, match="not a folder this writer made"):  # and the other way round
+        write_yolo_dataset({"train": hands[:1]}, save_dataset(ds, tmp_path / "crops"))
+
+
+def test_stats_plain_output_escapes_control_characters(tmp_path, data_root):
+    """A class folder named 'ok\\nimages: 9999' forged a line of `data stats`; an ANSI escape in a bad image's
+    name reached the terminal (in the list and in the log line); a name that is not UTF-8 ended it in a
+    UnicodeEncodeError. Now each is one line, control characters written as escapes. Run as a user would."""
+    photos = sorted((data_root / HANDS / "images" / "test").glob("*.jpg"))[:2]
+    forged, ansi = "ok\nimages: 9999", "\x1b[32mall fine\x1b[0m\udcff"
+    (tmp_path / "set" / forged).mkdir(parents=True)
+    shutil.copy(photos[0], tmp_path / "set" / forged / "a.jpg")
+    (tmp_path / "set" / "fist").mkdir()
+    (tmp_path / "set" / "fist" / f"{ansi}.jpg").write_bytes(photos[1].read_bytes()[:100])  # a cut header
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hybrid.cli", "data", "stats", str(tmp_path / "set")], capture_output=True, env=env
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    out, err = done.stdout.decode("ascii"), done.stderr.decode("ascii")  # every byte printable: escapes are ASCII
+    assert "\x1b" not in out + err
+    lines = out.splitlines()
+    escaped_class = "ok\\nimages: 9999"
+    assert lines[:3] == ["images: 1", "boxes:  1", f"  {escaped_class:<20} 1"]
+    assert lines[3] == "bad images (skipped): 1"
+    assert lines[4].startswith(f"  {tmp_path}/set/fist/\\x1b[32mall fine\\x1b[0m\\udcff.jpg: ")
+    assert len(lines) == 5
+    assert all(line.startswith(("INFO ", "WARNING ")) for line in err.splitlines()), err
+    assert "\\x1b[32mall fine" in err
+    done = subprocess.run(
+        [sys.executable, "-m", "hybrid.cli", "data", "stats", str(tmp_path / "set"), "--json"],
+        capture_output=True,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    stats = json.loads(done.stdout)
+    assert stats["labels"] == {forged: 1}
+    assert "\x1b[32mall fine" in stats["bad_images"][0]
+
+
+def _oversized(path: Path, size: int) -> Path:
+    """`path` grown to `size` bytes with zeros after its text (a sparse file: no disk space used)."""
+    os.truncate(path, size)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["yolo label", "classes.txt", "voc xml"])
+def test_annotation_file_over_its_limit_is_one_line(tmp_path, data_root, kind):
+    """Label files were read whole, whatever their size: a 200 MB sparse label file took 450 MB of RAM. Now a
+    file over its limit (1 MB for these) is one line naming it, from its size, before it is read."""
+    limit = 1024 * 1024
+    if kind == "yolo label":
+        root = _yolo_set(tmp_path, data_root, "0 0.5 0.5 0.2 0.2\n")
+        big = root / "train" / "labels" / "x.txt"
+    elif kind == "classes.txt":
+        root = _yolo_set(tmp_path, data_root, "0 0.5 0.5 0.2 0.2\n")
+        (root / "data.yaml").unlink()
+        (root / "classes.txt").write_text("hand\n")
+        big = root / "classes.txt"
+    else:
+        xml = _real_photo(data_root).with_suffix(".xml")
+        root = tmp_path / "voc"
+        (root / "test").mkdir(parents=True)
+        shutil.copy(xml.with_suffix(".jpg"), root / "test")
+        big = Path(shutil.copy(xml, root / "test"))
+    assert len(read_dataset(root)) == 1
+    _oversized(big, limit + 1)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(big))}: {limit + 1:,} bytes, over the limit of 1 MB"):
+        read_dataset(root)
+
+
+def _stats_under_a_memory_limit(root: Path, limit: int = 512 * 1024 * 1024) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hybrid.cli", "data", "stats", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+    )
+
+
+@pytest.mark.parametrize("kind", ["yolo label", "list file", "hagrid json"])
+def test_huge_annotation_file_is_refused_under_a_memory_limit(tmp_path, data_root, kind):
+    """`truncate -s 1G` on a label file, an Ultralytics list file or a HaGRID JSON: `data stats` used to read it
+    whole (a MemoryError traceback under this 512 MB limit; a 20 GB one would exhaust the machine). Now one line
+    naming the file, in a child under the limit so a regression fails the test, not the machine."""
+    if kind == "yolo label":
+        root = _yolo_set(tmp_path / "set", data_root, "0 0.5 0.5 0.2 0.2\n")
+        big = root / "train" / "labels" / "x.txt"
+    elif kind == "list file":
+        root = _yolo_set(tmp_path / "set", data_root, "0 0.5 0.5 0.2 0.2\n", "names: [hand]\ntrain: train.txt\n")
+        big = root / "train.txt"
+        big.write_text("train/images/x.jpg\n")
+    else:
+        root = tmp_path / "h"
+        (root / "call").mkdir(parents=True)
+        shutil.copy(_real_photo(data_root), root / "call" / "a.jpg")
+        (root / "ann").mkdir()
+        big = root / "ann" / "call.json"
+        big.write_text('{"a": {"bboxes": [[0.1, 0.1, 0.2, 0.2]], "labels": ["call"]}}')
+    done = _stats_under_a_memory_limit(root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _oversized(big, 1024**3)
+    done = _stats_under_a_memory_limit(root)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if not line.startswith(("INFO ", "WARNING "))]
+    assert line.startswith(f"hybrid: error: {big}: 1,073,741,824 bytes, over the limit of ")

@@ -61,13 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class EscapingFormatter(logging.Formatter):
+    """Log lines with control characters escaped (`predict.printable`): a file or label name in a message never
+    forges a line or reaches the terminal as a command. A traceback (-v) keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return predict.printable(super().formatMessage(record))
+
+
 def configure_logging(verbose: bool) -> None:
     """Our own lines (the `hybrid` loggers) at INFO, everything at DEBUG with -v; the libraries' at WARNING."""
     if not verbose:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # read when ultralytics is imported
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     logging.getLogger("hybrid").setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in LIBRARY_LOGGERS:  # also when one was imported (and configured itself) before
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)

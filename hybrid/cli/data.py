@@ -8,6 +8,9 @@ import sys
 
 
 def stats_command(args: argparse.Namespace) -> int:
+    """Plain output escapes control characters in names (`printable`): a class folder named 'a\\nimages: 9'
+    cannot forge a line, nor an ANSI escape reach the terminal."""
+    from hybrid.cli.predict import printable
     from hybrid.data import dataset_stats, decodable, read_dataset
 
     bad: list[str] = []
@@ -17,15 +20,16 @@ def stats_command(args: argparse.Namespace) -> int:
     records = decodable(records, bad)
     stats = {**dataset_stats(records), "bad_images": bad}
     if args.json:
-        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        # a name that is not UTF-8 (lone surrogates in Python) becomes JSON escapes, not a UnicodeEncodeError
+        print(json.dumps(stats, indent=2, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8"))
     else:
         print(f"images: {stats['images']}\nboxes:  {stats['boxes']}")
         for name, count in stats["labels"].items():
-            print(f"  {name:<20} {count}")
+            print(f"  {printable(name):<20} {count}")
         if bad:
             print(f"bad images (skipped): {len(bad)}")
             for line in bad:
-                print(f"  {line}")
+                print(f"  {printable(line)}")
     return 1 if bad else 0
 
 

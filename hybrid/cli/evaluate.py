@@ -8,14 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from hybrid.cli.predict import add_model_arguments, check_output_folder, model_source
+from hybrid.cli.predict import add_model_arguments, check_output_folder, model_source, printable
 
 MODEL_FILES = ("config.json", "model.safetensors")  # a folder holding one is a model's: `hybrid push` sends it
+EVAL_MARKER = ".hybrid-eval"  # in every --output folder an evaluation writes: a later one may replace its files
 
 
 def check_eval_output(folder: Path) -> None:
-    """Refuse, before any work, an --output that is a file, not writable, or a model folder: its metrics.json is
-    the one `hybrid push` publishes with the model, and an evaluation must never replace it."""
+    """Refuse, before any work, an --output that is a file, not writable, a model folder (its metrics.json is
+    the one `hybrid push` publishes with the model) or any other non-empty folder that is not an earlier
+    evaluation's (e.g. an Ultralytics run folder, which has its own metrics.json and confusion_matrix.png)."""
     check_output_folder(folder, "--output")
     held = [name for name in MODEL_FILES if os.path.lexists(folder / name)]
     if held:
@@ -23,11 +25,16 @@ def check_eval_output(folder: Path) -> None:
             f"--output {folder}: a model folder (it holds {' and '.join(held)}), whose metrics.json `hybrid push` "
             "publishes; choose another folder for the evaluation"
         )
+    if folder.is_dir() and any(folder.iterdir()) and not os.path.lexists(folder / EVAL_MARKER):
+        raise ValueError(
+            f"--output {folder}: not empty and not an earlier `hybrid eval` output (no {EVAL_MARKER}), so its "
+            "metrics.json and confusion_matrix.png are not ours to replace; choose an empty or new folder"
+        )
 
 
 def _notice(text: str) -> None:
-    """A line for the person at the terminal, on stderr so that --json output stays JSON."""
-    print(f"hybrid eval: {text}", file=sys.stderr, flush=True)
+    """A line for the person at the terminal, on stderr so that --json output stays JSON (names in it escaped)."""
+    print(f"hybrid eval: {printable(text)}", file=sys.stderr, flush=True)
 
 
 def _positive_int(text: str) -> int:
@@ -41,10 +48,12 @@ def _positive_int(text: str) -> int:
 
 
 def _save_outputs(metrics: dict, output: Path) -> None:
-    """The confusion matrix PNG(s) and metrics.json, each written whole (hybrid.files)."""
+    """The confusion matrix PNG(s) and metrics.json, each written whole (hybrid.files), and the marker that
+    lets a later evaluation replace them."""
     from hybrid.evaluate import save_confusion_png
     from hybrid.files import write_text
 
+    write_text(output / EVAL_MARKER, "written by `hybrid eval --output`, which may replace the files it wrote here\n")
     metrics["confusion_png"] = str(save_confusion_png(metrics["confusion"], output / "confusion_matrix.png"))
     if "gesture_detector" in metrics:
         metrics["gesture_detector"]["confusion_png"] = str(
@@ -83,7 +92,7 @@ def eval_command(args: argparse.Namespace) -> int:
     pipeline = HybridPipeline.from_pretrained(detector=detector, classifier=classifier)
     unknown = unknown_labels(records, pipeline.classifier.label_names)
     if unknown:
-        listed = ", ".join(f"{label!r} ({count} hands)" for label, count in unknown.items())
+        listed = ", ".join(f"'{label}' ({count} hands)" for label, count in unknown.items())
         _notice(f"ground-truth labels the classifier does not know (they count as errors): {listed}")
     gesture_detector = None
     if args.gesture_detector:
@@ -102,7 +111,10 @@ def eval_command(args: argparse.Namespace) -> int:
     }
     if args.output:
         _save_outputs(metrics, Path(args.output))
-    print(json.dumps(metrics, indent=2) if args.json else summary_table(metrics))
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:  # class names come from the data and the model: escaped, so none forges a line
+        print(summary_table({**metrics, "per_class": {printable(k): v for k, v in metrics["per_class"].items()}}))
     return 0
 
 
@@ -128,6 +140,10 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--gesture-detector", default=None, help="one-stage gesture detector to compare against")
     evaluate.add_argument("--format", default=None, help="voc | yolo | imagefolder | hagrid | hf (default: detected)")
     evaluate.add_argument("--limit", type=_positive_int, default=None, help="first N images only")
-    evaluate.add_argument("--output", default=None, help="folder for the confusion matrix PNG and metrics JSON")
+    evaluate.add_argument(
+        "--output",
+        default=None,
+        help="folder for the confusion matrix PNG and metrics JSON: new, empty, or an earlier eval's --output",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     evaluate.set_defaults(func=eval_command)

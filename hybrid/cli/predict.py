@@ -225,13 +225,14 @@ def predict_video(pipe, path: Path, save_dir: Optional[Path], as_json: bool) -> 
 
 
 def video_summary(tracks: dict[int, list[str]]) -> str:
-    """'#1 5 (92% of 40 frames), #2 ...' : each track's most frequent gesture and its share of the track's frames."""
+    """'#1 5 (92% of 40 frames), #2 ...' : each track's most frequent gesture and its share of the track's frames
+    (a label name comes from the model's config.json: printed with `printable`)."""
     if not tracks:
         return "no hands"
     parts = []
     for track_id, labels in sorted(tracks.items()):
         top = max(set(labels), key=labels.count)
-        parts.append(f"#{track_id} {top} ({labels.count(top) / len(labels):.0%} of {len(labels)} frames)")
+        parts.append(f"#{track_id} {printable(top)} ({labels.count(top) / len(labels):.0%} of {len(labels)} frames)")
     return ", ".join(parts)
 
 

@@ -10,7 +10,8 @@ its annotator (e.g. labelImg) may have drawn on the raw pixels.
 Every reader clips boxes to the image, drops boxes left with zero area (counted in ONE warning
 per read), and raises `DataError` naming the file (and line, for YOLO txt) for malformed
 annotations, non-finite coordinates or class ids, and labels the dataset does not define. YAML is read with
-`hybrid.yamlfile.load_yaml` (no aliases, bounded size).
+`hybrid.yamlfile.load_yaml` (no aliases, bounded size); every other annotation file (YOLO label, list and
+classes.txt, VOC XML, HaGRID JSON) is refused from its size, before it is read, when over its `hybrid.limits` bound.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Optional, Sequence, Union
 
 from hybrid.data.records import HandBox, ImageRecord
 from hybrid.images import ImageError, read_header
+from hybrid.limits import MAX_HAGRID_JSON_BYTES, MAX_LABEL_FILE_BYTES, MAX_LIST_FILE_BYTES, MAX_VOC_XML_BYTES
 from hybrid.yamlfile import load_yaml
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,31 @@ def _number(text: Optional[str], where: str, what: str) -> float:
     return value
 
 
+def annotation_bytes(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of annotation file `path` (`what` names its kind in the error); `DataError` for one over `limit`
+    bytes, decided from its size before it is read (a sparse 20 GB file would otherwise be read whole)."""
+    too_large = f"over the limit of {limit / 2**20:g} MB for {what}"
+    try:
+        size = os.stat(path).st_size
+        if size > limit:
+            raise DataError(f"{path}: {size:,} bytes, {too_large}")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)  # the file may have grown since
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if len(data) > limit:
+        raise DataError(f"{path}: {too_large}")
+    return data
+
+
+def annotation_text(path: Path, limit: int, what: str) -> str:
+    """`annotation_bytes` as UTF-8 text; `DataError` for a file that is not."""
+    try:
+        return annotation_bytes(path, limit, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (not UTF-8)") from None
+
+
 def _images_by_stem(folder: Path, cache: dict[Path, dict[str, Path]]) -> dict[str, Path]:
     if folder not in cache:
         found: dict[str, Path] = {}
@@ -167,11 +194,11 @@ def read_voc(
     records, cache, raw_size_files = [], {}, []
     xml_paths = sorted(p for sub in (subdirs or [""]) for p in (root / sub).rglob("*.xml") if p.is_file())
     for xml_path in xml_paths:
+        data = annotation_bytes(xml_path, MAX_VOC_XML_BYTES, "a Pascal VOC XML file")
         try:
-            tree = ET.parse(xml_path)
+            annotation = ET.fromstring(data)
         except ET.ParseError as error:
             raise DataError(f"{xml_path}: malformed XML ({error})") from None
-        annotation = tree.getroot()
         if annotation.tag != "annotation":
             raise DataError(f"{xml_path}: not a Pascal VOC annotation (root element <{annotation.tag}>)")
         image_path = _images_by_stem(xml_path.parent, cache).get(xml_path.stem)
@@ -300,7 +327,8 @@ def _yolo_split_dirs(root: Path, config: dict, yaml_path: Optional[Path]) -> dic
 
 def _yolo_images(images: Path) -> list[Path]:
     if images.is_file() and images.suffix == ".txt":  # Ultralytics also accepts a list file
-        lines = [line.strip() for line in images.read_text().splitlines() if line.strip()]
+        text = annotation_text(images, MAX_LIST_FILE_BYTES, "an image list file")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         return [Path(line) if Path(line).is_absolute() else images.parent / line for line in lines]
     return sorted(p for p in images.rglob("*") if p.is_file() and is_image(p))
 
@@ -346,7 +374,8 @@ def read_yolo(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = 
             raise DataError(f"{yaml_path}: expected a mapping with 'names', got {type(config).__name__}")
         names = _yolo_names(config, yaml_path)
     elif (root / "classes.txt").is_file():
-        config, names = {}, [n.strip() for n in (root / "classes.txt").read_text().splitlines() if n.strip()]
+        text = annotation_text(root / "classes.txt", MAX_LABEL_FILE_BYTES, "a classes.txt")
+        config, names = {}, [n.strip() for n in text.splitlines() if n.strip()]
     else:
         raise DataError(f"{root}: YOLO dataset without a data.yaml (with 'names') or classes.txt")
     split_dirs = _yolo_split_dirs(root, config, yaml_path)
@@ -362,10 +391,7 @@ def read_yolo(root: Path, source: str, cleaner: BoxCleaner, label_prefix: str = 
             label_file = label_path_for(image_path)
             boxes = []
             if label_file.is_file():
-                try:
-                    lines = label_file.read_text().splitlines()
-                except UnicodeDecodeError:
-                    raise DataError(f"{label_file}: not a text file") from None
+                lines = annotation_text(label_file, MAX_LABEL_FILE_BYTES, "a YOLO label file").splitlines()
                 for number, line in enumerate(lines, 1):
                     parts = line.split()
                     if not parts:
@@ -431,7 +457,7 @@ def _hagrid_files(root: Path) -> list[Path]:
         try:
             with path.open() as handle:
                 head = handle.read(4096)
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             continue
         if head.lstrip().startswith("{") and '"bboxes"' in head:
             found.append(path)
@@ -476,7 +502,7 @@ def read_hagrid(
     records, missing = [], 0
     for json_path in files:
         try:
-            annotations = json.loads(json_path.read_text())
+            annotations = json.loads(annotation_bytes(json_path, MAX_HAGRID_JSON_BYTES, "a HaGRID annotation file"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise DataError(f"{json_path}: malformed JSON ({error})") from None
         except RecursionError:

@@ -1,7 +1,9 @@
 """Writers: a YOLO detection dataset Ultralytics trains on directly, and the classifier's crop dataset.
 
 Both write atomically: everything goes to a temporary sibling folder that replaces the target only
-when complete, so an interrupted run never leaves a half-written dataset behind.
+when complete, so an interrupted run never leaves a half-written dataset behind. Each marks its output with its
+own marker file (`YOLO_MARKER`, `CROPS_MARKER`) and replaces only a folder holding it: data.yaml or state.json,
+which every YOLO or `save_to_disk` dataset has, would let it delete a user's dataset.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ log = logging.getLogger(__name__)
 HAND = "hand"
 TRAIN_SCALE_JITTER = 0.15  # the square's side varies by +-15 % in training crops
 TRAIN_SHIFT_JITTER = 0.08  # and its centre by +-8 % of the side
+YOLO_MARKER = ".hybrid-yolo-dataset"  # in every folder write_yolo_dataset writes, and only there
+CROPS_MARKER = ".hybrid-crop-dataset"  # the same for save_dataset
+
+
+def _mark(folder: Path, marker: str, writer: str) -> None:
+    (folder / marker).write_text(f"written by hybrid.data.{writer}, which may replace this folder\n")
 
 
 def _safe_name(name: str) -> str:
@@ -59,7 +67,8 @@ def write_yolo_dataset(
     Hands-only (default): one class 'hand'. `gestures=True`: one class per label, `names` (default: the
     sorted labels found). Images are symlinked (`copy=True` copies); images that are not plain 8-bit
     JPEG/PNG files, or carry an EXIF rotation, are written out upright as PNG so the labels match.
-    Images without hands get an empty label file (background images).
+    Images without hands get an empty label file (background images). An existing non-empty `out_dir` is
+    replaced only when an earlier `write_yolo_dataset` wrote it (it holds YOLO_MARKER), else FileExistsError.
     """
     out_dir = Path(out_dir).absolute()
     if gestures:
@@ -74,7 +83,8 @@ def write_yolo_dataset(
     splits = {("val" if s in ("valid", "validation") else s): recs for s, recs in records_by_split.items() if recs}
     if "train" not in splits:
         raise ValueError(f"write_yolo_dataset needs a non-empty 'train' split, got {sorted(records_by_split)}")
-    with atomic_dir(out_dir, markers=("data.yaml",)) as tmp:
+    with atomic_dir(out_dir, markers=(YOLO_MARKER,)) as tmp:
+        _mark(tmp, YOLO_MARKER, "write_yolo_dataset")
         for split, records in splits.items():
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "labels" / split).mkdir(parents=True)
@@ -232,8 +242,10 @@ def build_crop_dataset(
 
 
 def save_dataset(dataset, path: os.PathLike) -> Path:
-    """`dataset.save_to_disk(path)`, atomically (a temporary sibling folder renamed into place)."""
+    """`dataset.save_to_disk(path)`, atomically (a temporary sibling folder renamed into place); an existing
+    non-empty `path` is replaced only when an earlier `save_dataset` wrote it (else FileExistsError)."""
     path = Path(path)
-    with atomic_dir(path, markers=("dataset_info.json", "dataset_dict.json", "state.json")) as tmp:
+    with atomic_dir(path, markers=(CROPS_MARKER,)) as tmp:
         dataset.save_to_disk(str(tmp))
+        _mark(tmp, CROPS_MARKER, "save_dataset")
     return path
