@@ -329,6 +329,51 @@ def run_row(name: str, work: Path, threads: int) -> dict:
     return result
 
 
+def score_detector(detector: Path, dataset: str) -> dict:
+    """The detector alone on `dataset`'s test split, at its stored threshold and trained size (the naive path):
+    recall and precision of its boxes at IoU 0.5 (hybrid.evaluate.hand_metrics, every label 'hand')."""
+    from hybrid.data import read_dataset
+    from hybrid.data.splits import held_out
+    from hybrid.detector import HandDetector
+    from hybrid.evaluate import Guess, Truth, hand_metrics
+
+    records = held_out(read_dataset(dataset, merge_labels=True), [detector], "test")
+    model = HandDetector.from_pretrained(detector, device="cpu")
+    truths, guesses = [], []
+    for record in records:
+        truths.append([Truth(tuple(map(float, box.xyxy)), "hand") for box in record.boxes])
+        guesses.append([Guess(tuple(d.box), d.score, "hand") for d in model.predict(record.load())])
+    metrics = hand_metrics(truths, guesses)
+    return {"recall": metrics["detection_recall"], "precision": metrics["precision"], "images": len(records)}
+
+
+def run_detectors(name: str, work: Path, threads: int) -> dict:
+    """A row's detectors only (trained on Hands, on Roboflow and on both), scored alone: cross-set and in-domain
+    recall and precision, and the seconds each took to train."""
+    detector_flags = ROWS[name][0]
+    models = {domain: train("detector", domain, detector_flags, work, threads) for domain in DOMAINS}
+    seconds = {domain: int((folder / "bench_seconds.txt").read_text()) for domain, folder in models.items()}
+    return {
+        "h->r": score_detector(models["hands"], "roboflow"),
+        "r->h": score_detector(models["roboflow"], "hands"),
+        "both: hands": score_detector(models["both"], "hands"),
+        "both: roboflow": score_detector(models["both"], "roboflow"),
+        "train seconds": seconds,
+    }
+
+
+def detector_table(results: dict[str, dict]) -> str:
+    keys = ("h->r", "r->h", "both: hands", "both: roboflow")
+    titles = ["H→R", "R→H", "both→Hands", "both→Roboflow"]
+    head = " | ".join(f"{t} recall / precision" for t in titles)
+    lines = [f"| row | {head} | train s (Hands / Roboflow / both) |", "|---" * 6 + "|"]
+    for name, result in results.items():
+        cells = [f"{result[k]['recall']:.3f} / {result[k]['precision']:.3f}" for k in keys]
+        seconds = " / ".join(str(result["train seconds"][d]) for d in DOMAINS)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds} |")
+    return "\n".join(lines)
+
+
 COLUMNS = [
     ("h->r", "hybrid", "Hands→Roboflow hybrid"),
     ("h->r", "recall", "H→R det recall"),
@@ -375,6 +420,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="no training or scoring: the table of the rows' results this bench saved under --work",
     )
+    parser.add_argument(
+        "--detectors-only",
+        action="store_true",
+        help="train and score only the rows' detectors (recall and precision alone, no classifier)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -383,6 +433,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     results = {}
+    if args.detectors_only:
+        for name in args.rows:
+            results[name] = run_detectors(name, args.work, args.threads)
+            (args.work / f"detectors-{name}.json").write_text(json.dumps(results[name], indent=1))
+        print(f"{machine()}; {args.threads} threads per process\n\n{detector_table(results)}")
+        return 0
     for name in args.rows:
         saved = args.work / f"row-{name}.json"
         if args.report_only:
