@@ -811,15 +811,7 @@ def test_yaml_alias_bomb_is_refused_under_a_memory_limit(tmp_path, data_root):
     bomb = _alias_bomb()
     assert len(bomb) < 600
     root = _yolo_set(tmp_path / "set", data_root, "0 0.5 0.5 0.2 0.2\n", data_yaml=bomb)
-    limit = 512 * 1024 * 1024
-    done = subprocess.run(
-        [sys.executable, "-m", "hybrid.cli", "data", "stats", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
-    )
+    done = _stats_under_a_memory_limit(root)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
