@@ -658,14 +658,21 @@ def build(app: App) -> gr.Blocks:
         )
         if examples:
 
-            def pick_example(selected: gr.SelectData) -> str:
+            def pick_example(selected: gr.SelectData) -> Image.Image:
                 """The example photo the user clicked: one of ours, by its place in the gallery."""
                 index = selected.index if isinstance(selected.index, int) else -1
                 if not 0 <= index < len(examples):
                     raise gr.Error("Please pick one of the example photos.")
-                return examples[index]
+                return Image.open(examples[index])
 
-            page.load(lambda: examples, None, example_gallery, api_visibility="private", queue=False)
+            # PIL images, not paths: Gradio copies only files under the working or temp folder into its cache
+            page.load(
+                lambda: [Image.open(path) for path in examples],
+                None,
+                example_gallery,
+                api_visibility="private",
+                queue=False,
+            )
             example_gallery.select(pick_example, None, image, api_visibility="private", concurrency_id="examples")
         api = gr.JSON(visible=False)
         gr.Button(visible=False).click(

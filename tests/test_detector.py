@@ -290,13 +290,15 @@ def test_bad_recipes_fail_clearly(tmp_path, caplog):
         train_detector.train(resume)
 
 
-def test_offline_pretrained_falls_back_with_one_line(monkeypatch, caplog):
+def test_offline_pretrained_falls_back_with_one_line(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("HYBRID_WEIGHTS", str(tmp_path / "no-weights"))  # and no local COCO copy
     recipe = _parse(["--pretrained", "auto"])
     with caplog.at_level(logging.WARNING, logger="hybrid.training.detector"):
         model = train_detector.build_model(recipe)
     assert [r.getMessage() for r in caplog.records if r.name == "hybrid.training.detector"] == [
-        "offline: yolov8n.pt (COCO) cannot be downloaded, training yolov8n from scratch"
+        "no yolov8n.pt (COCO) here, offline, and no yolov8n-coco.pt in the weights folder: training yolov8n from "
+        "scratch"
     ]
     assert model.model.yaml["yaml_file"] == "yolov8n.yaml"
 

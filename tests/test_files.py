@@ -51,7 +51,7 @@ def test_eval_output_and_predict_save_dir_files_get_the_umask_mode(
     out = tmp_path / "eval"
     assert main(["eval", "hands", "--split", "test", "--limit", "1", "--output", str(out), "--json", *models]) == 0
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["confusion_matrix.png", "metrics.json"]  # and no temporary file left
+    assert written == [".hybrid-eval", "confusion_matrix.png", "metrics.json"]  # its marker; no temporary file left
     assert {name: oct(mode(out / name)) for name in written} == {name: oct(0o644) for name in written}
 
     photo = sorted((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))[0]
