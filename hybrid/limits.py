@@ -13,6 +13,7 @@ MAX_PIXELS = 50_000_000  # an image over this is refused from its header: a 100 
 # --- requests to the app and the pipeline --------------------------------------------------------------
 MAX_HANDS = 32  # detections kept per image (the highest-scoring); a threshold of 0 finds hundreds
 MAX_EXPLAINED = 8  # Grad-CAM for at most this many hands (the best-scored)
+MAX_DISPLAY_SIDE = 2048  # the app draws boxes and explanations on a copy of the photo shrunk to this longer side
 THRESHOLD_RANGE = (0.01, 0.95)  # the detector threshold the app accepts (its slider's range), checked server-side
 CONFIDENCE_RANGE = (0.0, 1.0)  # the classifier threshold the app accepts
 MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
@@ -26,7 +27,6 @@ MAX_VIDEO_FRAME_PIXELS = 3840 * 2160  # a frame over 4K (8.3 MP, as the header s
 # 8K frames took a 2.7 GB peak on the 2-core dev VM
 VIDEO_MAX_SIDE = 1280  # decoded frames are shrunk to this longer side before anything else sees them
 MAX_CLIP_PIXELS = 1800 * 1920 * 1080  # frames x stated pixels per clip: decoding costs what this counts (3.7 G)
-MAX_DISPLAY_SIDE = 2048  # the app draws boxes and explanations on a copy of the photo shrunk to this longer side
 
 # --- CLI and writers (hybrid.cli, hybrid.files, hybrid.training) --------------------------------------------
 MAX_OUTPUT_STEM_BYTES = 200  # an output named after its input (`predict --save-dir`) keeps at most this much of
