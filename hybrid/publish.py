@@ -36,6 +36,7 @@ from hybrid.publish_checks import (  # noqa: F401 (card_images: part of this mod
     neutral_payload,
     refuse_local_paths,
     refuse_token,
+    space_files,
 )
 from hybrid.yamlfile import parse_yaml
 
@@ -387,7 +388,9 @@ def push_space(
 ):
     """Push the Gradio Space (app.py, hybrid/, requirements.txt, LICENSE, README.md with the Space config,
     hybrid_space.json pinning both models to their current commit) in one commit; returns the CommitInfo.
-    Every file is searched for the token first (`refuse_token`): a find -> ValueError before anything is sent."""
+    From a git checkout hybrid/ sends only the .py files git tracks (`space_files`). A symlink or an untracked .py
+    file there, the token in a file (`refuse_token`) or a local path (`refuse_local_paths`) -> ValueError naming
+    the files before anything is sent."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     source = Path(source_dir) if source_dir is not None else project_root()
@@ -395,17 +398,16 @@ def push_space(
         if not (source / name).is_file():
             raise FileNotFoundError(f"{source / name}: missing; the Space needs it")
     token = _token(token)
-    files = [source / "app.py", source / "requirements.txt"]
-    files += [source / "LICENSE"] if (source / "LICENSE").is_file() else []
-    files += sorted(p for p in (source / "hybrid").rglob("*.py") if "__pycache__" not in p.parts)
-    payloads = checked_payloads(files, source, token)  # before anything is sent (pinning asks the Hub)
+    files = space_files(source)
+    paths = PathRewriter(source)
+    payloads = checked_payloads(files, source, token, paths)  # before anything is sent (pinning asks the Hub)
     pins = {
         kind: pin_revision(repo, token, target=repo_id)
         for kind, repo in (("classifier", classifier), ("detector", detector))
     }
     card = space_card(source, [split_revision(pins["classifier"])[0], split_revision(pins["detector"])[0]])
     extra = {"README.md": str(card).encode(), SPACE_CONFIG: (json.dumps(pins, indent=2) + "\n").encode()}
-    payloads.update(checked_payloads([], source, token, extra=extra))
+    payloads.update(checked_payloads([], source, token, paths, extra=extra))
     with _step("validating the Space README metadata", repo_id, token):
         card.validate(repo_type="space")
     operations = [CommitOperationAdd(p, data) for p, data in payloads.items()]

@@ -3,13 +3,19 @@
 1. An allowlist (`files_to_push`). A model push sends, by name:
    - top level: `model.safetensors`, `config.json`, `README.md`, `metrics.json`, `split.json`, `recipe.yaml`,
      the trainers' plots `confusion_matrix.png` and `pr_curve.png`, and for a detector `best.pt`;
-   - TensorBoard event files (`events.out.tfevents.*`) anywhere;
+   - TensorBoard event files (`events.out.tfevents.*`) at the top level or in `runs/` and `logs/`, and only when
+     the file starts like one (`is_event_file`: a first record framed by its length and checksums holding the
+     file-version event); `notes/events.out.tfevents.id_rsa` is refused;
    - in the log folders `runs/` and `logs/` (any depth): `results.csv`, `args.yaml` and `.png`/`.jpg`/`.jpeg` plots;
    - the images the card links (`.png .jpg .jpeg .gif .webp .svg` inside the folder).
+   Hidden names are never sent, wherever they are (`runs/x/.env.png`, a card linking `.key.png`).
    What the project's own tools leave in a folder and never publish is skipped without a word: `checkpoints/`
    (train/classifier.py's resume state), `.demo-recipe` (train/demo.py's mark), `bench_seconds.txt`
    (bench/generalize.py). Anything else (an `id_rsa`, a `.env`, `notes.txt`, another pickle, a hidden folder, a
    symlink, a FIFO) refuses the push with one line naming every such entry: remove it or move it out.
+   A Space push (`space_files`) sends app.py, requirements.txt, LICENSE and hybrid/'s .py files; from a git
+   checkout only those git tracks: an untracked one (a `local_settings.py`, ignored or not) or a symlink (a
+   `hybrid/rc.py -> ~/.bashrc`) refuses it with one line naming them. Its files get the local-path check below.
 2. No local path (`neutral_payload`, `refuse_local_paths`). A pushed copy (the folder is never changed) has every
    absolute path rewritten: a path inside the folder's parent becomes relative to that parent (the folder itself:
    its name, e.g. `output: classifier`; Ultralytics' `detector.work/train`), any other its last part
@@ -17,17 +23,30 @@
    torch zip (`best.pt`, read with `pickletools` only, never unpickled), TensorBoard events (records re-framed with
    their checksums). The card (markdown) only gets the paths under the folder's parent, the home folder and the
    working folder rewritten. A file that still names one of those afterwards is refused with one line.
-3. No token (`refuse_token`): every pushed file, binary included, and every pushed name is searched for the Hub
-   token as text, base64 (standard and URL-safe, at all three byte alignments, also with line breaks removed),
-   hex (both cases), UTF-16/UTF-32 (both byte orders), also inside gzip, zlib, xz and bz2 streams and compressed
-   zip members (unpacked up to `PUSH_MAX_UNPACKED_BYTES`, `PUSH_UNPACK_DEPTH` layers deep). A find is one line
-   naming the file, never the token.
+3. No token (`refuse_token`, `TokenSearch`): every pushed file, binary included, and every pushed name is searched
+   for the Hub token as text, base64 (standard and URL-safe, at all three byte alignments), base32 (both cases),
+   hex (both cases), UTF-16/UTF-32 (both byte orders), rot13 and reversed; in the first `PUSH_DEEP_SCAN_BYTES` of
+   each file also with any of its characters escaped (JSON/YAML/Python `\\u` `\\U` `\\x` and octal, URL `%XX`,
+   HTML `&#..;`: a config.json or safetensors header written with ensure_ascii) and with whitespace and escaped
+   line breaks removed (wrapped base64, a token cut by a line break). Unpacked and searched again, up to
+   `PUSH_MAX_UNPACKED_BYTES` and `PUSH_UNPACK_DEPTH` layers deep: gzip, zlib (the default 32 KiB window anywhere,
+   the small windows libpng uses in the first `PUSH_DEEP_SCAN_BYTES`), xz and bz2 streams, raw deflate (at each
+   of a binary file's first `PUSH_RAW_DEFLATE_SCAN_BYTES` offsets, elsewhere at a layer's start), compressed zip
+   members, and base64 runs of 40+ characters (decoded at all four alignments: base64 of gzip). A find is one
+   line naming the file, never the token.
+   Not found (known gaps): a token split across fields or strings (`{"a": "hf_Ab", "b": "Cd..."}`), encrypted,
+   XOR-ed or custom-encoded copies, base85/ascii85/uuencode/quoted-printable, zstd/lz4/brotli/LZMA-alone streams,
+   compression more than `PUSH_UNPACK_DEPTH` layers deep, escaped or base64-compressed copies past a file's first
+   `PUSH_DEEP_SCAN_BYTES` (inside tensor bytes), raw deflate starting past a binary file's first
+   `PUSH_RAW_DEFLATE_SCAN_BYTES`, and pixels (steganography).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import bz2
+import codecs
 import io
 import json
 import logging
@@ -36,12 +55,20 @@ import os
 import pickletools
 import re
 import struct
+import subprocess
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, Iterator, Optional
 
-from hybrid.limits import PUSH_MAX_ENTRIES, PUSH_MAX_UNPACKED_BYTES, PUSH_UNPACK_DEPTH
+from hybrid.limits import (
+    PUSH_DEEP_SCAN_BYTES,
+    PUSH_EVENTS_FIRST_RECORD_BYTES,
+    PUSH_MAX_ENTRIES,
+    PUSH_MAX_UNPACKED_BYTES,
+    PUSH_RAW_DEFLATE_SCAN_BYTES,
+    PUSH_UNPACK_DEPTH,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +87,13 @@ LISTED = 20  # names a refusal spells out; the rest are counted
 
 
 def allowed(kind: str, relative: PurePosixPath) -> bool:
-    """Whether a file at `relative` (inside the model folder) is one a `kind` push sends by its name."""
+    """Whether a file at `relative` (inside the model folder) is one a `kind` push sends by its name (an event
+    file also needs `is_event_file`)."""
     name, parts = relative.name, relative.parts
+    if any(part.startswith(".") for part in parts):
+        return False  # hidden: a .env.png is still a .env
     if name.startswith(EVENTS_PREFIX):
-        return True
+        return len(parts) == 1 or parts[0] in LOG_DIRS  # where TensorBoard and the Hub's metrics tab look
     if len(parts) == 1:
         return name in MODEL_FILES or name in KIND_FILES[kind] or name in PLOTS
     return parts[0] in LOG_DIRS and (name in LOG_FILES or relative.suffix.lower() in LOG_SUFFIXES)
@@ -134,7 +164,10 @@ def files_to_push(kind: str, folder: Path, card_text: str, token: Optional[str] 
     files, refused = [], []
     for path, other in _entries(root):
         relative = PurePosixPath(path.relative_to(root).as_posix())
-        if not other and (allowed(kind, relative) or path in linked):
+        hidden = any(part.startswith(".") for part in relative.parts)
+        if not other and relative.name.startswith(EVENTS_PREFIX) and allowed(kind, relative):
+            other = "" if is_event_file(path) else "not a TensorBoard event file"
+        if not other and not hidden and (allowed(kind, relative) or path in linked):
             files.append(path)
         else:
             refused.append(mask(str(relative), token) + (f" ({other})" if other else ""))
@@ -146,6 +179,88 @@ def files_to_push(kind: str, folder: Path, card_text: str, token: Optional[str] 
             "images); remove them or move them out of the folder"
         )
     return sorted(files)
+
+
+SPACE_FILES = ("app.py", "requirements.txt", "LICENSE")  # LICENSE when there is one
+SPACE_CODE = "hybrid"  # its .py files (__pycache__ aside)
+
+
+def space_files(source: Path) -> list[Path]:
+    """The files a Space push sends from checkout `source`: app.py, requirements.txt, LICENSE and the .py files of
+    hybrid/ (in a git checkout: those git tracks). A symlink among them, or a .py file there git does not track
+    (a `local_settings.py`, ignored or not) -> ValueError naming them all: commit it, or remove it or move it out."""
+    source = Path(source)
+    tracked = _git_tracked(source, SPACE_CODE)
+    files, refused = [], []
+    candidates = [source / name for name in SPACE_FILES if (source / name).is_symlink() or (source / name).exists()]
+    for path in [*candidates, *_python_files(source / SPACE_CODE)]:
+        relative = path.relative_to(source).as_posix()
+        if path.is_symlink():
+            refused.append(f"{relative} (a symlink)")
+        elif path.parent != source and tracked is not None and relative not in tracked:
+            refused.append(f"{relative} (not tracked by git)")
+        else:
+            files.append(path)
+    if refused:
+        names = ", ".join(refused[:LISTED]) + (f" and {len(refused) - LISTED} more" if len(refused) > LISTED else "")
+        raise ValueError(
+            f"refusing to push the Space from {source}: {names}; the Space gets only the code git tracks, never a "
+            "link: commit what belongs to it, remove or move out the rest"
+        )
+    return files
+
+
+def _python_files(folder: Path) -> Iterator[Path]:
+    """Every .py file under `folder` and every symlinked folder in it (judged as one entry), links not followed."""
+    for top, folders, names in os.walk(folder, followlinks=False):
+        here = Path(top)
+        yield from (here / name for name in sorted(folders) if (here / name).is_symlink())
+        folders[:] = sorted(name for name in folders if name != "__pycache__" and not (here / name).is_symlink())
+        yield from (here / name for name in sorted(names) if name.endswith(".py"))
+
+
+def _git_tracked(source: Path, under: str) -> Optional[set[str]]:
+    """The paths (relative to `source`) git tracks under `source/under`; None when `source` is no git checkout.
+    A checkout whose files git cannot list -> ValueError (pushing everything instead would be the old leak)."""
+    if not any((folder / ".git").exists() for folder in (source.resolve(), *source.resolve().parents)):
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(source), "ls-files", "-z", "--", under], capture_output=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ValueError(f"{source}: a git checkout, but git could not list its files: {error}") from error
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ValueError(f"{source}: a git checkout, but `git ls-files` failed: {message[0] if message else ''}")
+    return {name for name in done.stdout.decode("utf-8", "surrogateescape").split("\0") if name}
+
+
+def is_event_file(path: Path) -> bool:
+    """Whether `path` starts like the TFRecord file of TensorBoard events its writers make: a first record framed
+    by its length and two checksums that holds the file-version event ('brain.Event:2')."""
+    with path.open("rb") as file:
+        head = file.read(12)
+        if len(head) < 12 or struct.unpack("<I", head[8:])[0] != _masked_crc32c(head[:8]):
+            return False
+        (length,) = struct.unpack("<Q", head[:8])
+        if length > PUSH_EVENTS_FIRST_RECORD_BYTES:
+            return False
+        record, checksum = file.read(length), file.read(4)
+    return (
+        len(checksum) == 4 and struct.unpack("<I", checksum)[0] == _masked_crc32c(record) and b"brain.Event:" in record
+    )
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """TFRecord's checksum: CRC-32C, rotated and offset ("masked"); here so that checking needs no TensorBoard."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 # --- 2. local paths -------------------------------------------------------------------------------------------
@@ -412,8 +527,8 @@ def _fix_hparams(content: bytes, fix: Callable[[str], str]) -> bytes:
 
 
 def token_forms(token: str) -> list[tuple[str, bytes]]:
-    """(encoding, bytes) of every form of `token` searched for. A base64 form is the part of the encoding that
-    only the token's bytes decide (the characters that depend on what surrounds it are cut)."""
+    """(encoding, bytes) of every form of `token` searched for as it is. A base64 or base32 form is the part of the
+    encoding that only the token's bytes decide (the characters that depend on what surrounds it are cut)."""
     raw = token.encode("utf-8")
     forms = [("as text", raw), ("hex", raw.hex().encode()), ("hex", raw.hex().upper().encode())]
     forms += [(f"as {codec.upper()}", token.encode(codec)) for codec in ("utf-16-le", "utf-16-be", "utf-32-le")]
@@ -422,6 +537,11 @@ def token_forms(token: str) -> list[tuple[str, bytes]]:
         encoded = base64.b64encode(b"\0" * shift + raw + b"\0\0\0")
         core = encoded[-(-8 * shift // 6) : 8 * (shift + len(raw)) // 6]
         forms += [("base64", core), ("base64", core.translate(bytes.maketrans(b"+/", b"-_")))]
+    for shift in range(5):
+        encoded = base64.b32encode(b"\0" * shift + raw + b"\0" * 5)
+        core = encoded[-(-8 * shift // 5) : 8 * (shift + len(raw)) // 5]
+        forms += [("base32", core), ("base32", core.lower())]
+    forms += [("rot13", codecs.encode(token, "rot13").encode("utf-8")), ("reversed", raw[::-1])]
     return list(dict.fromkeys(forms))
 
 
@@ -433,21 +553,88 @@ def mask(text: str, token: Optional[str]) -> str:
     return text
 
 
-def _found(data: bytes, forms: list[tuple[str, bytes]]) -> Optional[str]:
-    unwrapped = data.replace(b"\n", b"").replace(b"\r", b"") if b"\n" in data or b"\r" in data else None
-    for encoding, form in forms:
-        if form in data or (unwrapped is not None and encoding in ("base64", "hex") and form in unwrapped):
-            return encoding
-    return None
+def _hex_digits(value: int, width: int = 0) -> bytes:
+    """`value` in hex as a pattern that takes either case ([aA] for a)."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{value:0{width}x}").encode()
 
 
-ZLIB_HEADER = re.compile(rb"\x78[\x01\x5e\x9c\xda]")
+def _char_pattern(char: str) -> bytes:
+    """A pattern for `char` as it is or as one escape: JSON/YAML/Python \\u \\U \\x and octal, URL %XX, HTML &#..;"""
+    code = ord(char)
+    options = [re.escape(char.encode("utf-8")), rb"\\u" + _hex_digits(code, 4), rb"\\U" + _hex_digits(code, 8)]
+    if code < 0x100:
+        octal = f"{code:o}".encode()
+        options += [rb"\\x" + _hex_digits(code, 2), rb"%" + _hex_digits(code, 2)]
+        options += [rb"\\" + b"0?" * (3 - len(octal)) + octal] if len(octal) <= 3 else []
+    options += [rb"&#0*" + str(code).encode() + b";", rb"&#[xX]0*" + _hex_digits(code) + b";"]
+    return b"(?:" + b"|".join(options) + b")"
+
+
+WHITESPACE = b" \t\r\n"
+LINE_ESCAPES = (b"\\n", b"\\r", b"\\t")  # a line break as JSON/YAML/Python write it inside a string
+
+
+def _unwrapped(data: bytes) -> bytes:
+    """`data` without whitespace and escaped line breaks: base64 wrapped at 76 columns (or `"\\n"` every few
+    characters in JSON), a token cut by a line break, joined again."""
+    for escape in LINE_ESCAPES:
+        if escape in data:
+            data = data.replace(escape, b"")
+    return data.translate(None, WHITESPACE)
+
+
+class TokenSearch:
+    """The forms of one token, searched for in each layer of a pushed file: `token_forms` in all of it; in its first
+    PUSH_DEEP_SCAN_BYTES also the token with any of its characters escaped, and the forms with line breaks and
+    spaces removed."""
+
+    def __init__(self, token: str):
+        self.forms = token_forms(token)
+        self.text_forms = [(encoding, form) for encoding, form in self.forms if form.isascii() and b"\0" not in form]
+        self.escaped = re.compile(b"".join(_char_pattern(char) for char in token))
+        self.shortest = min(len(form) for _, form in self.forms)
+
+    def found(self, data: bytes) -> Optional[str]:
+        """How `data` holds the token (e.g. 'base64'), or None."""
+        for encoding, form in self.forms:
+            if form in data:
+                return encoding
+        head = data[:PUSH_DEEP_SCAN_BYTES]
+        if self.escaped.search(head):
+            return "with escaped characters"
+        unwrapped = _unwrapped(head)
+        if len(unwrapped) < len(head):
+            for encoding, form in self.text_forms:
+                if form in unwrapped:
+                    return f"{encoding}, cut by line breaks"
+        return None
+
+
+# zlib streams start with CMF (deflate, a window of 2^8 .. 2^15 bytes) and FLG (no preset dictionary, any level,
+# the header's checksum): 32 two-byte starts. The 32 KiB window every encoder defaults to is looked for in all of
+# a file; the small windows (libpng picks one for small images) in its first PUSH_DEEP_SCAN_BYTES.
+ZLIB_STARTS = {
+    cmf: bytes(flg for flg in range(256) if (cmf * 256 + flg) % 31 == 0 and not flg & 0x20)
+    for cmf in range(0x08, 0x80, 0x10)
+}
+
+
+def _zlib_start(cmf: int) -> re.Pattern:
+    return re.compile(b"\\x%02x[" % cmf + b"".join(b"\\x%02x" % flg for flg in ZLIB_STARTS[cmf]) + b"]")
+
+
 STREAMS = (  # (what, where one starts, a decompressor for it)
     ("gzip", re.compile(rb"\x1f\x8b\x08"), lambda: zlib.decompressobj(31)),
-    ("zlib", ZLIB_HEADER, zlib.decompressobj),
+    ("zlib", _zlib_start(0x78), zlib.decompressobj),
     ("xz", re.compile(rb"\xfd7zXZ\x00"), lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
     ("bz2", re.compile(rb"BZh[1-9]1AY&SY"), bz2.BZ2Decompressor),
 )
+SMALL_WINDOW_ZLIB = tuple(("zlib", _zlib_start(cmf), zlib.decompressobj) for cmf in ZLIB_STARTS if cmf != 0x78)
+RAW_DEFLATE = ("deflate", lambda: zlib.decompressobj(-15))
+# base64 (standard or URL-safe) of at least 30 bytes, possibly wrapped, indented or with escaped line breaks;
+# shorter runs (words, identifiers) are not decoded, and the token's own base64 is one of `token_forms`
+BASE64_RUN = re.compile(rb"[A-Za-z0-9+/_\-\\ \t\r\n]{40,}={0,2}")
+URL_SAFE = bytes.maketrans(b"-_", b"+/")
 
 
 class _Budget:
@@ -463,32 +650,82 @@ class _Budget:
             )
 
 
-def _unpacked(data: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
-    """(what, bytes) of every compressed stream in `data` and every compressed zip member, unpacked."""
+def _unpacked(data: bytes, budget: _Budget, outermost: bool = False) -> Iterator[tuple[str, bytes]]:
+    """(what, bytes) of every compressed stream in `data`, every compressed zip member, and every base64 run (in
+    the first PUSH_DEEP_SCAN_BYTES), unpacked. `outermost`: `data` is the file itself (where a raw deflate stream
+    is looked for at each of the first offsets; elsewhere only at the start)."""
     view = memoryview(data)
+    head = view[:PUSH_DEEP_SCAN_BYTES]
     for what, start, decompressor in STREAMS:
-        for match in start.finditer(data):
-            # a first look at a few KiB throws out the byte patterns that only look like a stream's start
-            # (weights hold one every 16 KiB) without copying the rest of the file for each
-            if _inflate(decompressor, view[match.start() : match.start() + PROBE], 2**20) is None:
-                continue
-            chunk = _inflate(decompressor, view[match.start() :], budget.left + 1)
-            if chunk:
-                budget.take(len(chunk))
-                yield what, chunk
+        yield from _streams(what, start.finditer(data), decompressor, view, budget)
+    for what, start, decompressor in SMALL_WINDOW_ZLIB:
+        yield from _streams(what, start.finditer(head), decompressor, view, budget)
+    what, decompressor = RAW_DEFLATE
+    offsets = range(min(len(data), PUSH_RAW_DEFLATE_SCAN_BYTES)) if outermost and not _is_text(data) else range(1)
+    yield from _streams(what, offsets, decompressor, view, budget)
     if data[:4] == b"PK\x03\x04":
         yield from _zip_members(data, budget)
+    yield from _base64_runs(bytes(head), budget)
+
+
+def _streams(what: str, starts, decompressor: Callable, view: memoryview, budget: _Budget):
+    for start in starts:
+        start = start if isinstance(start, int) else start.start()
+        # a first look at a few KiB throws out the byte patterns that only look like a stream's start
+        # (weights hold one every 16 KiB) without copying the rest of the file for each
+        if _inflate(decompressor, view[start : start + PROBE], 2**20) is None:
+            continue
+        chunk = _inflate(decompressor, view[start:], budget.left + 1)
+        if chunk:
+            budget.take(len(chunk))
+            yield what, chunk
+
+
+def _is_text(data: bytes) -> bool:
+    """Whether the first PUSH_RAW_DEFLATE_SCAN_BYTES of `data` are UTF-8 (a raw deflate stream cannot hide in text)."""
+    head = data[:PUSH_RAW_DEFLATE_SCAN_BYTES]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start >= len(head) - 3 and len(head) == PUSH_RAW_DEFLATE_SCAN_BYTES  # a character cut at the end
+    return True
+
+
+def _base64_runs(head: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
+    """Each base64 run in `head` decoded, at each of the four alignments (what comes before a run may be glued to
+    it, e.g. 'key=H4sI...'), for the next layer to unpack (base64 of gzip, zlib, ...)."""
+    for match in BASE64_RUN.finditer(head):
+        run = _unwrapped(match.group(0)).replace(b"\\", b"").translate(URL_SAFE)
+        if len(run) < 40:
+            continue
+        for shift in range(4):
+            quads = run[shift : shift + (len(run) - shift) // 4 * 4]
+            try:
+                chunk = binascii.a2b_base64(quads)
+            except binascii.Error:
+                continue
+            budget.take(len(chunk))
+            yield "base64", chunk
 
 
 PROBE = 4096  # bytes of a would-be stream unpacked first (at most 1 MiB out) to see whether it is one
 
 
+FEED = 2**20  # input given to a decompressor at a time: what follows a stream's end is copied (unused_data)
+
+
 def _inflate(decompressor: Callable, data: memoryview, limit: int) -> Optional[bytes]:
     """What `data` unpacks to (at most `limit` bytes; a cut stream gives what it holds), None if it is no stream."""
+    unpacker, pieces, size = decompressor(), [], 0
     try:
-        return decompressor().decompress(data, limit)
+        for start in range(0, len(data), FEED):
+            pieces.append(unpacker.decompress(data[start : start + FEED], limit - size))
+            size += len(pieces[-1])
+            if size >= limit or unpacker.eof:
+                break
     except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
         return None
+    return b"".join(pieces)
 
 
 def _zip_members(data: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
@@ -506,21 +743,28 @@ def _zip_members(data: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
 
 
 def refuse_token(relative: str, data: bytes, token: str) -> None:
-    """ValueError naming `relative` when its name or bytes hold `token` in a form `token_forms` lists, also inside
-    compressed streams (never the token itself)."""
-    forms = token_forms(token)
-    if _found(relative.encode("utf-8"), forms):
+    """ValueError naming `relative` when its name or bytes hold `token` in a form `TokenSearch` finds, also inside
+    compressed streams and decoded base64 (never the token itself)."""
+    search = TokenSearch(token)
+    if search.found(relative.encode("utf-8")):
         raise ValueError(f"refusing to push: the name {mask(relative, token)} contains your Hub token; rename it")
     budget, layers = _Budget(relative), [("", data)]
     for depth in range(PUSH_UNPACK_DEPTH + 1):
         inner = []
         for what, layer in layers:
-            encoding = _found(layer, forms)
+            encoding = search.found(layer)
             if encoding:
-                where = f" ({encoding}{', inside a ' + what + ' stream' if what else ''})"
+                where = f" ({encoding}{', inside ' + what if what else ''})"
                 raise ValueError(
                     f"refusing to push: {relative} contains your Hub token{where}; remove it from the file"
                 )
             if depth < PUSH_UNPACK_DEPTH:
-                inner += [(what or kind, chunk) for kind, chunk in _unpacked(layer, budget)]
+                unpacked = _unpacked(layer, budget, outermost=depth == 0)
+                inner += [(_inside(kind, what), chunk) for kind, chunk in unpacked if len(chunk) >= search.shortest]
         layers = inner
+
+
+def _inside(kind: str, outer: str) -> str:
+    """'a gzip stream', 'a zlib stream in base64', ... for a message."""
+    here = "base64" if kind == "base64" else f"a {kind} {'member' if kind == 'zip' else 'stream'}"
+    return f"{here} in {outer}" if outer else here

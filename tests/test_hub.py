@@ -725,12 +725,12 @@ def test_push_refuses_the_token_in_weights_metadata_and_in_any_common_encoding(h
         "base64-wrapped": ("classifier", "runs/results.csv", b"\n".join(wrapped[i : i + 16] for i in range(0, 99, 16))),
         "hex": ("classifier", "metrics.json", json.dumps({"note": token.hex()})),
         "hex-upper": ("classifier", "recipe.yaml", f"note: {token.hex().upper()}\n"),
-        "utf-16-le": ("classifier", events, b"\x00\x01" + hub.token.encode("utf-16-le")),
-        "utf-16-be": ("classifier", events, hub.token.encode("utf-16-be")),
-        "gzip": ("classifier", events, b"head" + gzip.compress(b"x" * 1000 + token)),
-        "zlib": ("classifier", events, b"head" + zlib.compress(b"y" * 1000 + token)),
+        "utf-16-le": ("classifier", events, tf_events(b"\x00\x01" + hub.token.encode("utf-16-le"))),
+        "utf-16-be": ("classifier", events, tf_events(hub.token.encode("utf-16-be"))),
+        "gzip": ("classifier", events, tf_events(b"head" + gzip.compress(b"x" * 1000 + token))),
+        "zlib": ("classifier", events, tf_events(b"head" + zlib.compress(b"y" * 1000 + token))),
         "png-ztxt": ("classifier", "plot.png", None),
-        "file-name": ("classifier", "runs/events.out.tfevents." + hub.token, b""),
+        "file-name": ("classifier", "runs/events.out.tfevents." + hub.token, tf_events()),
     }
     folders = []
     for name, (kind, file, content) in cases.items():
@@ -872,3 +872,283 @@ def test_a_card_whose_metadata_uses_yaml_aliases_is_refused_before_it_is_expande
     ) as error:
         check_model_card("classifier", tmp_path)
     assert "\n" not in str(error.value)
+
+
+# --- issue 29, item 4 (second probe): the Space sends what git tracks, events are events, more token encodings ---
+
+
+def tf_events(*payloads: bytes) -> bytes:
+    """A TensorBoard event file as its writers frame it: the file-version event first, then `payloads` as further
+    records (each framed by its length, a checksum of it, and a checksum of the record)."""
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    out = b""
+    for record in (event_pb2.Event(wall_time=1.0, file_version="brain.Event:2").SerializeToString(), *payloads):
+        header = struct.pack("<Q", len(record))
+        out += header + struct.pack("<I", masked_crc32c(header)) + record + struct.pack("<I", masked_crc32c(record))
+    return out
+
+
+# Pushes each Space source (JSON argv) in one interpreter; one RESULT line per source: the commit or the error.
+PUSH_SPACES = r"""
+import json, sys
+from hybrid.publish import push_space
+for source in json.loads(sys.argv[1]):
+    name = source.rsplit("/", 1)[-1]
+    try:
+        info = push_space("hybrid-org/" + name, classifier="hybrid-org/tiny-c", detector="hybrid-org/tiny-d",
+                          source_dir=source)
+        print("RESULT " + json.dumps({"source": name, "commit": info.oid}), flush=True)
+    except Exception as error:
+        print("RESULT " + json.dumps({"source": name, "error": type(error).__name__, "message": str(error)}))
+"""
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def space_source(folder: Path, files: dict[str, str], tracked: list[str] | None = None) -> Path:
+    """A Space source folder: app.py, requirements.txt, hybrid/__init__.py and `files`; with `tracked`, a git
+    checkout whose index holds those three and the `tracked` names (nothing is committed)."""
+    (folder / "hybrid").mkdir(parents=True)
+    (folder / "app.py").write_text(SPACE_APP)
+    shutil.copy(REPO / "requirements.txt", folder / "requirements.txt")
+    (folder / "hybrid" / "__init__.py").write_text('"""hybrid"""\n')
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    if tracked is not None:
+        subprocess.run(["git", "init", "-q", str(folder)], check=True)
+        names = ["app.py", "requirements.txt", "hybrid/__init__.py", *tracked]
+        subprocess.run(["git", "-C", str(folder), "add", "--", *names], check=True)
+    return folder
+
+
+def test_push_space_sends_only_what_git_tracks_and_refuses_symlinks_untracked_code_and_local_paths(hub, tmp_path):
+    home = tmp_path / "home"
+    bashrc = tmp_path / "dotfiles" / ".bashrc"
+    bashrc.parent.mkdir()
+    bashrc.write_text(f"export AWS_SECRET_ACCESS_KEY={AWS_SECRET}\n")
+    settings = f"AWS_SECRET_ACCESS_KEY = {AWS_SECRET!r}\n"
+    careless = space_source(
+        tmp_path / "careless",
+        {"hybrid/core.py": "X = 1\n", "hybrid/local_settings.py": settings, ".gitignore": "hybrid/local_settings.py\n"},
+        tracked=["hybrid/core.py", ".gitignore"],
+    )
+    (careless / "hybrid" / "rc.py").symlink_to(bashrc)
+    subprocess.run(["git", "-C", str(careless), "add", "hybrid/rc.py"], check=True)  # git tracks the link itself
+    untracked = space_source(tmp_path / "untracked", {"hybrid/local_settings.py": settings}, tracked=[])
+    linked = space_source(tmp_path / "linked", {})  # not a git checkout: every .py file, but never a link
+    (linked / "hybrid" / "rc.py").symlink_to(bashrc)
+    local = space_source(
+        tmp_path / "local", {"hybrid/where.py": f"DATA = {str(tmp_path / 'hands')!r}\n"}, ["hybrid/where.py"]
+    )
+    clean = space_source(
+        tmp_path / "clean",
+        {"hybrid/core.py": "X = 1\n", "hybrid/notes.txt": "not code: never pushed\n", "hybrid/cli/main.py": "Y = 2\n"},
+        tracked=["hybrid/core.py", "hybrid/cli/main.py"],
+    )
+    results, _ = push_each(
+        hub,
+        home,
+        [("classifier", tiny_folder(tmp_path / "tiny-c")), ("detector", tiny_folder(tmp_path / "tiny-d", "detector"))],
+    )
+    assert all("commit" in r for r in results.values()), results
+    sent_before = len(hub_requests(hub))
+
+    sources = [careless, untracked, linked, local, clean]
+    done = run(hub.client_env(home), "-c", PUSH_SPACES, json.dumps([str(s) for s in sources]))
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = {r["source"]: r for r in map(json.loads, re.findall(r"^RESULT (.*)$", done.stdout, re.M))}
+    assert AWS_SECRET not in done.stdout + done.stderr and hub.token not in done.stdout + done.stderr
+    for name in ("careless", "untracked", "linked", "local"):
+        assert results[name].get("error") == "ValueError", (name, results[name])
+        assert "\n" not in results[name]["message"], results[name]
+    assert "hybrid/rc.py (a symlink)" in results["careless"]["message"], results["careless"]
+    assert "hybrid/local_settings.py (not tracked by git)" in results["careless"]["message"], results["careless"]
+    assert "hybrid/local_settings.py (not tracked by git)" in results["untracked"]["message"], results["untracked"]
+    assert "hybrid/rc.py (a symlink)" in results["linked"]["message"], results["linked"]
+    assert "hybrid/where.py" in results["local"]["message"] and "local path" in results["local"]["message"]
+    for name in ("careless", "untracked", "linked", "local"):
+        assert not hub.store.exists("space", f"{ORG}/{name}"), name
+    assert "commit" in results["clean"], results["clean"]
+    assert sorted(repo_files(hub, "space", f"{ORG}/clean")) == [
+        ".gitattributes",
+        "README.md",
+        "app.py",
+        "hybrid/__init__.py",
+        "hybrid/cli/main.py",
+        "hybrid/core.py",
+        "hybrid_space.json",
+        "requirements.txt",
+    ]
+    assert len(hub_requests(hub)) > sent_before
+
+
+def test_push_takes_tensorboard_events_only_where_tensorboard_writes_them_and_refuses_hidden_log_files(hub, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    strays = {  # folder: {file: content}
+        "events-anywhere": {"notes/events.out.tfevents.id_rsa": key.encode()},
+        "events-top-not-events": {"events.out.tfevents.id_rsa": key.encode()},
+        "events-not-events": {"runs/events.out.tfevents.1700000000.host.1.0": key.encode()},
+        "events-bad-checksum": {"logs/events.out.tfevents.1": tf_events()[:8] + b"\0\0\0\0" + tf_events()[12:]},
+        "hidden-log-files": {"runs/x/.env.png": b"AWS=1\n", "logs/.credentials.jpg": b"AWS=2\n"},
+    }
+    folders = []
+    for name, files in strays.items():
+        folder = tiny_folder(tmp_path / name)
+        for file, content in files.items():
+            (folder / file).parent.mkdir(parents=True, exist_ok=True)
+            (folder / file).write_bytes(content)
+        folders.append(("classifier", folder))
+    good = tiny_folder(tmp_path / "events-real")
+    writer = SummaryWriter(str(good / "runs" / "x"))
+    writer.add_scalar("val/accuracy", 0.5, 0)
+    writer.close()
+    written = next((good / "runs" / "x").iterdir())
+    shutil.copy(written, good / written.name)  # the top level and logs/ are where TensorBoard logs are looked for
+    (good / "logs").mkdir()
+    shutil.copy(written, good / "logs" / written.name)
+    (good / "runs" / "x" / "events.out.tfevents.0.framed").write_bytes(tf_events())
+    folders.append(("classifier", good))
+
+    results, output = push_each(hub, tmp_path / "home", folders)
+    for name, files in strays.items():
+        assert results[name].get("error") == "ValueError", (name, results[name])
+        for file in files:
+            assert file in results[name]["message"], (name, results[name])
+        assert "BEGIN OPENSSH" not in output
+        assert not hub.store.exists("model", f"{ORG}/{name}"), name
+    assert "commit" in results["events-real"], results["events-real"]
+    pushed_events = [f for f in repo_files(hub, "model", f"{ORG}/events-real") if "tfevents" in f]
+    assert sorted(pushed_events) == sorted(
+        [written.name, f"logs/{written.name}", f"runs/x/{written.name}", "runs/x/events.out.tfevents.0.framed"]
+    )
+
+
+FAKE_TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+
+
+def _hostile_encodings(token: str) -> dict[str, tuple[str, bytes]]:
+    """case: (pushed file, its bytes), each hiding `token` in an encoding the first probe did not try."""
+    import base64
+    import codecs
+    import gzip
+    import struct
+
+    raw = token.encode()
+
+    def deflate(data: bytes, wbits: int) -> bytes:
+        packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+        return packer.compress(data) + packer.flush()
+
+    def safetensors_with(header_json: str) -> bytes:
+        header = header_json.encode()
+        header += b" " * (-len(header) % 8)
+        return struct.pack("<Q", len(header)) + header + b"\0" * 4
+
+    escaped = "".join(f"\\u{ord(c):04x}" for c in token)
+    tensor = '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}'
+    mime = base64.encodebytes(zlib.compress(b"{'token': '" + raw + b"'}\n" * 3))
+    return {
+        "config.json, every character a \\u escape": ("config.json", ('{"token": "' + escaped + '"}').encode()),
+        "config.json, one \\u escape": ("config.json", ('{"token": "\\u0068' + token[1:] + '"}').encode()),
+        "safetensors metadata, \\u escapes": (
+            "model.safetensors",
+            safetensors_with(
+                '{"__metadata__":{"hub_token":"' + escaped.upper().replace("\\U", "\\u") + '"},' + tensor + "}"
+            ),
+        ),
+        "zlib, 512-byte window (libpng's small images)": ("plot.png", b"\x89PNG" + deflate(raw * 3, 9)),
+        "zlib, 4 KiB window": ("metrics.json", deflate(raw, 12)),
+        "raw deflate, the whole file": ("model.safetensors", deflate(raw, -15)),
+        "raw deflate after a few binary bytes": ("best.pt", b"\x80\x02\x00\xff\x10" + deflate(b"k=" + raw, -15)),
+        "base64 of gzip": (
+            "metrics.json",
+            json.dumps({"blob": base64.b64encode(gzip.compress(raw)).decode()}).encode(),
+        ),
+        "base64 of zlib, MIME line breaks": ("recipe.yaml", b"blob: |\n  " + mime.replace(b"\n", b"\n  ")),
+        "base64, JSON \\n escapes every 20 characters": (
+            "metrics.json",
+            json.dumps({"b": "\n".join(base64.b64encode(raw).decode()[i : i + 20] for i in range(0, 60, 20))}).encode(),
+        ),
+        "url-safe base64 cut by spaces": (
+            "runs/results.csv",
+            b" ".join(base64.urlsafe_b64encode(raw)[i : i + 8] for i in range(0, 52, 8)),
+        ),
+        "token cut by a line break": ("README.md", f"key: {token[:15]}\n{token[15:]}\n".encode()),
+        "base32": ("metrics.json", base64.b32encode(b"t=" + raw)),
+        "base32, lower case": ("metrics.json", base64.b32encode(raw).lower()),
+        "percent-encoded": ("README.md", "".join(f"%{b:02X}" for b in raw).encode()),
+        "rot13": ("config.json", codecs.encode(token, "rot13").encode()),
+        "reversed": ("config.json", token[::-1].encode()),
+        "Python \\x escapes": (
+            "hybrid/keys.py",
+            ("KEY = '" + "".join(f"\\x{ord(c):02x}" for c in token) + "'\n").encode(),
+        ),
+        "YAML \\U escapes": ("recipe.yaml", ('note: "' + "".join(f"\\U{ord(c):08X}" for c in token) + '"\n').encode()),
+        "HTML character references": ("README.md", "".join(f"&#{ord(c)};" for c in token).encode()),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_encodings(FAKE_TOKEN)))
+def test_refuse_token_finds_the_token_in_escapes_small_window_zlib_raw_deflate_and_base64_of_compressed(case):
+    from hybrid.publish_checks import refuse_token
+
+    relative, data = _hostile_encodings(FAKE_TOKEN)[case]
+    with pytest.raises(ValueError, match=rf"^refusing to push: {re.escape(relative)} contains your Hub token") as error:
+        refuse_token(relative, data, FAKE_TOKEN)
+    assert FAKE_TOKEN not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_refuse_token_lets_ordinary_files_through(tmp_path):
+    """What a push really sends (weights, plots, JSON with escapes, the project's own code) is not refused."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.numpy import save_file
+
+    from hybrid.publish_checks import refuse_token
+
+    rng = np.random.default_rng(0)
+    save_file(
+        {"w": rng.standard_normal((512, 1024)).astype(np.float32)}, str(tmp_path / "w.safetensors"), {"format": "pt"}
+    )
+    plot = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(plot, "PNG")
+    files = {
+        "model.safetensors": (tmp_path / "w.safetensors").read_bytes(),
+        "plot.png": plot.getvalue(),
+        "config.json": json.dumps({"label_names": ["ü", "✋", "fist\n"], "note": "\\u0068f_"}).encode(),
+        "random.bin": rng.integers(0, 256, 2**20, dtype=np.uint8).tobytes(),
+        "hybrid/publish_checks.py": (REPO / "hybrid" / "publish_checks.py").read_bytes(),
+        "tests/test_hub.py": Path(__file__).read_bytes(),
+    }
+    for relative, data in files.items():
+        refuse_token(relative, data, FAKE_TOKEN)
+
+
+def test_push_refuses_the_token_as_json_escapes_in_config_and_weights_metadata(hub, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    escaped = "".join(f"\\u{ord(c):04x}" for c in hub.token)
+    config = tiny_folder(tmp_path / "escaped-config")
+    (config / "config.json").write_text('{"architecture": "resnet50", "num_classes": 6, "token": "' + escaped + '"}')
+    weights = tiny_folder(tmp_path / "escaped-metadata")
+    save_file(
+        {"head.weight": np.zeros((6, 8), np.float32)},
+        str(weights / "model.safetensors"),
+        metadata={"note": json.dumps({"token": "\\u0068" + hub.token[1:]})},
+    )
+    results, output = push_each(hub, tmp_path / "home", [("classifier", config), ("classifier", weights)])
+    for name, file in (("escaped-config", "config.json"), ("escaped-metadata", "model.safetensors")):
+        assert results[name].get("error") == "ValueError", (name, results[name])
+        assert f"{file} contains your Hub token" in results[name]["message"], results[name]
+    assert hub.token not in output
+    assert hub_requests(hub) == []
