@@ -21,8 +21,10 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -52,6 +54,8 @@ from hybrid.hub import split_revision  # noqa: E402
 from hybrid.images import ImageError, load_image, pil_open  # noqa: E402
 from hybrid.limits import (  # noqa: E402
     CONFIDENCE_RANGE,
+    DECODE_IN_TURN_PIXELS,
+    MAX_CHECKING,
     MAX_DISPLAY_SIDE,
     MAX_EXPLAINED,
     MAX_PIXELS,
@@ -193,39 +197,49 @@ def _source(payload: Any) -> tuple[str | bytes, str]:
     raise gr.Error(NOT_AN_UPLOAD)
 
 
-def _header_mode(source: str | bytes, name: str) -> Optional[str]:
-    """The upload's pixel mode, read from its header only; an image over the pixel budget is refused here,
-    at once, before anything decodes it. None when the header is unreadable (`load_image` says why)."""
+@dataclass(frozen=True)
+class Upload:
+    """An image upload whose header passed the pixel budget; nothing has decoded it yet."""
+
+    source: str | bytes  # a file in the upload cache, or a data: URL's bytes
+    name: str  # what to call it in messages
+    mode: Optional[str]  # from its header; None when the header is unreadable (decoding says why)
+    pixels: int
+
+
+def checked_upload(payload: Any) -> Upload:
+    """The upload, refused at once if it is not one or states more than MAX_PIXELS in its header."""
+    source, name = _source(payload)
     try:
         with pil_open(source if isinstance(source, str) else io.BytesIO(source)) as header:
             pixels, mode = header.width * header.height, header.mode
     except Image.DecompressionBombError:  # Pillow's own limit (~179 MP), far above ours
         pixels, mode = MAX_PIXELS + 1, None
-    except Exception:  # noqa: BLE001 - not an image at all: load_image says so with a clear message
-        return None
+    except Exception:  # noqa: BLE001 - not an image at all: decoding it says so with a clear message
+        return Upload(source, name, None, 0)
     if pixels > MAX_PIXELS:
         raise gr.Error(
             f"This file can't be analysed: {name} is too large (more than {MAX_PIXELS / 1e6:.0f} "
             "megapixels). Please resize the photo first."
         )
-    return mode
+    return Upload(source, name, mode, pixels)
 
 
-def read_image(payload: Any, notify: bool = True) -> Image.Image:
-    """Load an upload as RGB, or raise a gr.Error that says plainly what is wrong with it."""
-    source, name = _source(payload)
-    mode = _header_mode(source, name)
+def decoded(upload: Upload, notify: bool = True) -> Image.Image:
+    """The upload decoded whole, as RGB, or a gr.Error that says plainly what is wrong with it."""
     try:
-        image = load_image(source)
+        image = load_image(upload.source)
     except ImageError as error:
-        message = str(error).replace(source, name) if isinstance(source, str) else str(error)
+        message = str(error)
+        if isinstance(upload.source, str):
+            message = message.replace(upload.source, upload.name)
         raise gr.Error(
             f"This file can't be analysed: {message}. Please upload a photo (JPEG, PNG or WebP) "
             f"of at most {MAX_PIXELS / 1e6:.0f} megapixels."
         ) from None
-    if notify and mode in GRAYSCALE:
+    if notify and upload.mode in GRAYSCALE:
         gr.Info("Grayscale image: analysed as RGB.")
-    elif notify and mode in TRANSPARENT:
+    elif notify and upload.mode in TRANSPARENT:
         gr.Info("Transparent image: analysed on a white background.")
     return image
 
@@ -351,6 +365,20 @@ class App:
         self.sources = sources
         self.names = list(pipeline.classifier.label_names)  # fixed box colour per gesture
         self.scratch = Path(tempfile.mkdtemp(prefix="hybrid-app-"))  # the annotated clip being written
+        # One request at a time through the model (Grad-CAM hooks must not see another request's pass). Up to
+        # MAX_CHECKING requests run their handlers at once, so each one's inputs are checked, and a bad one
+        # refused, before it waits here: a refusal never waits behind a 48 MP photo.
+        self.model_turn = threading.Lock()
+
+    @contextmanager
+    def image_turn(self, payload, notify: bool = True):
+        """The model's turn, with the upload decoded. A photo up to DECODE_IN_TURN_PIXELS is decoded (and
+        refused if broken) before waiting; a larger one when its turn comes, so waiting requests hold no
+        decoded pixels."""
+        upload = checked_upload(payload)
+        image = decoded(upload, notify) if upload.pixels <= DECODE_IN_TURN_PIXELS else None
+        with self.model_turn:
+            yield image if image is not None else decoded(upload, notify)
 
     def tuned(self, detector_threshold: float, min_confidence: float) -> HybridPipeline:
         """The pipeline with the page's thresholds (a shallow copy: the networks are shared, not copied)."""
@@ -364,7 +392,10 @@ class App:
     def analyse(self, payload, detector_threshold: float, min_confidence: float, eigencam: bool):
         """Upload -> (annotated image, status, table rows, Grad-CAM overlay, per-hand gallery, EigenCAM, JSON)."""
         detector_threshold, min_confidence = checked_settings(detector_threshold, min_confidence)
-        image = read_image(payload)
+        with self.image_turn(payload) as image:
+            return self._analyse(payload, image, detector_threshold, min_confidence, eigencam)
+
+    def _analyse(self, payload, image: Image.Image, detector_threshold: float, min_confidence: float, eigencam: bool):
         started = time.perf_counter()
         hands = self.hands(image, detector_threshold, min_confidence)
         annotated = draw_hands(*shown(image, hands), self.names)
@@ -398,8 +429,8 @@ class App:
     def predict(self, payload, detector_threshold: float, min_confidence: float) -> dict:
         """The `/predict` API: one image in, the JSON of `hybrid predict --json` out."""
         detector_threshold, min_confidence = checked_settings(detector_threshold, min_confidence)
-        image = read_image(payload)
-        return self.to_json(payload, image, self.hands(image, detector_threshold, min_confidence))
+        with self.image_turn(payload) as image:
+            return self.to_json(payload, image, self.hands(image, detector_threshold, min_confidence))
 
     def live(self, frame, detector_threshold: float, min_confidence: float, tracker: Optional[HandTracker]):
         """One webcam frame -> (the frame with tracked hands drawn, their ids and smoothed gestures as text, the
@@ -407,22 +438,25 @@ class App:
         if frame is None:
             return None, "", tracker
         settings = checked_settings(detector_threshold, min_confidence)
-        image = read_image(frame, notify=False)
-        if tracker is None or (tracker.pipe.detector_threshold, tracker.pipe.min_confidence) != settings:
-            tracker = HandTracker(self.tuned(*settings), fps=LIVE_FPS)
-        result = tracker(image, time.monotonic())
-        return annotate(image, result, self.names), live_text(result), tracker
+        with self.image_turn(frame, notify=False) as image:
+            if tracker is None or (tracker.pipe.detector_threshold, tracker.pipe.min_confidence) != settings:
+                tracker = HandTracker(self.tuned(*settings), fps=LIVE_FPS)
+            result = tracker(image, time.monotonic())
+            return annotate(image, result, self.names), live_text(result), tracker
 
     def track(self, payload, detector_threshold: float, min_confidence: float, progress=gr.Progress()):
         """Uploaded clip -> (annotated clip, status, one row per track)."""
         detector_threshold, min_confidence = checked_settings(detector_threshold, min_confidence)
         path, name = read_video_upload(payload)
+        with self.model_turn:
+            return self._track(path, name, self.tuned(detector_threshold, min_confidence), progress)
+
+    def _track(self, path: str, name: str, pipeline: HybridPipeline, progress):
         started = time.perf_counter()
         for old in self.scratch.iterdir():  # earlier outputs: Gradio copied them to its cache when they were sent
             old.unlink(missing_ok=True)
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem)[:60] or "clip"
         tracked, output = self.scratch / f"{stem}-tracked.mp4", self.scratch / f"{stem}-tracked.webm"
-        pipeline = self.tuned(detector_threshold, min_confidence)
         try:
             results = []
             for result in progress.tqdm(track_video(pipeline, path, output=tracked), desc="tracking hands"):
@@ -617,10 +651,10 @@ def build(app: App) -> gr.Blocks:
 
         outputs = [annotated, status, table, overlay, gallery, eigen, as_json]
         settings = [det, conf, eigencam]
-        # One model, one request at a time (concurrency_id): Grad-CAM hooks must not see another request.
-        # preprocess=False everywhere, private events included (anyone can call those over HTTP too):
-        # `read_image` accepts only uploads (see NOT_AN_UPLOAD) and refuses a pixel bomb from its header,
-        # before anything decodes it.
+        # The model events share one group of MAX_CHECKING handlers (concurrency_id); the model itself takes
+        # one request at a time (App.model_turn). preprocess=False everywhere, private events included (anyone
+        # can call those over HTTP too): `checked_upload` accepts only uploads (see NOT_AN_UPLOAD) and refuses a
+        # pixel bomb from its header, before anything decodes it.
         run.click(
             gpu(friendly(app.analyse)),
             [image, *settings],
@@ -628,6 +662,7 @@ def build(app: App) -> gr.Blocks:
             api_name="analyse",
             preprocess=False,
             concurrency_id="model",
+            concurrency_limit=MAX_CHECKING,
         )
         gr.on(
             [image.change, det.release, conf.release, eigencam.input],
@@ -637,6 +672,7 @@ def build(app: App) -> gr.Blocks:
             preprocess=False,
             api_visibility="private",
             concurrency_id="model",
+            concurrency_limit=MAX_CHECKING,
         )
         track.click(
             gpu(friendly(app.track)),
@@ -645,6 +681,7 @@ def build(app: App) -> gr.Blocks:
             api_name="track",
             preprocess=False,
             concurrency_id="model",
+            concurrency_limit=MAX_CHECKING,
         )
         camera.stream(
             gpu(friendly(app.live)),
@@ -653,6 +690,7 @@ def build(app: App) -> gr.Blocks:
             stream_every=1 / LIVE_FPS,
             time_limit=LIVE_SECONDS,
             concurrency_id="model",
+            concurrency_limit=MAX_CHECKING,
             api_visibility="private",
             preprocess=False,
         )
@@ -682,6 +720,7 @@ def build(app: App) -> gr.Blocks:
             api_name="predict",
             preprocess=False,
             concurrency_id="model",
+            concurrency_limit=MAX_CHECKING,
         )
     return page
 

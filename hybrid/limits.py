@@ -17,7 +17,12 @@ MAX_DISPLAY_SIDE = 2048  # the app draws boxes and explanations on a copy of the
 THRESHOLD_RANGE = (0.01, 0.95)  # the detector threshold the app accepts (its slider's range), checked server-side
 CONFIDENCE_RANGE = (0.0, 1.0)  # the classifier threshold the app accepts
 MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
-MAX_QUEUE = 16  # requests waiting for the model at most; more are refused at once ("Queue is full")
+MAX_CHECKING = 8  # app requests whose inputs are checked at once; each then waits its turn for the model (one
+# request at a time), so a bad input is refused without waiting behind the photos ahead of it
+MAX_QUEUE = 16  # requests waiting for one of those MAX_CHECKING places at most; more are refused at once ("Queue is
+# full")
+DECODE_IN_TURN_PIXELS = 4_000_000  # a photo over this is decoded only when its turn for the model comes (a 48 MP
+# photo is 144 MB decoded); smaller ones are decoded, and refused if broken, before waiting
 MAX_SESSIONS = 200  # sessions whose page state Gradio keeps in memory (its default, 10000, grows RSS ~0.5 MB each)
 MAX_REQUEST_SECONDS = 60  # wall time of one clip request; past it the request stops with one line
 

@@ -203,6 +203,40 @@ def test_a_48_megapixel_photo_at_the_lowest_threshold_stays_within_memory(app_ur
     print(f"48 MP photo: {len(result['hands'])} hands in {seconds:.1f} s, peak RSS {peak[0] / 2**20:.0f} MiB")
 
 
+def test_bad_requests_are_refused_without_waiting_behind_a_large_photo(app_url: str, data_root: Path, clip):
+    """While a 48 MP photo holds the model (several seconds), a threshold of 0, a truncated JPEG and a playlist
+    are each refused within 2 s: their inputs are checked before they wait for the model. They used to wait in
+    the queue behind the photo. A good photo sent meanwhile waits its turn and is answered."""
+    photo_bytes = (data_root / PHOTO).read_bytes()
+    large = upload(app_url, "large.jpg", hostile.large_photo(data_root))
+    photo = upload(app_url, "hands.jpg", photo_bytes)
+    bad = {
+        "threshold 0": ("predict", [photo, 0.0, 0.0]),
+        "truncated jpeg": (
+            "analyse",
+            [upload(app_url, "cut.jpg", photo_bytes[: len(photo_bytes) // 2]), 0.5, 0.0, False],
+        ),
+        "playlist": (
+            "track",
+            [upload(app_url, "clip.m3u8", hostile.playlists(str(clip[0]))["playlist.m3u8"]), 0.5, 0.0],
+        ),
+    }
+    with ThreadPoolExecutor(2) as pool:
+        heavy = pool.submit(call_api, app_url, "analyse", [large, 0.01, 0.0, True], 300)
+        time.sleep(1.5)  # the large photo is decoded and in the model by now
+        waiting = pool.submit(call_api, app_url, "predict", [photo, 0.01, 0.0], 300)  # tiny models: low scores
+        for kind, (api_name, data) in bad.items():
+            started = time.perf_counter()
+            event, message = call_api(app_url, api_name, data)
+            seconds = time.perf_counter() - started
+            assert event == "error", f"{kind} was not refused: {message}"
+            assert seconds < 2, f"refusing the {kind} took {seconds:.1f} s"
+        assert not heavy.done(), "the large photo finished before the refusals: this test shows nothing"
+        assert heavy.result()[0] == "complete"
+        event, result = waiting.result()
+    assert event == "complete" and result[0]["hands"], result
+
+
 def test_playlists_and_lists_are_not_videos(app_url: str, clip, tmp_path: Path):
     """An HLS playlist or an ffconcat list naming a server clip (absolute, ../-relative, file://) or a missing
     one: FFmpeg would open what it lists and the app return that server video. Each is refused at once, with
