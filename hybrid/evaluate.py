@@ -166,26 +166,54 @@ def hand_metrics(
     }
 
 
-def average_precision(
-    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float = IOU_THRESHOLD
-) -> float:
-    """All-point interpolated AP of `guesses` against `truths`, labels ignored (filter them first)."""
-    n_truth = sum(len(t) for t in truths)
-    if n_truth == 0:
-        return 0.0
+def _ranked(
+    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every guess's score, best first, the hits among the guesses up to each (cumulative), and the truths."""
     scored: list[tuple[float, bool]] = []
     for image_truths, image_guesses in zip(truths, guesses):
         matched = match(image_truths, image_guesses, iou_threshold)
         scored.extend((guess.score, m is not None) for guess, m in zip(image_guesses, matched))
-    if not scored:
-        return 0.0
     scored.sort(key=lambda item: -item[0])
-    hits = np.cumsum([hit for _, hit in scored])
+    scores = np.array([score for score, _ in scored], dtype=float)
+    hits = np.cumsum([hit for _, hit in scored], dtype=float)
+    return scores, hits, sum(len(t) for t in truths)
+
+
+def average_precision(
+    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float = IOU_THRESHOLD
+) -> float:
+    """All-point interpolated AP of `guesses` against `truths`, labels ignored (filter them first)."""
+    scores, hits, n_truth = _ranked(truths, guesses, iou_threshold)
+    if n_truth == 0 or not len(scores):
+        return 0.0
     recall = hits / n_truth
-    precision = hits / np.arange(1, len(scored) + 1)
+    precision = hits / np.arange(1, len(scores) + 1)
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
     steps = np.diff(np.concatenate([[0.0], recall]))
     return float(np.sum(steps * envelope))
+
+
+def best_f1_threshold(
+    truths: Sequence[Sequence[Truth]], guesses: Sequence[Sequence[Guess]], iou_threshold: float = IOU_THRESHOLD
+) -> dict:
+    """The score threshold that maximises F1 of `guesses` (found at a low threshold) against `truths`, labels
+    ignored: {"threshold", "precision", "recall", "f1"} at it. The threshold lies halfway between the last
+    score kept and the next one, so a rounding of either side keeps the same boxes. None with no hit at all."""
+    scores, hits, n_truth = _ranked(truths, guesses, iou_threshold)
+    if n_truth == 0 or not len(scores) or hits[-1] == 0:
+        return {"threshold": None, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    precision, recall = hits / np.arange(1, len(scores) + 1), hits / n_truth
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    last = np.flatnonzero(np.diff(scores, append=-np.inf))  # the last guess of each run of equal scores
+    best = int(last[np.argmax(f1[last])])
+    below = scores[best + 1] if best + 1 < len(scores) else 0.0
+    return {
+        "threshold": float((scores[best] + below) / 2),
+        "precision": float(precision[best]),
+        "recall": float(recall[best]),
+        "f1": float(f1[best]),
+    }
 
 
 def gesture_average_precision(

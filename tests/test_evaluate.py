@@ -9,6 +9,7 @@ from hybrid.evaluate import (
     Guess,
     Truth,
     average_precision,
+    best_f1_threshold,
     gesture_average_precision,
     hand_metrics,
     iou_matrix,
@@ -32,6 +33,20 @@ def _case():
         [Guess(SQUARE, 0.5, "unknown")],  # a hand where there is none
     ]
     return truths, guesses
+
+
+def test_best_f1_threshold_known_answer():
+    truths, guesses = _case()
+    # By score 0.9 TP, 0.8 TP, 0.7 FP, 0.6 TP, 0.5 FP (4 truths): F1 .4 .667 .571 .75 .667 -> keep down to 0.6,
+    # cut halfway to the next score.
+    best = best_f1_threshold(truths, guesses)
+    assert best == pytest.approx({"threshold": 0.55, "precision": 0.75, "recall": 0.75, "f1": 0.75})
+    # Equal scores are kept or dropped together: two at 0.5, one a hit, cannot be split.
+    tied = [[Guess(SQUARE, 0.5, "a"), Guess((50, 50, 60, 60), 0.5, "a")]]
+    assert best_f1_threshold([[Truth(SQUARE, "a")]], tied) == pytest.approx(
+        {"threshold": 0.25, "precision": 0.5, "recall": 1.0, "f1": 2 / 3}
+    )
+    assert best_f1_threshold([[Truth(SQUARE, "a")]], [[Guess((50, 50, 60, 60), 0.9, "a")]])["threshold"] is None
 
 
 def test_iou_matrix_known_values():

@@ -258,7 +258,8 @@ def test_detector_auto_starts_from_the_local_coco_copy_and_its_folder_loads_ever
     weights equal the no-pickle copy of the same weights (yolov8n-coco.safetensors) wherever the shapes match, the
     head keeps COCO's 80-channel class branch, and the trained folder loads (it once failed: 'weights do not
     match') from safetensors, compiled, without PyTorch (hybrid.serving), with the same boxes as best.pt; the card
-    names the base model and carries the attribution SOURCES.md asks for."""
+    names the base model and carries the attribution SOURCES.md asks for. With no `conf` in the recipe, the shipped
+score threshold is the val split's best F1."""
     import hashlib
 
     from hybrid import serving
@@ -267,7 +268,10 @@ def test_detector_auto_starts_from_the_local_coco_copy_and_its_folder_loads_ever
 
     assert COCO_COPY.is_file(), f"the COCO copy is missing: {COCO_COPY}"
     snapshot, output = tmp_path / "before.pt", tmp_path / "det"
-    args = ["--config", str(_REPO / "train" / "configs" / "detector-tiny.yaml"), "--pretrained", "auto"]
+    recipe = tmp_path / "no-conf.yaml"  # the tiny recipe without `conf`: the threshold is chosen on val
+    tiny = (_REPO / "train" / "configs" / "detector-tiny.yaml").read_text()
+    recipe.write_text("\n".join(line for line in tiny.splitlines() if not line.startswith("conf:")))
+    args = ["--config", str(recipe), "--pretrained", "auto"]
     done = _run(
         _offline_env(data_root), tmp_path, "-c", DETECTOR_SNAPSHOT, str(snapshot), *args, "--output", str(output)
     )
@@ -285,8 +289,11 @@ def test_detector_auto_starts_from_the_local_coco_copy_and_its_folder_loads_ever
     assert config["head_channels"] == 80
     assert metrics["pretrained_from"]["sha256"] == hashlib.sha256(COCO_COPY.read_bytes()).hexdigest()
     assert metrics["base_model"] == "Ultralytics/YOLOv8"
+    assert metrics["threshold"]["split"] == "val" and metrics["threshold"]["images"] > 0
+    assert config["conf"] == metrics["threshold"]["threshold"] and 0.01 <= config["conf"] <= 0.95
     card = (output / "README.md").read_text()
     assert "base_model: Ultralytics/YOLOv8" in card and 'Ultralytics, "YOLOv8", 2023' in card
+    assert f"conf {config['conf']}: the best F1 on the val split" in card
 
     photo = next((data_root / "subhih-handsdataset" / "images" / "test").glob("*.jpg"))
     reference = HandDetector.from_pretrained(output / "best.pt", allow_pickle=True).predict(photo, conf=0.001)

@@ -271,7 +271,7 @@ class DetectorRecipe(Recipe):
     gestures: bool = False  # one-stage gesture detector instead of hands-only
     device: Optional[str] = None  # cpu | 0 | 0,1 (DDP) | mps; default: Ultralytics picks
     patience: int = 50
-    conf: float = 0.25  # default score threshold stored in config.json
+    conf: Optional[float] = None  # score threshold stored in config.json; None: the val split's best F1
     iou: float = 0.7  # default NMS IoU stored in config.json
     plots: bool = True
     keep_work: bool = False  # keep <output>.work/ (the Ultralytics run) after success
@@ -291,7 +291,7 @@ class DetectorRecipe(Recipe):
             raise ValueError(f"--model: unknown YOLOv8 size {self.model!r}; expected one of {', '.join(MODEL_SIZES)}")
         if self.image_size % 32:
             raise ValueError(f"--image-size: must be a multiple of 32 (the YOLOv8 stride), got {self.image_size}")
-        if not 0 < self.conf < 1 or not 0 < self.iou < 1:
+        if (self.conf is not None and not 0 < self.conf < 1) or not 0 < self.iou < 1:
             raise ValueError(f"--conf/--iou: must be in (0, 1), got conf={self.conf} iou={self.iou}")
         if self.pretrained not in PRETRAINED and not Path(self.pretrained).is_file():
             raise ValueError(
