@@ -45,6 +45,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from hybrid import explain, serving  # noqa: E402
 from hybrid.constants import data_root  # noqa: E402
@@ -60,6 +61,7 @@ from hybrid.limits import (  # noqa: E402
     MAX_EXPLAINED,
     MAX_PIXELS,
     MAX_QUEUE,
+    MAX_REQUEST_BODY_BYTES,
     MAX_REQUEST_SECONDS,
     MAX_SESSIONS,
     MAX_UPLOAD,
@@ -188,7 +190,7 @@ def _source(payload: Any) -> tuple[str | bytes, str]:
     if payload.get("path") is not None:
         return uploaded_file(payload["path"]), name
     if isinstance(url, str) and url.startswith("data:"):
-        if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 100:
+        if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 100:  # BodyLimit bounds the request; this, the image
             raise gr.Error(f"{name} is too large: at most {MAX_UPLOAD} per image.")
         try:
             return base64.b64decode(url.split(",", 1)[1]), name
@@ -725,6 +727,51 @@ def build(app: App) -> gr.Blocks:
     return page
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over MAX_REQUEST_BODY_BYTES gets HTTP 413 before it is read, on every route
+    but Gradio's upload route (which enforces max_file_size as it streams). Gradio reads a JSON body whole before
+    any handler sees it, so a 1 GB data: URL sent to /gradio_api/call/predict cost GBs of RAM first."""
+
+    def __init__(self, app, limit: int = MAX_REQUEST_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/gradio_api/upload"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:  # the server reads no more than it declares
+            if not declared.isdigit() or int(declared) > self.limit:
+                return await self.refuse(send)
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0  # a chunked body: read it here, up to the limit, then hand it on
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self.refuse(send)
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    async def refuse(self, send) -> None:
+        text = f"Request too large: at most {self.limit // 2**20} MiB (send files through /gradio_api/upload).".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": text})
+
+
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """What MALLOC_ARENA_MAX=2 does, from inside the process: glibc gives each thread that allocates its own
     malloc arena (up to 8 per core) and memory freed in one is not reused by the others, so the server's RSS
@@ -758,6 +805,7 @@ def main() -> None:
         max_file_size=MAX_UPLOAD,
         show_error=False,
         state_session_capacity=MAX_SESSIONS,
+        app_kwargs={"middleware": [Middleware(BodyLimit)]},
     )
 
 

@@ -17,6 +17,8 @@ MAX_DISPLAY_SIDE = 2048  # the app draws boxes and explanations on a copy of the
 THRESHOLD_RANGE = (0.01, 0.95)  # the detector threshold the app accepts (its slider's range), checked server-side
 CONFIDENCE_RANGE = (0.0, 1.0)  # the classifier threshold the app accepts
 MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
+MAX_REQUEST_BODY_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 2**20  # any other request's body (a data: URL of the largest
+# upload, base64, and its JSON); Gradio reads a body whole before a handler sees it
 MAX_CHECKING = 8  # app requests whose inputs are checked at once; each then waits its turn for the model (one
 # request at a time), so a bad input is refused without waiting behind the photos ahead of it
 MAX_QUEUE = 16  # requests waiting for one of those MAX_CHECKING places at most; more are refused at once ("Queue is

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from gradio.utils import get_upload_folder
 from PIL import Image
@@ -235,6 +236,35 @@ def test_bad_requests_are_refused_without_waiting_behind_a_large_photo(app_url: 
         assert heavy.result()[0] == "complete"
         event, result = waiting.result()
     assert event == "complete" and result[0]["hands"], result
+
+
+def test_a_huge_request_body_is_refused_before_it_is_read(app_url: str):
+    """A 200 MB data: URL sent to /predict: Gradio read and parsed the whole body before the handler refused the
+    image as too large (~0.6 GB of server RAM for one request). It gets HTTP 413 now, from its Content-Length,
+    and a chunked one (no Content-Length) once past the limit; the server's memory does not move."""
+    from hybrid.limits import MAX_REQUEST_BODY_BYTES
+
+    url = "data:image/png;base64," + "A" * 200_000_000
+    body = json.dumps({"data": [{"url": url, "orig_name": "x.png", "meta": META}, 0.5, 0.0]}).encode()
+
+    def chunks():
+        for start in range(0, len(body), 2**20):
+            yield body[start : start + 2**20]
+
+    with hostile.peak_rss(SERVER_PIDS[app_url]) as peak:
+        start = peak[0] or psutil.Process(SERVER_PIDS[app_url]).memory_info().rss
+        for content in (body, chunks()):
+            response = httpx.post(
+                f"{app_url}gradio_api/call/predict",
+                content=content,
+                headers={"content-type": "application/json"},
+                timeout=60,
+            )
+            assert response.status_code == 413, (response.status_code, response.text[:200])
+            assert f"at most {MAX_REQUEST_BODY_BYTES // 2**20} MiB" in response.text
+    assert peak[0] - start < 100 * 2**20, f"server RSS grew {(peak[0] - start) / 2**20:.0f} MiB"
+    photo_event = call_api(app_url, "predict", [None, 0.5, 0.0])[0]  # small bodies still get through
+    assert photo_event == "error"
 
 
 def test_playlists_and_lists_are_not_videos(app_url: str, clip, tmp_path: Path):
