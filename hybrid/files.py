@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from hybrid.limits import MAX_OUTPUT_STEM_BYTES, TEMP_NAME_BYTES
 
@@ -129,15 +129,22 @@ def staged_file(folder: Path | str, suffix: str) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def link_unique(staged: Path, folder: Path | str, stem: str, suffix: str) -> Path:
-    """Hard-link the written `staged` file as folder/STEM<suffix>, or STEM-1<suffix>, STEM-2<suffix>, ...: the
-    first free name. A link is atomic and fails on any existing entry (a dangling symlink too), so nothing is
-    replaced or written through, even by a concurrent run."""
+def link_unique(folder: Path | str, stem: str, staged: Mapping[str, Path]) -> str:
+    """Hard-link each written staged file (suffix -> path) as folder/STEM<suffix>, or all of them as
+    STEM-1<suffix>, STEM-2<suffix>, ...: the first stem free for every suffix; returns it. A link is atomic and
+    fails on any existing entry (a dangling symlink too), so nothing is replaced or written through, even by a
+    concurrent run; a stem taken for one suffix is given up for all (its links made so far removed)."""
     number = 0
     while True:
-        target = Path(folder) / f"{stem if number == 0 else f'{stem}-{number}'}{suffix}"
+        name = stem if number == 0 else f"{stem}-{number}"
+        linked: list[Path] = []
         try:
-            os.link(staged, target)
-            return target
+            for suffix, path in staged.items():
+                target = Path(folder) / f"{name}{suffix}"
+                os.link(path, target)
+                linked.append(target)
+            return name
         except FileExistsError:
+            for target in linked:
+                target.unlink()
             number += 1

@@ -333,6 +333,26 @@ def test_save_dir_never_replaces_or_writes_through_a_symlink(tiny_models, photos
     assert len(json_lines) == 3
 
 
+def test_concurrent_runs_on_one_clip_keep_both_results(tiny_models, photos, tmp_path):
+    """Two `hybrid predict clip.mp4 --save-dir out` at once: both used to pick clip.mp4 / clip.jsonl when they
+    started and the second to finish replaced the first's. Now each pair is linked in place when it is done,
+    under the first stem free for both: clip.* and clip-1.*, each whole (one JSON line per frame)."""
+    clip = _clip(tmp_path / "clip.mp4", photos[1], frames=120)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [str(HYBRID), "predict", str(clip), "--save-dir", str(out), *tiny_models]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    runs.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    answers = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in answers]
+    written = sorted(stdout.strip().splitlines()[-1].rsplit(" -> ", 1)[1] for stdout, _ in answers)
+    assert written == [str(out / "clip-1.mp4"), str(out / "clip.mp4")], answers
+    assert sorted(p.name for p in out.iterdir()) == ["clip-1.jsonl", "clip-1.mp4", "clip.jsonl", "clip.mp4"]
+    for stem in ("clip", "clip-1"):
+        assert len((out / f"{stem}.jsonl").read_text().splitlines()) == 120
+
+
 def test_eval_output_refuses_a_model_folder(tiny_models, tmp_path, capsys):
     """`hybrid eval --output MODEL_FOLDER` used to replace the metrics.json that `hybrid push` publishes with
     the model (and add confusion PNGs to it). Now one line, before anything is scored; the folder is untouched."""

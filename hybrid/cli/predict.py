@@ -89,7 +89,7 @@ def save_unique(image: Image.Image, save_dir: Path, stem: str) -> Path:
 
     with staged_file(save_dir, ".jpg") as staged:
         image.save(staged, format="JPEG", quality=90)
-        return link_unique(staged, save_dir, short_stem(stem), ".jpg")
+        return save_dir / f"{link_unique(save_dir, short_stem(stem), {'.jpg': staged})}.jpg"
 
 
 def model_source(given: Optional[str], kind: str) -> str:
@@ -167,27 +167,17 @@ def is_video(path: str) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def unique_stem(save_dir: Path, stem: str, suffixes: tuple[str, ...]) -> str:
-    """STEM, or STEM-1, STEM-2, ... : the first name for which no STEM.<suffix> is in save_dir (a symlink,
-    dangling or not, is taken: it is never replaced nor written through). A long stem is cut (`short_stem`)."""
-    from hybrid.files import short_stem
-
-    stem = short_stem(stem)
-    number = 0
-    while any(os.path.lexists(save_dir / f"{stem if number == 0 else f'{stem}-{number}'}{s}") for s in suffixes):
-        number += 1
-    return stem if number == 0 else f"{stem}-{number}"
-
-
 def predict_video(pipe, path: Path, save_dir: Optional[Path], as_json: bool) -> int:
     """Track the hands of one video. With save_dir: STEM.mp4 (annotated) and STEM.jsonl (one JSON line per
     frame), both written whole or not at all; without it, the JSON lines on stdout (--json) or one summary
-    line. A video that cannot be read gets one error line; returns the number of failures (0 or 1)."""
+    line. The pair is written to staged files, then linked in place under the first stem free for both
+    (hybrid.files.link_unique), so a concurrent run on the same name never replaces it. A video that cannot be
+    read gets one error line; returns the number of failures (0 or 1)."""
     from contextlib import ExitStack
 
     from tqdm import tqdm
 
-    from hybrid.files import atomic_file
+    from hybrid.files import link_unique, short_stem, staged_file
     from hybrid.video import VideoError, probe_video, track_video
 
     try:
@@ -196,23 +186,25 @@ def predict_video(pipe, path: Path, save_dir: Optional[Path], as_json: bool) -> 
             raise VideoError(problem)
         info = probe_video(path)
         with ExitStack() as stack:
-            lines, video = None, None
+            lines, staged, video = None, None, None
             if save_dir:
-                stem = unique_stem(save_dir, path.stem, (".mp4", ".jsonl"))
-                video = save_dir / f"{stem}.mp4"
-                lines = stack.enter_context(atomic_file(save_dir / f"{stem}.jsonl")).open("w", encoding="utf-8")
+                staged = {suffix: stack.enter_context(staged_file(save_dir, suffix)) for suffix in (".mp4", ".jsonl")}
+                lines = staged[".jsonl"].open("w", encoding="utf-8")
                 stack.callback(lines.close)
             bar = stack.enter_context(
                 tqdm(total=info.frames or None, unit="frame", desc=path.name, disable=not sys.stderr.isatty())
             )
             tracks: dict[int, list[str]] = {}
-            for frame in track_video(pipe, path, output=video):
+            for frame in track_video(pipe, path, output=staged and staged[".mp4"]):
                 bar.update()
                 text = json.dumps(frame.to_dict(), ensure_ascii=False)
                 if lines or as_json:
                     print(text, file=lines or sys.stdout, flush=True)
                 for hand in frame.hands:
                     tracks.setdefault(hand.track_id, []).append(hand.label)
+            if staged:
+                lines.close()
+                video = save_dir / f"{link_unique(save_dir, short_stem(path.stem), staged)}.mp4"
     except (VideoError, OSError) as error:
         text = error_text(path, error)
         report(text)
