@@ -45,7 +45,8 @@ SIZE96 = {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "image-size": "96"}  # al
 
 
 def demo_train_args(**extra) -> str:
-    """--train-args: the detector demo recipe's own train_args (a flag replaces them all) plus `extra`."""
+    """--train-args: the detector demo recipe's train_args before the COCO start (a flag replaces them all)
+    plus `extra`."""
     return json.dumps({"warmup_epochs": 1, "close_mosaic": 3, **extra})
 
 
@@ -187,16 +188,36 @@ ROWS = {
 }
 # The classifier rows were measured at 30 epochs, the demo recipe's count before all+long: they keep saying so.
 # Their detectors were trained from scratch (`pretrained: auto` found no COCO weights then): they keep that too.
+# The detector rows before all+long+coco+freeze10+e6 pin its 10 epochs and the recipe's train_args of then.
 ROWS = {
-    name: ({"pretrained": "false", **detector}, {"epochs": "30", **classifier}, text)
+    name: (
+        {"pretrained": "false", "epochs": "10", "train-args": demo_train_args(), **detector},
+        {"epochs": "30", **classifier},
+        text,
+    )
     for name, (detector, classifier, text) in ROWS.items()
 }
 # Rows whose detectors start from COCO YOLOv8n (`pretrained: auto`: Ultralytics' yolov8n.pt, else the weights
 # folder's yolov8n-coco.pt, ../shared/weights here).
 ROWS["all+long+coco"] = (
-    {"pretrained": "auto", "zoom-copies": "1"},
+    {"pretrained": "auto", "zoom-copies": "1", "epochs": "10", "train-args": demo_train_args()},
     {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
     "all+long (the shipped recipes), and the detectors start from COCO-pretrained YOLOv8n instead of from scratch",
+)
+ROWS["all+long+coco+freeze10"] = (
+    {"pretrained": "auto", "zoom-copies": "1", "epochs": "10", "train-args": demo_train_args(freeze=10)},
+    {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+    "all+long+coco, with the detector's COCO backbone (its first 10 layers) frozen: only the neck and head learn",
+)
+ROWS["all+long+coco+freeze5"] = (
+    {"pretrained": "auto", "zoom-copies": "1", "epochs": "10", "train-args": demo_train_args(freeze=5)},
+    {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+    "all+long+coco, with the first 5 of the detector's 10 COCO backbone layers frozen",
+)
+ROWS["all+long+coco+freeze10+e6"] = (
+    {"pretrained": "auto", "zoom-copies": "1", "epochs": "6", "train-args": demo_train_args(freeze=10, close_mosaic=2)},
+    {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
+    "all+long+coco+freeze10, the detector trained 6 epochs instead of 10 (the last 2 without mosaic instead of 3)",
 )
 # lever rows skip the in-domain models (CPU time); the kept recipe, a candidate for it, and the rows without SLD
 # (whose Hands + Roboflow classifier is one more that never saw it) have them
@@ -230,6 +251,9 @@ IN_DOMAIN_ROWS = {
     "zoom+photometric+long+background50+size96",
     "all+long+size96+seed1",
     "all+long+coco",
+    "all+long+coco+freeze10",
+    "all+long+coco+freeze5",
+    "all+long+coco+freeze10+e6",
 }
 
 

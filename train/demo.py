@@ -2,7 +2,7 @@
 
 When $HYBRID_DETECTOR / $HYBRID_CLASSIFIER name models, nothing is done. Otherwise a quick demo
 profile of each model (train/configs/<kind>-demo.yaml: every Hands + Roboflow record, small images and
-a small classifier, about 21 minutes for both on 2 CPU cores) is trained into models/<kind>, once; later
+a small classifier, about 27 minutes for both on 2 CPU cores) is trained into models/<kind>, once; later
 runs reuse it (a changed demo recipe retrains). The quick models find most hands and name most gestures
 (numbers: README), far from the full recipes: for real accuracy train those (train/configs/) or point
 the env vars at the published Hub models.
