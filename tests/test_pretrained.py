@@ -255,11 +255,11 @@ def _offline_env(data_root: Path, weights: Path | None = None) -> dict:
 @pytest.mark.slow  # trains a detector (~30 s)
 def test_detector_auto_starts_from_the_local_coco_copy_and_its_folder_loads_everywhere(tmp_path, data_root):
     """Offline `--pretrained auto` picks ../shared/weights/yolov8n-coco.pt: before the first step the network's
-    weights equal the no-pickle copy of the same weights (yolov8n-coco.safetensors) wherever the shapes match, the
-    head keeps COCO's 80-channel class branch, and the trained folder loads (it once failed: 'weights do not
-    match') from safetensors, compiled, without PyTorch (hybrid.serving), with the same boxes as best.pt; the card
-    names the base model and carries the attribution SOURCES.md asks for. With no `conf` in the recipe, the shipped
-score threshold is the val split's best F1."""
+        weights equal the no-pickle copy of the same weights (yolov8n-coco.safetensors) wherever the shapes match, the
+        head keeps COCO's 80-channel class branch, and the trained folder loads (it once failed: 'weights do not
+        match') from safetensors, compiled, without PyTorch (hybrid.serving), with the same boxes as best.pt; the card
+        names the base model and carries the attribution SOURCES.md asks for. With no `conf` in the recipe, the shipped
+    score threshold is the val split's best F1."""
     import hashlib
 
     from hybrid import serving
