@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from hybrid.training.recipe import ClassifierRecipe, DetectorRecipe, parse_recipe
 
@@ -219,6 +220,30 @@ ROWS["all+long+coco+freeze10+e6"] = (
     {**PHOTOMETRIC, "+data": SLD, "epochs": "60"},
     "all+long+coco+freeze10, the detector trained 6 epochs instead of 10 (the last 2 without mosaic instead of 3)",
 )
+# Rows whose classifiers also learn which fingers are up and which hand it is (hybrid.fingers: MediaPipe labels in
+# annotations/fingers.json), with the shipped detectors. `photometric+long`'s classifiers never see SLD.
+SHIPPED_DETECTOR = ROWS["all+long+coco+freeze10+e6"][0]
+COUNT_ONLY = {**PHOTOMETRIC, "epochs": "60"}
+ROWS["coco+photometric+long"] = (
+    SHIPPED_DETECTOR,
+    COUNT_ONLY,
+    "photometric+long's classifiers (never see SLD; count only) with the shipped COCO-start detectors",
+)
+ROWS["coco+photometric+long+fingers"] = (
+    SHIPPED_DETECTOR,
+    {**COUNT_ONLY, "fingers": "1"},
+    "coco+photometric+long, and the classifier also learns the five finger states (weight 1)",
+)
+ROWS["coco+photometric+long+fingers+hand"] = (
+    SHIPPED_DETECTOR,
+    {**COUNT_ONLY, "fingers": "1", "handedness": "1"},
+    "coco+photometric+long+fingers, and the classifier also learns which hand it is (weight 1)",
+)
+ROWS["all+long+coco+freeze10+e6+fingers+hand"] = (
+    SHIPPED_DETECTOR,
+    {**PHOTOMETRIC, "+data": SLD, "epochs": "60", "fingers": "1", "handedness": "1"},
+    "the shipped recipes, and the classifier also learns the finger states and the hand",
+)
 # lever rows skip the in-domain models (CPU time); the kept recipe, a candidate for it, and the rows without SLD
 # (whose Hands + Roboflow classifier is one more that never saw it) have them
 IN_DOMAIN_ROWS = {
@@ -353,6 +378,114 @@ def run_row(name: str, work: Path, threads: int) -> dict:
     return result
 
 
+def score_crops(classifier: Path, dataset: str, drop_fist: bool = False, split: Optional[str] = "test") -> dict:
+    """The classifier alone on the true boxes' crops of `dataset`'s `split` (None: every image): the count from
+    its count head and, when it has finger outputs, from the sum of the fingers it sees up; each extra output's
+    accuracy on the crops whose MediaPipe label has it (hybrid.fingers)."""
+    import numpy as np
+
+    from hybrid.classifier import GestureClassifier
+    from hybrid.data import iter_crops, read_dataset
+    from hybrid.data.splits import held_out
+    from hybrid.fingers import FINGERS, OUTPUTS, UNKNOWN, box_key, count_distribution, load_labels
+
+    records = read_dataset(dataset, merge_labels=True)
+    if split is not None:
+        records = held_out(records, [classifier], split)
+    if drop_fist:
+        records = [r for r in records if all(box.label != "0" for box in r.boxes)]
+    clf = GestureClassifier.from_pretrained(classifier, device="cpu", precision="fp32")
+    labels, crops = load_labels(), list(iter_crops(records))
+    keys = [box_key(r, i) for r in records for i in range(len(r.boxes))]
+    counts, extra = [], []
+    for start in range(0, len(crops), 64):
+        probabilities, outputs = clf.scores([crop for crop, _ in crops[start : start + 64]])
+        counts.append(probabilities)
+        extra.append(outputs)
+    counts, extra = np.concatenate(counts), np.concatenate(extra)
+    truth = [int(label) for _, label in crops]
+    names = [int(n) for n in clf.label_names]
+    result = {
+        "count head": float(np.mean([names[int(row.argmax())] == t for row, t in zip(counts, truth)])),
+        "crops": len(crops),
+    }
+    if set(FINGERS) <= set(clf.outputs):  # the count from the fingers, and from both (mean of the distributions)
+        from_fingers = count_distribution(extra[:, [clf.outputs.index(f) for f in FINGERS]])
+        head = np.zeros_like(from_fingers)
+        head[:, names] = counts
+        result["finger sum"] = float(np.mean(from_fingers.argmax(1) == np.array(truth)))
+        result["both"] = float(np.mean((from_fingers + head).argmax(1) == np.array(truth)))
+    for column, name in enumerate(clf.outputs):
+        target = np.array([labels.get(k, (UNKNOWN,) * len(OUTPUTS))[OUTPUTS.index(name)] for k in keys])
+        known = target != UNKNOWN
+        result[name] = float(np.mean((extra[known, column] > 0.5) == target[known])) if known.any() else None
+    return result
+
+
+def run_classifiers(name: str, work: Path, threads: int) -> dict:
+    """The row's classifiers alone on true crops: across sets, in-domain, and on SLD 1-5 when they never saw it."""
+    _, flags, _ = ROWS[name]
+    domains = list(DOMAINS) if name in IN_DOMAIN_ROWS else ["hands", "roboflow"]
+    models = {domain: train("classifier", domain, flags, work, threads) for domain in domains}
+    result = {
+        "h->r": score_crops(models["hands"], "roboflow"),
+        "r->h": score_crops(models["roboflow"], "hands"),
+        "r->h no fist": score_crops(models["roboflow"], "hands", drop_fist=True),
+        "train seconds": {d: int((m / "bench_seconds.txt").read_text()) for d, m in models.items()},
+    }
+    if "both" in models:
+        result["both: hands"] = score_crops(models["both"], "hands")
+        result["both: roboflow"] = score_crops(models["both"], "roboflow")
+    if "+data" not in flags:
+        for domain in domains:
+            result[f"sld ({domain})"] = score_crops(models[domain], SLD, split=None)
+    return result
+
+
+CLASSIFIER_COLUMNS = [
+    ("h->r", "H→R"),
+    ("r->h", "R→H"),
+    ("r->h no fist", "R→H no fist"),
+    ("both: hands", "both→Hands"),
+    ("both: roboflow", "both→Roboflow"),
+    ("sld (hands)", "SLD, Hands clf"),
+    ("sld (roboflow)", "SLD, Roboflow clf"),
+    ("sld (both)", "SLD, both clf"),
+]
+
+
+def classifier_table(results: dict[str, dict]) -> str:
+    """Count accuracy (count head / finger sum / both), then finger and hand accuracy against the MediaPipe
+    labels."""
+    from hybrid.fingers import FINGERS, RIGHT_HAND
+
+    lines = [
+        "| row | " + " | ".join(title for _, title in CLASSIFIER_COLUMNS) + " | fingers H→R / R→H | hand H→R / R→H "
+        "| train s H / R / both |",
+        "|---" * (len(CLASSIFIER_COLUMNS) + 4) + "|",
+    ]
+    for name, result in results.items():
+        cells = []
+        for key, _ in CLASSIFIER_COLUMNS:
+            value = result.get(key)
+            if value is None:
+                cells.append("-")
+            else:
+                cells.append(" / ".join(f"{value[k]:.3f}" for k in ("count head", "finger sum", "both") if k in value))
+
+        def mean_fingers(value):
+            known = [value[f] for f in FINGERS if value.get(f) is not None]
+            return f"{sum(known) / len(known):.3f}" if known else "-"
+
+        fingers = " / ".join(mean_fingers(result[k]) for k in ("h->r", "r->h"))
+        hand = " / ".join(
+            "-" if result[k].get(RIGHT_HAND) is None else f"{result[k][RIGHT_HAND]:.3f}" for k in ("h->r", "r->h")
+        )
+        seconds = " / ".join(str(result["train seconds"].get(d, "-")) for d in DOMAINS)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fingers} | {hand} | {seconds} |")
+    return "\n".join(lines)
+
+
 def score_detector(detector: Path, dataset: str) -> dict:
     """The detector alone on `dataset`'s test split, at its stored threshold and trained size (the naive path):
     recall and precision of its boxes at IoU 0.5 (hybrid.evaluate.hand_metrics, every label 'hand')."""
@@ -449,6 +582,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="train and score only the rows' detectors (recall and precision alone, no classifier)",
     )
+    parser.add_argument(
+        "--classifiers-only",
+        action="store_true",
+        help="train and score only the rows' classifiers, alone on true crops (count, fingers, hand)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -462,6 +600,16 @@ def main(argv=None) -> int:
             results[name] = run_detectors(name, args.work, args.threads)
             (args.work / f"detectors-{name}.json").write_text(json.dumps(results[name], indent=1))
         print(f"{machine()}; {args.threads} threads per process\n\n{detector_table(results)}")
+        return 0
+    if args.classifiers_only:
+        for name in args.rows:
+            saved = args.work / f"classifiers-{name}.json"
+            results[name] = (
+                json.loads(saved.read_text()) if args.report_only else run_classifiers(name, args.work, args.threads)
+            )
+            saved.write_text(json.dumps(results[name], indent=1))
+            print(classifier_table(results), file=sys.stderr, flush=True)
+        print(f"{machine()}; {args.threads} threads per process\n\n{classifier_table(results)}")
         return 0
     for name in args.rows:
         saved = args.work / f"row-{name}.json"

@@ -133,7 +133,8 @@ def _stage_times(pipe: HybridPipeline, record, use_truth: bool) -> dict[str, flo
     lap("clf network")
     names = pipe.classifier.label_names
     hands = [
-        merge(d, [Prediction(names[int(row.argmax())], float(row.max()))], 0.0) for d, row in zip(found, probabilities)
+        merge(d, [Prediction(names[int(row.argmax())], float(row.max()))], min_confidence=0.0)
+        for d, row in zip(found, probabilities)
     ]
     draw_hands(image, hands)
     lap("draw")

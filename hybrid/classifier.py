@@ -35,6 +35,7 @@ import copy
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ from PIL import Image
 
 from hybrid.calibration import calibration_for
 from hybrid.files import atomic_file, write_text
+from hybrid.fingers import FINGERS_NAME, count_probabilities
 from hybrid.images import load_image
-from hybrid.limits import MAX_CLASSIFIER_GFLOPS, MAX_CLASSIFIER_INPUT, MAX_MODEL_PARAMETERS, MIN_CROP_PCT
+from hybrid.limits import MAX_CLASSIFIER_GFLOPS, MAX_CLASSIFIER_INPUT, MAX_MODEL_PARAMETERS, MAX_WEIGHT, MIN_CROP_PCT
 from hybrid.runtime import Network, Precision, TorchNetwork, compile_network, parse_precision, resolve_precision
 
 if TYPE_CHECKING:
@@ -148,19 +150,82 @@ def export_config(model: "nn.Module", label_names: Sequence[str], pretrained_cfg
 
 
 def save_model(
-    model: "nn.Module", label_names: Sequence[str], pretrained_cfg: dict, save_directory: Union[str, Path]
+    model: "nn.Module",
+    label_names: Sequence[str],
+    pretrained_cfg: dict,
+    save_directory: Union[str, Path],
+    outputs: Sequence[str] = (),
+    count_from: str = "head",
 ) -> Path:
     """Write `model.safetensors` + `config.json` for `model` into `save_directory` (created; other files
-    kept). Each file is written atomically (hybrid.files)."""
+    kept). Each file is written atomically (hybrid.files). A model with extra `outputs` (hybrid.fingers: the
+    rows after the classes in its head) keeps them in `fingers.safetensors`, so the rest is a plain timm model,
+    with `count_from` (hybrid.fingers.COUNT_FROM) in its metadata."""
     from safetensors.torch import save_file
 
     out = Path(save_directory)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = export_config(model, label_names, pretrained_cfg)
+    if outputs:
+        head = head_name(model)
+        extra = {}
+        for part in ("weight", "bias"):
+            extra[part] = state[f"{head}.{part}"][len(label_names) :].contiguous()
+            state[f"{head}.{part}"] = state[f"{head}.{part}"][: len(label_names)].contiguous()
+        config["num_classes"] = len(label_names)
+        with atomic_file(out / FINGERS_NAME) as tmp:
+            save_file(extra, str(tmp), metadata={"outputs": ",".join(outputs), "count_from": count_from})
     with atomic_file(out / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return out
+
+
+def head_name(model: "nn.Module") -> str:
+    """The name of the classification head's linear layer (`fc` for ResNets)."""
+    head = model.get_classifier()
+    return next(name for name, module in model.named_modules() if module is head)
+
+
+def add_outputs(model: "nn.Module", fingers_path: Path, where: str) -> tuple[tuple[str, ...], str]:
+    """Append the extra outputs in `fingers_path` (written by `save_model`) to `model`'s head; their names and
+    where the count comes from (hybrid.fingers.COUNT_FROM; files without it: the count head).
+    The file is checked like the weights: known names, one row each of the head's width, finite and bounded."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    from hybrid.fingers import COUNT_FROM, OUTPUTS
+    from hybrid.hub import model_file
+
+    model_file(fingers_path)
+    head = model.get_classifier()
+    try:
+        with safe_open(str(fingers_path), framework="pt") as file:
+            metadata = file.metadata() or {}
+            names = tuple(name for name in metadata.get("outputs", "").split(",") if name)
+            if not names or len(set(names)) != len(names) or not set(names) <= set(OUTPUTS):
+                raise ValueError(f"{where}: {fingers_path.name} metadata 'outputs' must name some of {OUTPUTS}")
+            count_from = metadata.get("count_from", "head")
+            if count_from not in COUNT_FROM:
+                raise ValueError(f"{where}: {fingers_path.name} metadata 'count_from' must be one of {COUNT_FROM}")
+            wanted = {"weight": (len(names), head.in_features), "bias": (len(names),)}
+            shapes = {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}  # from the header
+            if shapes != wanted:
+                raise ValueError(f"{where}: {fingers_path.name} must hold tensors {wanted}, got {shapes}")
+            tensors = {key: file.get_tensor(key) for key in wanted}
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{where}: {fingers_path.name} is not a safetensors file ({_first_line(error)})") from None
+    if not all(t.is_floating_point() and bool(torch.isfinite(t).all()) for t in tensors.values()) or any(
+        float(t.abs().max()) > MAX_WEIGHT for t in tensors.values()
+    ):
+        raise ValueError(f"{where}: {fingers_path.name} holds non-float, non-finite or huge weights")
+    classes = head.out_features
+    model.reset_classifier(classes + len(names))
+    with torch.no_grad():
+        grown = model.get_classifier()
+        grown.weight.copy_(torch.cat([head.weight, tensors["weight"].to(head.weight.dtype)]))
+        grown.bias.copy_(torch.cat([head.bias, tensors["bias"].to(head.bias.dtype)]))
+    return names, count_from
 
 
 def check_config(config: object, where: str) -> dict:
@@ -375,9 +440,15 @@ class CompiledClassifier:
         data_config: dict,
         cam_weights: Optional[np.ndarray] = None,
         to_array: Optional[Callable[[Image.Image], np.ndarray]] = None,
+        outputs: Sequence[str] = (),
+        count_from: str = "head",
     ) -> None:
+        from hybrid.fingers import check_count_from
+
         self.network = network
         self.label_names = [str(name) for name in label_names]
+        self.outputs = tuple(outputs)  # extra sigmoid outputs after the classes (hybrid.fingers.OUTPUTS)
+        self.count_from = check_count_from(count_from, self.label_names, self.outputs)
         self.data_config = dict(data_config)
         self.cam_weights = cam_weights
         self.to_array = to_array or numpy_transform(self.data_config)
@@ -399,21 +470,34 @@ class CompiledClassifier:
 
     def probabilities(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Class probabilities (N, num_classes), float32, from one batched forward pass."""
+        return self.scores(images)[0]
+
+    def scores(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (N, num_classes) and the probabilities of the extra `outputs` (N, len(outputs):
+        each finger up, the right hand), float32, from one batched forward pass."""
+        classes = len(self.label_names)
         if not images:
-            return np.zeros((0, len(self.label_names)), np.float32)
+            return np.zeros((0, classes), np.float32), np.zeros((0, len(self.outputs)), np.float32)
         logits = self.network.run(self.pixel_values(images)).astype(np.float32)
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return exp / exp.sum(axis=-1, keepdims=True)
+        counts = logits[:, :classes]
+        exp = np.exp(counts - counts.max(axis=-1, keepdims=True))
+        extra = 1.0 / (1.0 + np.exp(-logits[:, classes:]))
+        return count_probabilities(exp / exp.sum(axis=-1, keepdims=True), extra, self), extra
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: int = 5):
         """Top-k predictions, most probable first: a list for one image, a list of lists for a list."""
         single = not isinstance(images, (list, tuple))
         batch = [images] if single else list(images)
-        probs = self.probabilities(batch)
-        k = max(1, min(int(top_k), len(self.label_names)))
-        best = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
-        results = [[Prediction(self.label_names[i], float(row[i])) for i in order] for row, order in zip(probs, best)]
+        results = self.ranked(self.probabilities(batch), top_k)
         return results[0] if single else results
+
+    def ranked(self, probabilities: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
+        """The top-k `Prediction`s of each row of class probabilities, most probable first."""
+        k = max(1, min(int(top_k), len(self.label_names)))
+        best = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        return [
+            [Prediction(self.label_names[i], float(row[i])) for i in order] for row, order in zip(probabilities, best)
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -434,13 +518,18 @@ class GestureClassifier(CompiledClassifier):
         pretrained_cfg: dict,
         device: Union[str, "torch.device", None] = None,
         precision: str = "auto",
+        outputs: Sequence[str] = (),
+        count_from: str = "head",
     ) -> None:
         import timm.data
         import torch
 
         num_classes = getattr(model, "num_classes", None)
-        if num_classes is not None and num_classes != len(label_names):
-            raise ValueError(f"model has {num_classes} classes but {len(label_names)} label_names were given")
+        if num_classes is not None and num_classes != len(label_names) + len(outputs):
+            raise ValueError(
+                f"model has {num_classes} outputs but {len(label_names)} label_names and {len(outputs)} extra "
+                "outputs were given"
+            )
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         if self.device.type != "mps":
@@ -451,7 +540,14 @@ class GestureClassifier(CompiledClassifier):
         data_config = timm.data.resolve_data_config(self.pretrained_cfg, model=None, verbose=False)
         self.transform = timm.data.create_transform(**data_config, is_training=False)
         network = TorchNetwork(self.model, resolve_precision(precision, self.device))
-        super().__init__(network, label_names, data_config, to_array=numpy_transform(data_config) or self._timm_array)
+        super().__init__(
+            network,
+            label_names,
+            data_config,
+            to_array=numpy_transform(data_config) or self._timm_array,
+            outputs=outputs,
+            count_from=count_from,
+        )
 
     # --- construction -------------------------------------------------------------------------
 
@@ -466,14 +562,16 @@ class GestureClassifier(CompiledClassifier):
         interpolation: str = "bilinear",
         device: Union[str, "torch.device", None] = None,
         precision: str = "auto",
+        outputs: Sequence[str] = (),
         **model_kwargs,
     ) -> "GestureClassifier":
         """A new classifier for `label_names`. `pretrained`: True = timm's ImageNet weights (when the Hub
         is unreachable: one log line, random init); a path = weights from a local folder or file (the
-        classification head is re-initialised when the class count differs)."""
+        classification head is re-initialised when the class count differs). `outputs`: extra sigmoid outputs
+        (hybrid.fingers.OUTPUTS) after the classes."""
         import timm
 
-        num_classes = len(label_names)
+        num_classes = len(label_names) + len(outputs)
         model = None
         if pretrained and not isinstance(pretrained, bool):
             source = Path(pretrained)
@@ -510,10 +608,10 @@ class GestureClassifier(CompiledClassifier):
             crop_pct=crop_pct,
             crop_mode="center",
             interpolation=interpolation,
-            num_classes=num_classes,
+            num_classes=len(label_names),
             pool_size=None,
         )
-        return cls(model, label_names, cfg, device=device, precision=precision)
+        return cls(model, label_names, cfg, device=device, precision=precision, outputs=outputs)
 
     @classmethod
     def from_pretrained(
@@ -541,6 +639,10 @@ class GestureClassifier(CompiledClassifier):
         except Exception as error:  # TypeError, RuntimeError... from inside timm
             raise ValueError(f"{config_path}: does not build a timm model ({_first_line(error)})") from None
         load_weights(weights_path, model, CONFIG_NAME)  # names, shapes and finite values checked
+        fingers_path = folder / FINGERS_NAME
+        outputs, count_from = ((), "head")
+        if os.path.lexists(fingers_path):
+            outputs, count_from = add_outputs(model, fingers_path, str(repo_or_dir))
         label_names = config.get("label_names") or config["pretrained_cfg"].get("label_names")
         if not label_names:
             label_names = [str(i) for i in range(model.num_classes)]
@@ -548,15 +650,25 @@ class GestureClassifier(CompiledClassifier):
         if isinstance(label_names, dict):  # timm allows {index: name} when ids have gaps
             label_names = [label_names[k] for k in sorted(label_names, key=int)]
         pretrained_cfg = dict(config["pretrained_cfg"])
-        pretrained_cfg.setdefault("num_classes", config.get("num_classes", model.num_classes))
-        classifier = cls(model, label_names, pretrained_cfg, device=device, precision=precision)
+        pretrained_cfg.setdefault("num_classes", config.get("num_classes", model.num_classes - len(outputs)))
+        classifier = cls(
+            model,
+            label_names,
+            pretrained_cfg,
+            device=device,
+            precision=precision,
+            outputs=outputs,
+            count_from=count_from,
+        )
         classifier.folder = folder
         return classifier
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> Path:
         """Write `model.safetensors` + `config.json` into `save_directory` (created; other files kept).
         Each file is written to a temporary name first and then renamed into place."""
-        return save_model(self.model, self.label_names, self.pretrained_cfg, save_directory)
+        return save_model(
+            self.model, self.label_names, self.pretrained_cfg, save_directory, self.outputs, self.count_from
+        )
 
     # --- inference ------------------------------------------------------------------------------
 

@@ -153,7 +153,7 @@ def gradcam(classifier, crops: Sequence[Image.Image], classes: Optional[Sequence
     batch = classifier.preprocess(list(crops)).float().requires_grad_(True)  # a graph even for frozen weights
     with torch.enable_grad():
         logits, (activations,) = layer_outputs(classifier.model, [classifier.target_layer], batch)
-        predicted = logits.argmax(dim=-1).tolist()
+        predicted = logits[:, : len(classifier.label_names)].argmax(dim=-1).tolist()  # not the finger outputs
         classes = [p if classes is None or classes[i] is None else int(classes[i]) for i, p in enumerate(predicted)]
         chosen = logits[torch.arange(len(classes)), torch.tensor(classes)].sum()  # each crop's own logit
         (gradients,) = torch.autograd.grad(chosen, activations)
@@ -168,7 +168,7 @@ def _compiled_gradcam(classifier, crops: Sequence[Image.Image], classes: Optiona
         raise ValueError("Grad-CAM of this compiled classifier needs its cam_weights (see hybrid.serving)")
     batch = classifier.pixel_values(list(crops))
     logits, activations = classifier.network.run_all(batch)[:2]
-    predicted = logits.argmax(axis=-1).tolist()
+    predicted = logits[:, : len(classifier.label_names)].argmax(axis=-1).tolist()  # not the finger outputs
     classes = [p if classes is None or classes[i] is None else int(classes[i]) for i, p in enumerate(predicted)]
     weights = classifier.cam_weights[classes] / (activations.shape[2] * activations.shape[3])  # mean gradients
     cams = np.einsum("nc,nchw->nhw", weights.astype(np.float32), activations.astype(np.float32))

@@ -28,6 +28,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from hybrid.classifier import Prediction, square_resize
 from hybrid.crops import square_crop
+from hybrid.fingers import hand_name, readings
 from hybrid.images import ImageInput, load_image
 from hybrid.limits import MAX_HANDS
 
@@ -51,20 +52,48 @@ class Hand:
     label: str
     probability: float
     top_k: list = field(default_factory=list)
+    fingers: Optional[dict] = None  # each finger's probability of being up, when the classifier learned them
+    right_hand: Optional[float] = None  # the probability that it is the person's right hand (unmirrored photo)
 
     @property
     def is_gesture(self) -> bool:
         return self.label not in (UNKNOWN, NO_GESTURE)
 
+    @property
+    def fingers_up(self) -> Optional[list[str]]:
+        """The fingers the classifier sees up (thumb, index, middle, ring, pinky), or None when it has no such
+        outputs."""
+        return None if self.fingers is None else [name for name, p in self.fingers.items() if p >= 0.5]
+
+    @property
+    def handedness(self) -> Optional[str]:
+        """'left' | 'right': the person's own hand as an unmirrored photo shows it (a mirrored selfie or webcam
+        frame shows the other one); None when the classifier has no hand output."""
+        return hand_name(self.right_hand)
+
     def to_dict(self) -> dict:
-        """JSON-able: {"box": [x0, y0, x1, y1], "score", "label", "probability", "top_k": [{"label", "score"}]}."""
-        return {
+        """JSON-able: {"box": [x0, y0, x1, y1], "score", "label", "probability", "top_k": [{"label", "score"}]}, and
+        with a classifier that learned them "fingers" {name: probability up}, "fingers_up" [names], "handedness"
+        and "handedness_probability"."""
+        result = {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),
             "label": self.label,
             "probability": round(float(self.probability), 4),
             "top_k": [{"label": p.label, "score": round(float(p.score), 4)} for p in self.top_k],
         }
+        if self.fingers is not None:
+            result["fingers"] = {name: round(float(p), 4) for name, p in self.fingers.items()}
+            result["fingers_up"] = self.fingers_up
+        if self.right_hand is not None:
+            result["handedness"] = self.handedness
+            result["handedness_probability"] = round(max(self.right_hand, 1 - self.right_hand), 4)
+        return result
+
+
+def total_count(hands: Sequence[Hand]) -> int:
+    """The fingers raised on all of an image's hands (0-10 for two): the sum of the hands' finger-count labels."""
+    return sum(int(hand.label) for hand in hands if hand.label.isdigit())
 
 
 def image_result(name: str, image: Image.Image, hands: Sequence[Hand]) -> dict:
@@ -74,6 +103,7 @@ def image_result(name: str, image: Image.Image, hands: Sequence[Hand]) -> dict:
         "width": image.width,
         "height": image.height,
         "hands": [hand.to_dict() for hand in hands],
+        "total_count": total_count(hands),
     }
 
 
@@ -200,7 +230,12 @@ class HybridPipeline:
 
     def classify(self, crops: Sequence[Image.Image]) -> np.ndarray:
         """Class probabilities (N, classes), float32, of all crops in ONE forward pass (the classifier's)."""
-        return self.classifier.probabilities(list(crops))
+        return self.score(crops)[0]
+
+    def score(self, crops: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (N, classes) and the probabilities of the classifier's extra outputs (N, outputs:
+        hybrid.fingers), float32, of all crops in ONE forward pass."""
+        return self.classifier.scores(list(crops))
 
     def crops(self, image: Image.Image, boxes: Sequence[Sequence[float]]) -> list[Image.Image]:
         """THE inference crops (hybrid.crops.square_crop, no jitter) of `boxes` in `image`, cut at the size the
@@ -215,8 +250,12 @@ class HybridPipeline:
         """Classify every detection of every image in one batch and merge into Hands."""
         min_confidence = self.min_confidence if min_confidence is None else float(min_confidence)
         crops = [crop for image, found in zip(images, detections) for crop in self.crops(image, [d.box for d in found])]
-        predictions = iter(self.classifier.predict(crops, top_k=self.top_k))
-        return [[merge(detection, next(predictions), min_confidence) for detection in found] for found in detections]
+        probabilities, extra = self.score(crops)
+        outputs = self.classifier.outputs
+        answers = iter(zip(self.classifier.ranked(probabilities, self.top_k), extra))
+        return [
+            [merge(detection, *next(answers), min_confidence, outputs) for detection in found] for found in detections
+        ]
 
     def __call__(
         self,
@@ -239,11 +278,20 @@ class HybridPipeline:
         )
 
 
-def merge(detection, top: Sequence[Prediction], min_confidence: float) -> Hand:
-    """One Hand from a detection and its crop's top-k predictions ('unknown' below `min_confidence`)."""
+def merge(
+    detection,
+    top: Sequence[Prediction],
+    extra: Sequence[float] = (),
+    min_confidence: float = MIN_CONFIDENCE,
+    outputs: Sequence[str] = (),
+) -> Hand:
+    """One Hand from a detection, its crop's top-k predictions ('unknown' below `min_confidence`) and the
+    probabilities of the classifier's extra `outputs` (hybrid.fingers)."""
     best = top[0]
     label = best.label if best.score >= min_confidence else UNKNOWN
-    return Hand(tuple(float(v) for v in detection.box), float(detection.score), label, best.score, list(top))
+    fingers, right_hand = readings(outputs, extra)
+    box = tuple(float(v) for v in detection.box)
+    return Hand(box, float(detection.score), label, best.score, list(top), fingers, right_hand)
 
 
 # --- drawing -----------------------------------------------------------------------------------------
@@ -267,6 +315,15 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def hand_tag(hand: Hand) -> str:
+    """' R TIM--' for the overlay: the hand (L/R) and the fingers up (thumb, index, middle, ring, pinky; '-' down),
+    '' for a classifier without those outputs."""
+    tag = f" {hand.handedness[0].upper()}" if hand.handedness else ""
+    if hand.fingers is not None:
+        tag += " " + "".join(name[0].upper() if p >= 0.5 else "-" for name, p in hand.fingers.items())
+    return tag
+
+
 def draw_hands(
     image: Union[ImageInput, Image.Image], hands: Sequence[Hand], names: Optional[Sequence[str]] = None
 ) -> Image.Image:
@@ -281,7 +338,7 @@ def draw_hands(
         x0, y0, x1, y1 = hand.box
         colour = label_colour(hand.label, names)
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
-        text = f"{hand.label} {hand.probability:.0%}"
+        text = f"{hand.label} {hand.probability:.0%}{hand_tag(hand)}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tag_w, tag_h = right - left + 2 * width, bottom - top + 2 * width
         ty = y0 - tag_h if y0 - tag_h >= 0 else min(y0 + width, canvas.height - tag_h)  # above the box, else inside

@@ -2,7 +2,8 @@
 
 1. An allowlist (`files_to_push`). A model push sends, by name:
    - top level: `model.safetensors`, `config.json`, `README.md`, `metrics.json`, `split.json`, `recipe.yaml`,
-     the trainers' plots `confusion_matrix.png` and `pr_curve.png`, and for a detector `best.pt`;
+     the trainers' plots `confusion_matrix.png` and `pr_curve.png`, for a classifier `fingers.safetensors`
+     (hybrid.fingers) and for a detector `best.pt`;
    - TensorBoard event files (`events.out.tfevents.*`) at the top level or in `runs/` and `logs/`, and only when
      the file starts like one (`is_event_file`: a first record framed by its length and checksums holding the
      file-version event); `notes/events.out.tfevents.id_rsa` is refused;
@@ -75,7 +76,7 @@ logger = logging.getLogger(__name__)
 # --- 1. the allowlist ---------------------------------------------------------------------------------------
 
 MODEL_FILES = ("model.safetensors", "config.json", "README.md", "metrics.json", "recipe.yaml", "split.json")
-KIND_FILES = {"classifier": (), "detector": ("best.pt",)}
+KIND_FILES = {"classifier": ("fingers.safetensors",), "detector": ("best.pt",)}  # fingers: hybrid.fingers
 PLOTS = ("confusion_matrix.png", "pr_curve.png")  # written next to the card by the trainers
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard event files (the Hub's metrics tab looks for *tfevents*)
 LOG_DIRS = ("runs", "logs")

@@ -88,6 +88,8 @@ def write(pipeline: HybridPipeline, folder: Union[str, Path]) -> Path:
             "label_names": classifier.label_names,
             "data_config": _plain(classifier.data_config),
             "cam_weights": CAM_WEIGHTS,
+            "outputs": list(classifier.outputs),
+            "count_from": classifier.count_from,
         },
         "pipeline": {
             "detector_size": pipeline.detector_size,
@@ -121,6 +123,8 @@ def read(folder: Union[str, Path], threads: Optional[int] = None) -> HybridPipel
         clf["label_names"],
         clf["data_config"],
         cam_weights=np.load(folder / clf["cam_weights"], allow_pickle=False),
+        outputs=clf.get("outputs", ()),
+        count_from=clf.get("count_from", "head"),
     )
     return HybridPipeline.compiled(detector, classifier, **manifest["pipeline"])
 

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from hybrid.files import atomic_file
+from hybrid.fingers import readings
 from hybrid.limits import MAX_CLIP_PIXELS, MAX_VIDEO_FRAME_PIXELS, VIDEO_MAX_SIDE
 from hybrid.pipeline import UNKNOWN, Hand, HybridPipeline, draw_hands
 from hybrid.tracking import ByteTracker
@@ -84,21 +85,24 @@ class TrackedHand:
     probability: float
     raw_label: str
     raw_probability: float
+    fingers: Optional[dict] = None  # smoothed like the gesture, when the classifier learned them (pipeline.Hand)
+    right_hand: Optional[float] = None
 
     def to_dict(self) -> dict:
+        hand = Hand(
+            self.box, self.score, self.label, self.probability, fingers=self.fingers, right_hand=self.right_hand
+        )
         return {
             "track_id": self.track_id,
-            "box": [round(float(v), 2) for v in self.box],
-            "score": round(float(self.score), 4),
-            "label": self.label,
-            "probability": round(float(self.probability), 4),
+            **{k: v for k, v in hand.to_dict().items() if k != "top_k"},
             "raw_label": self.raw_label,
             "raw_probability": round(float(self.raw_probability), 4),
         }
 
     def as_hand(self) -> Hand:
         """A pipeline Hand labelled '#id gesture', for drawing."""
-        return Hand(self.box, self.score, f"#{self.track_id} {self.label}", self.probability)
+        label = f"#{self.track_id} {self.label}"
+        return Hand(self.box, self.score, label, self.probability, fingers=self.fingers, right_hand=self.right_hand)
 
 
 @dataclass
@@ -158,17 +162,34 @@ class HandTracker:
         if len(rows) == 0:
             return FrameResult(index, timestamp)
         found = [detections[int(row[7])] for row in rows]
-        probabilities = np.asarray(self.pipe.classify(self.pipe.crops(image, [d.box for d in found])), np.float32)
-        hands = [self._hand(int(row[4]), detection, probs) for row, detection, probs in zip(rows, found, probabilities)]
+        probabilities, extra = self.pipe.score(self.pipe.crops(image, [d.box for d in found]))
+        scores = np.concatenate([probabilities, extra], axis=1).astype(np.float32)
+        hands = [
+            self._hand(int(row[4]), detection, row_scores) for row, detection, row_scores in zip(rows, found, scores)
+        ]
         return FrameResult(index, timestamp, sorted(hands, key=lambda hand: hand.track_id))
 
-    def _hand(self, track_id: int, detection, probabilities: np.ndarray) -> TrackedHand:
+    def _hand(self, track_id: int, detection, scores: np.ndarray) -> TrackedHand:
+        """`scores`: this frame's class probabilities, then the extra outputs' (both smoothed over the window)."""
         history = self.history.setdefault(track_id, deque(maxlen=self.window))
-        history.append(probabilities)
-        label, probability = self._label(probabilities)
-        smooth_label, smooth_probability = self._label(np.mean(history, axis=0))
+        history.append(scores)
+        classes = len(self.names)
+        label, probability = self._label(scores[:classes])
+        smooth = np.mean(history, axis=0)
+        smooth_label, smooth_probability = self._label(smooth[:classes])
+        fingers, right_hand = readings(self.pipe.classifier.outputs, smooth[classes:])
         box = tuple(map(float, detection.box))
-        return TrackedHand(track_id, box, float(detection.score), smooth_label, smooth_probability, label, probability)
+        return TrackedHand(
+            track_id,
+            box,
+            float(detection.score),
+            smooth_label,
+            smooth_probability,
+            label,
+            probability,
+            fingers,
+            right_hand,
+        )
 
     def _label(self, probabilities: np.ndarray) -> tuple[str, float]:
         best = int(np.argmax(probabilities))

@@ -114,7 +114,7 @@ def predict_command(args: argparse.Namespace) -> int:
     An unreadable image (corrupt, missing, too large) gets an error line on stderr (with --json also its
     JSON line {"image", "error"}) and the others go on; the exit status is then 1."""
     from hybrid.images import ImageError, load_image
-    from hybrid.pipeline import HybridPipeline, draw_hands, image_result
+    from hybrid.pipeline import HybridPipeline, draw_hands, hand_tag, image_result
 
     _probability("--min-confidence", args.min_confidence)
     _probability("--detector-threshold", args.detector_threshold)
@@ -155,7 +155,7 @@ def predict_command(args: argparse.Namespace) -> int:
         if args.json:
             print(json_line(result), flush=True)
         else:
-            found = ", ".join(f"{printable(h.label)} {h.probability:.0%}" for h in hands) or "no hands"
+            found = ", ".join(f"{printable(h.label)} {h.probability:.0%}{hand_tag(h)}" for h in hands) or "no hands"
             print(f"{printable(path)}: {found}", flush=True)
     return 1 if failed else 0
 

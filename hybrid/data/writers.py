@@ -215,9 +215,11 @@ def build_crop_dataset(
     label_names: Optional[Sequence[str]] = None,
     context: float = CONTEXT,
     background_swap: float = 0.0,
+    finger_labels: Optional[Mapping[str, Sequence[int]]] = None,
 ):
     """A `datasets.Dataset` with `image` (datasets.Image) and `label` (ClassLabel, sorted names, or
-    `label_names` to share one label set across splits): one crop per hand (see `iter_crops`).
+    `label_names` to share one label set across splits): one crop per hand (see `iter_crops`). With
+    `finger_labels` (hybrid.fingers.load_labels) also `fingers`: each box's six finger and hand targets.
 
     Training crops are jittered once, with `seed` (build again with another seed for fresh jitter), a
     `background_swap` share of them on another photo's background (`iter_crops`).
@@ -237,8 +239,16 @@ def build_crop_dataset(
         raise ValueError(f"labels {unknown} are not in label_names {names}")
     index = {name: i for i, name in enumerate(names)}
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    columns = {"image": crops, "label": [index[label] for label in labels]}
+    if finger_labels is not None:
+        from hybrid.fingers import OUTPUTS, UNKNOWN, box_key
+
+        unknown = (UNKNOWN,) * len(OUTPUTS)  # iter_crops' order: every box of every record with boxes
+        keys = [box_key(record, number) for record in records for number in range(len(record.boxes))]
+        columns["fingers"] = [list(finger_labels.get(key, unknown)) for key in keys]
+        features["fingers"] = datasets.Sequence(datasets.Value("int8"), length=len(OUTPUTS))
     log.info("crop dataset: %d crops, %d classes%s", len(crops), len(names), " (jittered)" if train else "")
-    return datasets.Dataset.from_dict({"image": crops, "label": [index[label] for label in labels]}, features=features)
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def save_dataset(dataset, path: os.PathLike) -> Path:

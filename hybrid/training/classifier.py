@@ -197,8 +197,6 @@ def train_transform(recipe: ClassifierRecipe, mean, std):
             recipe.image_size, scale=tuple(recipe.crop_scale), interpolation=T.InterpolationMode.BILINEAR
         )
     ]
-    if recipe.flip:
-        steps.append(T.RandomHorizontalFlip())
     fill = [round(255 * m) for m in mean]  # rotated-in corners take the mean colour
     if recipe.rotation:
         steps.append(T.RandomRotation(recipe.rotation, interpolation=T.InterpolationMode.BILINEAR, fill=fill))
@@ -217,20 +215,62 @@ def train_transform(recipe: ClassifierRecipe, mean, std):
     return T.Compose(steps)
 
 
-def with_transform(dataset, transform):
+def with_transform(dataset, transform, flip: bool = False):
+    """`dataset` with crops through `transform`; `flip`: half of them mirrored first (torch's RNG), and their
+    hand targets (hybrid.fingers) swapped with them."""
+    import torch
+    from PIL import ImageOps
+
+    from hybrid.fingers import mirrored
+
     def apply(batch):
-        return {"pixel_values": [transform(image.convert("RGB")) for image in batch["image"]], "label": batch["label"]}
+        images, targets = [image.convert("RGB") for image in batch["image"]], batch.get("fingers")
+        for i in range(len(images)):
+            if flip and float(torch.rand(1)) < 0.5:
+                images[i] = ImageOps.mirror(images[i])
+                if targets is not None:
+                    targets[i] = list(mirrored(targets[i]))
+        out = {"pixel_values": [transform(image) for image in images], "label": batch["label"]}
+        if targets is not None:
+            out["fingers"] = targets
+        return out
 
     return dataset.with_transform(apply)
 
 
 def collate(batch):
+    """(crops, labels) or, with finger targets, (crops, labels, targets N x 6 with -1 where unknown)."""
     import torch
 
-    return (
-        torch.stack([item["pixel_values"] for item in batch]),
-        torch.tensor([item["label"] for item in batch], dtype=torch.long),
-    )
+    crops = torch.stack([item["pixel_values"] for item in batch])
+    labels = torch.tensor([item["label"] for item in batch], dtype=torch.long)
+    if "fingers" not in batch[0]:
+        return crops, labels
+    return crops, labels, torch.tensor([item["fingers"] for item in batch], dtype=torch.float32)
+
+
+def extra_outputs(recipe: ClassifierRecipe) -> tuple[str, ...]:
+    """The extra outputs the recipe learns (hybrid.fingers.OUTPUTS): the five fingers, the hand."""
+    from hybrid.fingers import FINGERS, RIGHT_HAND
+
+    return (FINGERS if recipe.fingers else ()) + ((RIGHT_HAND,) if recipe.handedness else ())
+
+
+def outputs_loss(logits, targets, outputs: Sequence[str], recipe: ClassifierRecipe):
+    """The weighted mean binary cross-entropy of the extra outputs where their targets are known."""
+    import torch.nn.functional as F
+
+    from hybrid.fingers import OUTPUTS, RIGHT_HAND
+
+    total = logits.new_zeros(())
+    for column, name in enumerate(outputs):
+        target = targets[:, OUTPUTS.index(name)]
+        known = target >= 0
+        if known.any():
+            weight = recipe.handedness if name == RIGHT_HAND else recipe.fingers / 5
+            loss = F.binary_cross_entropy_with_logits(logits[known, column].float(), target[known])
+            total = total + weight * loss
+    return total
 
 
 # --- TensorBoard figures ------------------------------------------------------------------------------
@@ -351,6 +391,11 @@ def crop_datasets(recipe: ClassifierRecipe, splits: dict[str, list]) -> tuple[li
     from hybrid.data import build_crop_dataset
 
     names = sorted({box.label for records in splits.values() for record in records for box in record.boxes})
+    finger_labels = None
+    if extra_outputs(recipe):
+        from hybrid.fingers import load_labels
+
+        finger_labels = load_labels()
     datasets = {
         name: build_crop_dataset(
             splits[name],
@@ -359,6 +404,7 @@ def crop_datasets(recipe: ClassifierRecipe, splits: dict[str, list]) -> tuple[li
             seed=recipe.seed,
             label_names=names,
             background_swap=recipe.background_swap if name == "train" else 0.0,
+            finger_labels=finger_labels,
         )
         for name in ("train", "val", "test")
         if splits.get(name)
@@ -387,7 +433,13 @@ def prepare(
         data_seconds,
     )
     clf = GestureClassifier.create(
-        recipe.model, names, image_size=recipe.image_size, device="cpu", precision="fp32", pretrained=start.weights
+        recipe.model,
+        names,
+        image_size=recipe.image_size,
+        device="cpu",
+        precision="fp32",
+        pretrained=start.weights,
+        outputs=extra_outputs(recipe),
     )
     model = clf.model.to(memory_format=torch.channels_last) if recipe.channels_last else clf.model
     if recipe.mix_style:
@@ -396,7 +448,7 @@ def prepare(
     generator = torch.Generator().manual_seed(recipe.seed)
     loaders = {
         "train": torch.utils.data.DataLoader(
-            with_transform(datasets["train"], train_transform(recipe, cfg["mean"], cfg["std"])),
+            with_transform(datasets["train"], train_transform(recipe, cfg["mean"], cfg["std"]), flip=recipe.flip),
             batch_size=recipe.batch_size,
             shuffle=None if recipe.balanced else True,
             sampler=balanced_sampler(datasets["train"]["label"], generator) if recipe.balanced else None,
@@ -498,7 +550,8 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
         disable=not accelerator.is_local_main_process,
     )
     mix = mixer(recipe, len(run.names))
-    for x, y in bar:
+    classes, outputs = len(run.names), run.classifier.outputs
+    for x, y, *targets in bar:
         if recipe.random_convolution:
             x = random_convolution(x, recipe.random_convolution)
         if recipe.channels_last:
@@ -508,10 +561,13 @@ def train_epoch(run: Run, epoch: int) -> tuple[float, float]:
             if mix is not None and len(y) % 2 == 0:  # timm's Mixup pairs each crop with the batch's mirror
                 x, soft = mix(x, y)  # soft labels, label smoothing included
             logits = model(x)
+            extra, logits = logits[:, classes:], logits[:, :classes]
             if soft is None:
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
             else:
                 loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+            if outputs:
+                loss = loss + outputs_loss(extra, targets[0], outputs, recipe)
             accelerator.backward(loss)
             run.optimizer.step()
             run.scheduler.step()
@@ -603,7 +659,13 @@ def fit(run: Run) -> None:
         cpu_seconds = time.process_time() - cpu_epoch  # all threads of this process: robust to other load
         validated = run.model if run.ema is None else run.ema.module
         val = evaluate(
-            validated, run.loaders["val"], run.accelerator, recipe.channels_last, keep=recipe.max_misclassified
+            validated,
+            run.loaders["val"],
+            run.accelerator,
+            recipe.channels_last,
+            len(run.names),
+            run.classifier.outputs,
+            keep=recipe.max_misclassified,
         )
         row = {
             "epoch": epoch,
@@ -622,7 +684,9 @@ def fit(run: Run) -> None:
         if run.accelerator.is_main_process:
             log_epoch(run, epoch, row, val)
             if improved:
-                save_model(run.kept_model, run.names, run.classifier.pretrained_cfg, run.best_dir)
+                save_model(
+                    run.kept_model, run.names, run.classifier.pretrained_cfg, run.best_dir, run.classifier.outputs
+                )
             logger.info(
                 "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.1fs%s",
                 epoch,
@@ -678,6 +742,36 @@ def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def choose_count(run: Run) -> Optional[dict]:
+    """With finger outputs: where the best model takes its count from (hybrid.fingers.COUNT_FROM: the count head,
+    the fingers it sees up, or both), whichever is most accurate on the val split (the head on a tie), written
+    into its fingers.safetensors. Returns each source's val and test accuracy and the choice."""
+    import numpy as np
+
+    from hybrid.classifier import GestureClassifier
+    from hybrid.fingers import COUNT_FROM, FINGERS
+
+    if not set(FINGERS) <= set(run.classifier.outputs) or not set(run.names) <= {str(n) for n in range(6)}:
+        return None
+    clf = GestureClassifier.from_pretrained(run.best_model, device="cpu", precision="fp32")
+    accuracy: dict[str, dict] = {}
+    for split in ("val", "test"):
+        if split not in run.datasets:
+            continue
+        crops, labels = run.datasets[split]["image"], np.asarray(run.datasets[split]["label"])
+        for way in COUNT_FROM:
+            clf.count_from = way
+            guesses = np.concatenate(
+                [clf.probabilities(crops[i : i + 256]).argmax(1) for i in range(0, len(crops), 256)]
+            )
+            accuracy.setdefault(way, {})[split] = round(float(np.mean(guesses == labels)), 5)
+    chosen = max(COUNT_FROM, key=lambda way: accuracy[way]["val"])  # the first best: the head on a tie
+    clf.count_from = chosen
+    clf.save_pretrained(run.best_model)
+    logger.info("count from %s (val accuracy %s)", chosen, {way: a["val"] for way, a in accuracy.items()})
+    return {"chosen": chosen, "accuracy": accuracy}
+
+
 def final_results(run: Run) -> dict[str, dict]:
     """The best epoch's model on every split, with the clean eval transform."""
     from hybrid.classifier import GestureClassifier
@@ -688,7 +782,14 @@ def final_results(run: Run) -> dict[str, dict]:
         eval_loader(run.recipe, run.datasets["train"], run.classifier.transform)
     )
     return {
-        split: evaluate(run.model, run.loaders[key], run.accelerator, run.recipe.channels_last)
+        split: evaluate(
+            run.model,
+            run.loaders[key],
+            run.accelerator,
+            run.recipe.channels_last,
+            len(run.names),
+            run.classifier.outputs,
+        )
         for split, key in (("train", "train_eval"), ("val", "val"), ("test", "test"))
         if key in run.loaders
     }
@@ -708,6 +809,8 @@ def train(recipe: ClassifierRecipe) -> Path:
     resume(run)
     open_writer(run)
     fit(run)
+    run.state["count_from"] = choose_count(run) if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
     results = final_results(run)
     if accelerator.is_main_process:
         export(run, results, splits)
@@ -719,22 +822,31 @@ def train(recipe: ClassifierRecipe) -> Path:
     return Path(recipe.output)
 
 
-def evaluate(model, loader, accelerator, channels_last: bool, keep: int = 0):
-    """Loss, predictions and labels over `loader` (gathered across processes); `keep` misclassified
-    inputs are returned for the TensorBoard grid."""
+def evaluate(model, loader, accelerator, channels_last: bool, classes: int, outputs: Sequence[str] = (), keep: int = 0):
+    """Loss, predictions and labels over `loader` (gathered across processes), and with extra `outputs` their
+    accuracy where the targets are known; `keep` misclassified inputs are returned for the TensorBoard grid."""
     import torch
     import torch.nn.functional as F
 
+    from hybrid.fingers import OUTPUTS
+
     model.eval()
     total_loss, preds, labels, wrong = 0.0, [], [], []
+    right, known = torch.zeros(len(outputs)), torch.zeros(len(outputs))
     with torch.no_grad():
-        for x, y in loader:
+        for x, y, *targets in loader:
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with accelerator.autocast():
                 logits = model(x)
+            extra, logits = logits[:, classes:], logits[:, :classes]
             loss = F.cross_entropy(logits.float(), y, reduction="none")  # per sample: gather drops padding
             p = logits.argmax(dim=-1)
+            if outputs:
+                wanted = targets[0][:, [OUTPUTS.index(name) for name in outputs]]
+                guess, wanted = accelerator.gather_for_metrics(((extra > 0).float(), wanted))
+                right += ((guess == wanted) & (wanted >= 0)).sum(0).cpu()
+                known += (wanted >= 0).sum(0).cpu()
             loss, p, y_all, x_all = accelerator.gather_for_metrics((loss, p, y, x))
             total_loss += float(loss.sum())
             preds.append(p.cpu())
@@ -749,6 +861,10 @@ def evaluate(model, loader, accelerator, channels_last: bool, keep: int = 0):
         "acc": float((preds_t == labels_t).float().mean()) if len(labels_t) else 0.0,
         "preds": preds_t,
         "labels": labels_t,
+        "outputs": {
+            name: {"accuracy": round(float(r / k), 4) if k else None, "crops": int(k)}
+            for name, r, k in zip(outputs, right, known)
+        },
     }
     if keep and wrong:
         result["wrong"] = tuple(torch.cat([w[i] for w in wrong])[:keep] for i in range(3))
@@ -809,7 +925,9 @@ def export(run: Run, results: dict, splits: dict[str, list]) -> None:
         {"hparam/val_accuracy": metrics["val_accuracy"], "hparam/test_accuracy": metrics["test_accuracy"] or 0.0},
         run_name="hparams",
     )
-    for name in ("model.safetensors", "config.json"):
+    from hybrid.fingers import FINGERS_NAME
+
+    for name in ("model.safetensors", "config.json") + ((FINGERS_NAME,) if run.classifier.outputs else ()):
         if run.best_model != out:
             with atomic_file(out / name) as tmp:
                 shutil.copyfile(run.best_model / name, tmp)
@@ -837,6 +955,12 @@ def final_metrics(run: Run, results: dict) -> dict:
         "per_class_split": final_split,
         **per_class(results[final_split]["labels"], results[final_split]["preds"], run.names),
         "label_names": run.names,
+        **(
+            {"outputs": {split: result["outputs"] for split, result in results.items()}}
+            if run.classifier.outputs
+            else {}
+        ),
+        **({"count_from": state["count_from"]} if state.get("count_from") else {}),
         "split_sizes": {name: len(dataset) for name, dataset in run.datasets.items()},
         "timing": {
             "seconds_per_epoch_mean": round(sum(seconds) / max(len(seconds), 1), 2),

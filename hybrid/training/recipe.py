@@ -85,6 +85,10 @@ HELP = {
     "mix_style": "probability (0-1) that a training batch's feature maps after the network's first two stages "
     "get each crop's channel means and deviations mixed with another crop's (MixStyle, Zhou et al., ICLR 2021): "
     "the style of a photo (camera, light, skin) varies, its content stays; the saved network is unchanged",
+    "fingers": "weight of a loss on which of the five fingers are up (one sigmoid output each), learned where "
+    "annotations/fingers.json has them (MediaPipe landmark labels that agree with the human count); 0 = off",
+    "handedness": "weight of a loss on which hand it is (left/right, as an unmirrored photo shows it; a flipped "
+    "training crop swaps it), learned where annotations/fingers.json has it; 0 = off",
     "ema": "decay of an exponential moving average of the weights (timm's ModelEmaV3, warmed up), 0 = off: the "
     "average is what is validated, kept as the best epoch and saved",
 }
@@ -200,6 +204,8 @@ class ClassifierRecipe(Recipe):
     ema: float = 0.0  # decay of a moving average of the weights (0 = off): what is validated and saved
     random_convolution: float = 0.0  # probability that a training crop is blended with a random filter of itself
     mix_style: float = 0.0  # probability that a batch's early features swap style statistics (MixStyle)
+    fingers: float = 0.0  # weight of the five finger-state losses (0 = off; labels: annotations/fingers.json)
+    handedness: float = 0.0  # weight of the left/right-hand loss (0 = off; same labels)
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
     channels_last: bool = True
@@ -246,6 +252,13 @@ class ClassifierRecipe(Recipe):
         for name in ("mixup", "cutmix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{flag(name)}: expected an alpha >= 0 (0 = off), got {getattr(self, name)}")
+        for name in ("fingers", "handedness"):
+            if not 0 <= getattr(self, name) <= 10:
+                raise ValueError(
+                    f"{flag(name)}: expected a loss weight in [0, 10] (0 = off), got {getattr(self, name)}"
+                )
+            if getattr(self, name) and (self.mixup or self.cutmix):
+                raise ValueError(f"{flag(name)}: cannot be learned from mixup/cutmix blends; turn those off")
         if not 0 <= self.color_jitter <= 1:
             raise ValueError(f"--color-jitter: expected a number in [0, 1], got {self.color_jitter}")
         for name in ("grayscale", "blur", "background_swap", "random_convolution", "mix_style"):
