@@ -15,7 +15,6 @@ import copy
 import ctypes
 import dataclasses
 import functools
-import io
 import json
 import logging
 import os
@@ -52,7 +51,7 @@ from hybrid.constants import data_root  # noqa: E402
 from hybrid.data.registry import REGISTRY  # noqa: E402
 from hybrid.hub import resolve_model as hub_resolve_model  # noqa: E402
 from hybrid.hub import split_revision  # noqa: E402
-from hybrid.images import ImageError, load_image, pil_open  # noqa: E402
+from hybrid.images import ImageError, ImageTooLarge, load_image, read_header  # noqa: E402
 from hybrid.limits import (  # noqa: E402
     CONFIDENCE_RANGE,
     DECODE_IN_TURN_PIXELS,
@@ -210,21 +209,30 @@ class Upload:
 
 
 def checked_upload(payload: Any) -> Upload:
-    """The upload, refused at once if it is not one or states more than MAX_PIXELS in its header."""
+    """The upload, refused at once if it is not one, states more than MAX_PIXELS in its header, or costs more to
+    read than it states (hybrid.images.read_header: another format, an EXIF or scan bomb)."""
     source, name = _source(payload)
     try:
-        with pil_open(source if isinstance(source, str) else io.BytesIO(source)) as header:
-            pixels, mode = header.width * header.height, header.mode
-    except Image.DecompressionBombError:  # Pillow's own limit (~179 MP), far above ours
-        pixels, mode = MAX_PIXELS + 1, None
-    except Exception:  # noqa: BLE001 - not an image at all: decoding it says so with a clear message
-        return Upload(source, name, None, 0)
-    if pixels > MAX_PIXELS:
+        header = read_header(source, name)
+    except ImageTooLarge:
         raise gr.Error(
             f"This file can't be analysed: {name} is too large (more than {MAX_PIXELS / 1e6:.0f} "
             "megapixels). Please resize the photo first."
-        )
-    return Upload(source, name, mode, pixels)
+        ) from None
+    except ImageError as error:
+        raise gr.Error(refusal(error, source, name)) from None
+    return Upload(source, name, header.mode, header.width * header.height)
+
+
+def refusal(error: ImageError, source: str | bytes, name: str) -> str:
+    """The page's words for an image that cannot be analysed, naming the upload, never its server path."""
+    message = str(error)
+    if isinstance(source, str):
+        message = message.replace(source, name)
+    return (
+        f"This file can't be analysed: {message}. Please upload a photo (JPEG, PNG or WebP) "
+        f"of at most {MAX_PIXELS / 1e6:.0f} megapixels."
+    )
 
 
 def decoded(upload: Upload, notify: bool = True) -> Image.Image:
@@ -232,13 +240,7 @@ def decoded(upload: Upload, notify: bool = True) -> Image.Image:
     try:
         image = load_image(upload.source)
     except ImageError as error:
-        message = str(error)
-        if isinstance(upload.source, str):
-            message = message.replace(upload.source, upload.name)
-        raise gr.Error(
-            f"This file can't be analysed: {message}. Please upload a photo (JPEG, PNG or WebP) "
-            f"of at most {MAX_PIXELS / 1e6:.0f} megapixels."
-        ) from None
+        raise gr.Error(refusal(error, upload.source, upload.name)) from None
     if notify and upload.mode in GRAYSCALE:
         gr.Info("Grayscale image: analysed as RGB.")
     elif notify and upload.mode in TRANSPARENT:
@@ -418,6 +420,8 @@ class App:
         eigen = explain.eigencam_image(self.pipeline, image, max_side=MAX_DISPLAY_SIDE) if eigencam else None
         seconds = time.perf_counter() - started
         status = f"**{len(hands)} hand{'s' if len(hands) != 1 else ''}** found in {seconds:.2f} s"
+        if any(hand.label.isdigit() for hand in hands):
+            status += f"; **{result['total_count']} fingers** raised in all"
         if len(hands) > MAX_EXPLAINED:
             status += f" (Grad-CAM for the {MAX_EXPLAINED} with the highest detector scores)"
         return annotated, status, table_rows(hands), overlay, gallery, eigen, result
@@ -492,14 +496,19 @@ class App:
 
 
 TRACK_COLUMNS = ["track", "frames seen", "gesture", "share of frames"]
+HAND_COLUMNS = ["hand", "gesture", "probability", "detector score", "box (x0, y0, x1, y1)", "top 3", "which hand"]
+HAND_COLUMNS += ["fingers up"]
 
 
 def table_rows(hands: list) -> list[list]:
+    """One row per hand; 'which hand' and 'fingers up' are '-' for a classifier that did not learn them."""
     rows = []
     for i, hand in enumerate(hands):
         box = ", ".join(f"{v:.0f}" for v in hand.box)
         top = ", ".join(f"{p.label} {p.score:.0%}" for p in hand.top_k[:3])
-        rows.append([i + 1, hand.label, round(hand.probability, 3), round(hand.score, 3), box, top])
+        which = f"{hand.handedness} {max(hand.right_hand, 1 - hand.right_hand):.0%}" if hand.handedness else "-"
+        fingers = "-" if hand.fingers_up is None else ", ".join(hand.fingers_up) or "none"
+        rows.append([i + 1, hand.label, round(hand.probability, 3), round(hand.score, 3), box, top, which, fingers])
     return rows
 
 
@@ -631,12 +640,7 @@ def build(app: App) -> gr.Blocks:
                 annotated = gr.Image(
                     label="Hands found", show_label=False, elem_id="annotated", interactive=False, format="png"
                 )
-                table = gr.Dataframe(
-                    headers=["hand", "gesture", "probability", "detector score", "box (x0, y0, x1, y1)", "top 3"],
-                    label="Hands",
-                    elem_id="hands-table",
-                    interactive=False,
-                )
+                table = gr.Dataframe(headers=HAND_COLUMNS, label="Hands", elem_id="hands-table", interactive=False)
                 with gr.Tab("Grad-CAM"):
                     overlay = gr.Image(label="Grad-CAM (classifier), whole image", elem_id="gradcam", interactive=False)
                     gallery = gr.Gallery(

@@ -18,13 +18,17 @@ from typing import Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from hybrid.limits import MAX_PIXELS
+from hybrid.limits import IMAGE_FORMATS, MAX_EXIF_BYTES, MAX_EXIF_TAGS, MAX_JPEG_SCANS, MAX_PIXELS
 
 ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message names the source and the problem."""
+
+
+class ImageTooLarge(ImageError):
+    """An image over MAX_PIXELS (from its header, or as decoded)."""
 
 
 def pil_open(fp) -> Image.Image:
@@ -35,29 +39,145 @@ def pil_open(fp) -> Image.Image:
     module = getattr(opener, "__module__", "") or ""
     if module.startswith("ultralytics"):
         opener = getattr(sys.modules.get(module), "_image_open", opener)
-    return opener(fp)
+    return opener(fp, formats=IMAGE_FORMATS)
 
 
 def _open(source: Union[str, Path, bytes], name: str) -> Image.Image:
     """`pil_open` with every failure as `ImageError`. Pillow's decompression-bomb guard raises
     `DecompressionBombError` (neither OSError nor ValueError) over ~179 MP and only warns over ~89 MP;
-    both are refused here, the warning turned into an error so that nothing is printed."""
+    both are refused here, the warning turned into an error so that nothing is printed. What costs more to
+    read than its size says is refused first: a TIFF whose directory is over the EXIF budgets (Pillow reads it
+    while opening), then an EXIF block over them, a JPEG of more than MAX_JPEG_SCANS scans."""
     try:
+        head = _head(source)
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            _check_directory(_tiff_bytes(source), name)
         # catch_warnings is process-wide: a thread racing it may print the warning, but the image is still
         # refused (by _check_size, as MAX_PIXELS is below Pillow's warning threshold).
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return pil_open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            opened = pil_open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
+    except ImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         bomb = (Image.MAX_IMAGE_PIXELS or 0) / 1e6
-        raise ImageError(
+        raise ImageTooLarge(
             f"{name}: image is over {bomb:.0f} megapixels (a decompression bomb?); "
             f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, resize it first"
         ) from None
     except Exception as error:  # Pillow's plugins raise many types (OSError, SyntaxError, struct.error...)
         raise ImageError(f"{name}: not a readable image ({error})") from None
+    try:
+        _check_exif(opened, name)
+        if opened.format in ("JPEG", "MPO") and _count(source, b"\xff\xda") > MAX_JPEG_SCANS:
+            raise ImageError(f"{name}: a JPEG of more than {MAX_JPEG_SCANS} scans (each decodes the whole image again)")
+    except BaseException:
+        opened.close()
+        raise
+    return opened
+
+
+def _head(source: Union[str, Path, bytes], size: int = 16) -> bytes:
+    if isinstance(source, bytes):
+        return source[:size]
+    with open(source, "rb") as file:
+        return file.read(size)
+
+
+def _count(source: Union[str, Path, bytes], marker: bytes, block: int = 1 << 20) -> int:
+    """How often `marker` (2 bytes) occurs in the file or bytes, read a block at a time."""
+    if isinstance(source, bytes):
+        return source.count(marker)
+    found, tail = 0, b""
+    with open(source, "rb") as file:
+        while chunk := file.read(block):
+            data = tail + chunk
+            found += data.count(marker)
+            tail = data[-1:] if data[-1:] == marker[:1] else b""
+    return found
+
+
+def _tiff_bytes(source: Union[str, Path, bytes], limit: int = 16 * MAX_EXIF_BYTES) -> bytes:
+    """The start of a TIFF file, enough for its first directory (which `_check_directory` bounds)."""
+    if isinstance(source, bytes):
+        return source[:limit]
+    with open(source, "rb") as file:
+        return file.read(limit)
+
+
+# bytes per value of each TIFF field type (unknown types: the largest)
+_TIFF_TYPE_BYTES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+    16: 8,
+    17: 8,
+    18: 8,
+}
+
+
+def _check_directory(block: bytes, name: str) -> None:
+    """Refuse a TIFF structure (a TIFF file, an EXIF block) whose first directory has more than MAX_EXIF_TAGS
+    tags or whose values take more than MAX_EXIF_BYTES: Pillow copies each tag's value as it reads them."""
+    import struct
+
+    if block[:6] == b"Exif\x00\x00":
+        block = block[6:]
+    order = {b"II": "<", b"MM": ">"}.get(block[:2])
+    if order is None or len(block) < 8:
+        return  # not TIFF-structured: Pillow says what it is
+    big = struct.unpack(order + "H", block[2:4])[0] == 43  # BigTIFF: 8-byte counts and offsets
+    try:
+        if big:
+            offset = struct.unpack(order + "Q", block[8:16])[0]
+            tags = struct.unpack(order + "Q", block[offset : offset + 8])[0]
+            entries, size, start = 20, 8, offset + 8
+        else:
+            offset = struct.unpack(order + "I", block[4:8])[0]
+            tags = struct.unpack(order + "H", block[offset : offset + 2])[0]
+            entries, size, start = 12, 4, offset + 2
+    except struct.error:
+        return  # a directory past what we read: Pillow fails on it
+    if tags > MAX_EXIF_TAGS:
+        raise ImageError(f"{name}: an image directory of {tags} tags (at most {MAX_EXIF_TAGS})")
+    total = 0
+    for number in range(tags):
+        entry = block[start + number * entries : start + (number + 1) * entries]
+        if len(entry) < entries:
+            break
+        kind = struct.unpack(order + "H", entry[2:4])[0]
+        count = struct.unpack(order + ("Q" if big else "I"), entry[4 : 4 + size])[0]
+        total += count * _TIFF_TYPE_BYTES.get(kind, 8)
+    if total > MAX_EXIF_BYTES:
+        raise ImageError(f"{name}: image metadata of {total / 1e6:.1f} MB (at most {MAX_EXIF_BYTES / 1e6:.0f} MB)")
+
+
+def _check_exif(opened: Image.Image, name: str) -> None:
+    """Refuse an EXIF block over the budgets before anything parses it (`getexif`, `exif_transpose`)."""
+    exif = opened.info.get("exif")
+    if isinstance(exif, (bytes, bytearray)):
+        _check_directory(bytes(exif), name)
+
+
+def _orientation(opened: Image.Image) -> int:
+    """The EXIF orientation (1 when there is none), read without decoding: a PNG's `getexif` loads the whole
+    image when its eXIf chunk is not ahead of the pixels, so a PNG's is read from what its header held."""
+    if opened.format == "PNG" and "exif" not in opened.info:
+        return 1
+    orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
+    return orientation if isinstance(orientation, int) else 1
 
 
 def _describe(source: ImageInput) -> str:
@@ -70,7 +190,7 @@ def _check_size(width: int, height: int, name: str) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: empty image ({width}x{height})")
     if width * height > MAX_PIXELS:
-        raise ImageError(
+        raise ImageTooLarge(
             f"{name}: image is {width}x{height} = {width * height / 1e6:.0f} megapixels; "
             f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels, resize it first"
         )
@@ -151,8 +271,13 @@ def load_image(source: ImageInput) -> Image.Image:
         _check_size(*opened.size, name)
         try:
             opened.load()
+        except Exception as error:  # a bad stream fails here, with any of Pillow's error types
+            raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+        _check_size(*opened.size, name)  # as decoded
+        _check_exif(opened, name)  # a PNG's eXIf after its pixels is read with them
+        try:
             return to_rgb(opened, in_place=True)
-        except Exception as error:  # a bad stream or EXIF block fails here, with any of Pillow's error types
+        except Exception as error:  # a bad EXIF block
             raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
 
 
@@ -180,13 +305,12 @@ def read_header(source: Union[str, Path, bytes], name: str = "") -> Header:
     (unreadable, or over the decompression-bomb limit)."""
     name = name or _describe(source)
     with _open(source, name) as opened:
+        stored, mode = opened.size, opened.mode
+        _check_size(*stored, name)
         try:
-            stored, mode = opened.size, opened.mode
-            orientation = opened.getexif().get(0x0112, 1)
+            orientation = _orientation(opened)
         except Exception as error:  # a malformed EXIF block
             raise ImageError(f"{name}: not a readable image ({error})") from None
-    _check_size(*stored, name)
-    orientation = orientation if isinstance(orientation, int) else 1
     width, height = (stored[1], stored[0]) if orientation in (5, 6, 7, 8) else stored
     return Header(width, height, stored, mode, orientation)
 

@@ -4,8 +4,10 @@ bench/load_test.py, so the load test sends exactly what the tests check."""
 from __future__ import annotations
 
 import io
+import struct
 import tempfile
 import threading
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +37,52 @@ def mp4(size: tuple[int, int], frames: int, fps: float = 10.0) -> bytes:
             writer.write(np.full((size[1], size[0], 3), 40 + 10 * number, np.uint8))
         writer.release()
         return path.read_bytes()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def flat_png(width: int, height: int, extra: bytes = b"") -> bytes:
+    """A valid RGB PNG of zeros, any size for a few KB (rows compressed one by one); `extra` chunks before IDAT."""
+    row, packer = bytes(1 + 3 * width), zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + extra + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b"")
+    )
+
+
+def exif_bomb(tags: int, data: int) -> bytes:
+    """An EXIF (TIFF-structured) block of `tags` UNDEFINED tags that all name the same `data` bytes: Pillow
+    copies the bytes once per tag (65,000 x 20 KB: 1.3 GB from 800 KB)."""
+    offset = 8 + 2 + 12 * tags + 4
+    entries = b"".join(struct.pack("<HHII", 0x0200 + i, 7, data, offset) for i in range(tags))
+    return b"II*\x00" + struct.pack("<IH", 8, tags) + entries + bytes(4) + b"A" * data
+
+
+def many_scans(size: int, scans: int) -> bytes:
+    """A progressive grey JPEG whose first AC scan is repeated `scans` times (each walks the whole image)."""
+    buffer = io.BytesIO()
+    Image.new("L", (size, size), 128).save(buffer, "JPEG", progressive=True, quality=90)
+    data, position, ac_scan = buffer.getvalue(), 2, None
+    while data[position + 1] != 0xD9:
+        marker, length = data[position + 1], struct.unpack(">H", data[position + 2 : position + 4])[0]
+        end = position + 2 + length
+        if marker == 0xDA:  # the scan's entropy-coded data runs to the next marker
+            while not (data[end] == 0xFF and data[end + 1] != 0 and not 0xD0 <= data[end + 1] <= 0xD7):
+                end += 1
+            components = data[position + 4]
+            first, approximation = data[position + 5 + 2 * components], data[position + 7 + 2 * components] >> 4
+            if first > 0 and approximation == 0 and ac_scan is None:  # a first AC scan
+                ac_scan = data[position:end]
+        position = end
+    return data[:position] + ac_scan * scans + b"\xff\xd9"
+
+
+def icon(png: bytes) -> bytes:
+    """A Windows .ico whose directory says 16x16 and whose one picture is `png` (Pillow decodes it at open)."""
+    return struct.pack("<HHHBBBBHHII", 0, 1, 1, 16, 16, 0, 0, 1, 32, len(png), 22) + png
 
 
 def playlists(target: str) -> dict[str, bytes]:

@@ -35,7 +35,8 @@ ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
 ]
-COLUMNS = ["hand", "gesture", "probability", "detector score", "box (x0, y0, x1, y1)", "top 3"]
+COLUMNS = ["hand", "gesture", "probability", "detector score", "box (x0, y0, x1, y1)", "top 3", "which hand"]
+COLUMNS += ["fingers up"]
 
 
 def write_y4m(frames: list[np.ndarray], path: Path, fps: int) -> Path:

@@ -459,3 +459,69 @@ def test_a_50_megapixel_16_bit_or_float_image_decodes_within_memory(tmp_path, mo
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout) < 700, f"loading took {done.stdout.strip()} MB more"
+
+
+def _blp_with(jpeg: bytes) -> bytes:
+    """A BLP1 texture whose header says 64x64 and whose one mipmap is `jpeg`, decoded at whatever size it has."""
+    import struct
+
+    head = b"BLP1" + struct.pack("<iIIIii", 0, 0, 64, 64, 5, 0)
+    return head + struct.pack("<16I", 160, *[0] * 15) + struct.pack("<16I", len(jpeg), *[0] * 15) + bytes(4) + jpeg
+
+
+def _jpeg(size=(64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (90, 90, 90)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("icon", "cannot identify image file"),  # Pillow decodes an ICO's picture at open, whatever its size
+        ("blp", "cannot identify image file"),  # a BLP's JPEG is decoded at its own size, not its header's
+        ("exif tags", "an image directory of 2000 tags"),  # every tag's value is copied
+        ("exif bytes", r"image metadata of 2\.0 MB"),
+        ("tiff tags", "an image directory of 2000 tags"),  # a TIFF's own directory, read while opening
+        ("scans", "more than 100 scans"),  # each scan decodes the whole image again
+    ],
+)
+def test_images_that_cost_more_than_their_size_says_are_refused_before_decoding(case, message, tmp_path):
+    """Probe of issue 29 (each case loaded on the old code: an ICO or BLP decoded 169 MP from 0.6-2 MB, 65,000
+    EXIF tags took 1.3 GB, 5,000 scans of a 49 MP JPEG 27 s). Refused in the header, so the app, the CLI and the
+    data readers all refuse them; the budgets are hybrid.limits'."""
+    from hybrid.images import read_header
+    from tests.hostile import exif_bomb, flat_png, icon, many_scans, png_chunk
+
+    data = {
+        "icon": lambda: icon(flat_png(64, 64)),
+        "blp": lambda: _blp_with(_jpeg()),
+        "exif tags": lambda: flat_png(64, 64, png_chunk(b"eXIf", exif_bomb(2000, 10))),
+        "exif bytes": lambda: flat_png(64, 64, png_chunk(b"eXIf", exif_bomb(500, 4000))),
+        "tiff tags": lambda: exif_bomb(2000, 10),
+        "scans": lambda: many_scans(128, 300),
+    }[case]()
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    for source in (path, data):
+        with pytest.raises(ImageError, match=message):
+            load_image(source)
+        with pytest.raises(ImageError, match=message):
+            read_header(source)
+
+
+def test_reading_a_png_header_never_decodes_it(monkeypatch):
+    """`read_header` refuses an 85 MP PNG from its header: Pillow's PNG `getexif` loads the pixels when no eXIf
+    chunk is ahead of them (on the old code 1.6 s and 353 MB to refuse 9200x9200)."""
+    from PIL import PngImagePlugin
+
+    from hybrid.images import ImageTooLarge, read_header
+    from tests.hostile import flat_png
+
+    def decoded(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", decoded)
+    with pytest.raises(ImageTooLarge, match="9200x9200 = 85 megapixels"):
+        read_header(flat_png(9200, 9200))
+    assert read_header(flat_png(640, 480)).orientation == 1
