@@ -195,9 +195,9 @@ def add_outputs(model: "nn.Module", fingers_path: Path, where: str) -> tuple[tup
     from safetensors import SafetensorError, safe_open
 
     from hybrid.fingers import COUNT_FROM, OUTPUTS
-    from hybrid.hub import model_file
+    from hybrid.hub import check_safetensors_header, model_file
 
-    model_file(fingers_path)
+    check_safetensors_header(model_file(fingers_path))
     head = model.get_classifier()
     try:
         with safe_open(str(fingers_path), framework="pt") as file:

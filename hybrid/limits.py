@@ -40,6 +40,11 @@ MAX_VIDEO_FRAME_PIXELS = 3840 * 2160  # a frame over 4K (8.3 MP, as the header s
 # 8K frames took a 2.7 GB peak on the 2-core dev VM
 VIDEO_MAX_SIDE = 1280  # decoded frames are shrunk to this longer side before anything else sees them
 MAX_CLIP_PIXELS = 1800 * 1920 * 1080  # frames x stated pixels per clip: decoding costs what this counts (3.7 G)
+MAX_TRACK_SAMPLES = 100_000  # samples an MP4/MOV video track may state (a frame each; FFmpeg indexes every one
+# when it opens the file: a 1.3 KB MOV stating 60 M took 2.2 GB); more would be over MAX_CLIP_PIXELS anyway
+MAX_AUDIO_SAMPLES = 100_000_000  # an audio track's (PCM states one per sample: 48 kHz x 30 min; FFmpeg indexes
+# audio per chunk of ~1,024 samples)
+MAX_MP4_BOXES = 200_000  # boxes read to find those counts (a fragmented 30 s clip has a few thousand)
 
 # --- CLI and writers (hybrid.cli, hybrid.files, hybrid.training) --------------------------------------------
 MAX_OUTPUT_STEM_BYTES = 200  # an output named after its input (`predict --save-dir`) keeps at most this much of

@@ -40,7 +40,14 @@ from PIL import Image
 
 from hybrid.files import atomic_file
 from hybrid.fingers import readings
-from hybrid.limits import MAX_CLIP_PIXELS, MAX_VIDEO_FRAME_PIXELS, VIDEO_MAX_SIDE
+from hybrid.limits import (
+    MAX_AUDIO_SAMPLES,
+    MAX_CLIP_PIXELS,
+    MAX_MP4_BOXES,
+    MAX_TRACK_SAMPLES,
+    MAX_VIDEO_FRAME_PIXELS,
+    VIDEO_MAX_SIDE,
+)
 from hybrid.pipeline import UNKNOWN, Hand, HybridPipeline, draw_hands
 from hybrid.tracking import ByteTracker
 
@@ -227,12 +234,80 @@ def container(path: Path) -> str:
     except OSError as error:
         raise VideoError(f"{path}: cannot be read ({error.strerror})") from None
     if head[4:8] in _MP4_BOXES:
+        check_sample_tables(path)
         return "mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "matroska"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "avi"
     raise VideoError(f"{path}: not a video file (expected {CONTAINERS})")
+
+
+_MP4_PARENTS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"moof", b"traf", b"mvex", b"edts"}
+
+
+def check_sample_tables(path: Path) -> None:
+    """Refuse an MP4/MOV whose tracks state more samples than the budgets (hybrid.limits MAX_TRACK_SAMPLES,
+    MAX_AUDIO_SAMPLES), read from its boxes before FFmpeg builds an index entry for each: a constant-size `stsz`
+    states any count in 12 bytes, and so does a fragment's `trun`."""
+    import struct
+
+    boxes, fragments = 0, 0
+
+    def check(track: dict) -> None:
+        audio = track["handler"] == b"soun"
+        limit = MAX_AUDIO_SAMPLES if audio else MAX_TRACK_SAMPLES
+        if track["samples"] > limit:
+            kind = "an audio" if audio else "a video"
+            raise VideoError(f"{path}: {kind} track of {track['samples']:,} samples (at most {limit:,}); trim it first")
+
+    def walk(file, start: int, end: int, depth: int, track: Optional[dict]) -> None:
+        nonlocal boxes, fragments
+        position = start
+        while position + 8 <= end:
+            boxes += 1
+            if boxes > MAX_MP4_BOXES:
+                raise VideoError(f"{path}: over {MAX_MP4_BOXES} MP4 boxes (not a video this app reads)")
+            file.seek(position)
+            size, kind = struct.unpack(">I4s", file.read(8))
+            header = 8
+            if size == 1:
+                size, header = struct.unpack(">Q", file.read(8))[0], 16
+            elif size == 0:
+                size = end - position
+            if size < header or position + size > end:
+                return  # a cut or broken box: FFmpeg says what it makes of it
+            body = position + header
+            if kind == b"trak" and depth < 8:
+                own = {"handler": b"", "samples": 0}
+                walk(file, body, position + size, depth + 1, own)
+                check(own)
+            elif kind in _MP4_PARENTS and depth < 8:
+                walk(file, body, position + size, depth + 1, track)
+            elif kind == b"trun":
+                file.seek(body + 4)
+                fragments += struct.unpack(">I", file.read(4))[0]
+            elif track is not None and kind == b"hdlr":
+                file.seek(body + 8)
+                track["handler"] = file.read(4)
+            elif track is not None and kind in (b"stsz", b"stz2"):
+                file.seek(body + 8)
+                track["samples"] = max(track["samples"], struct.unpack(">I", file.read(4))[0])
+            elif track is not None and kind == b"stts":  # entries of (count, delta), as many as the box holds
+                file.seek(body + 4)
+                entries = min(struct.unpack(">I", file.read(4))[0], max(size - header - 8, 0) // 8)
+                table = file.read(8 * entries)
+                if len(table) == 8 * entries:
+                    track["samples"] = max(track["samples"], sum(struct.unpack(f">{2 * entries}I", table)[::2]))
+            position += size
+
+    try:
+        with open(path, "rb") as file:
+            walk(file, 0, os.fstat(file.fileno()).st_size, 0, None)
+    except (OSError, struct.error) as error:
+        raise VideoError(f"{path}: cannot be read ({error})") from None
+    if fragments > MAX_TRACK_SAMPLES:
+        raise VideoError(f"{path}: fragments of {fragments:,} samples (at most {MAX_TRACK_SAMPLES:,}); trim it first")
 
 
 def _open(path: Path) -> "cv2.VideoCapture":

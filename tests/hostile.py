@@ -85,6 +85,82 @@ def icon(png: bytes) -> bytes:
     return struct.pack("<HHHBBBBHHII", 0, 1, 1, 16, 16, 0, 0, 1, 32, len(png), 22) + png
 
 
+def _box(kind: bytes, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full_box(kind: bytes, flags: int, *parts: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", flags), *parts)
+
+
+def mov_stating(samples: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A MOV of one real MJPEG frame whose `stsz` states `samples` samples of that frame's size (12 bytes, no
+    table): FFmpeg builds an index entry for each when it opens the file (60 M: 2.2 GB)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (120, 90, 60)).save(buffer, "JPEG")
+    frame, (width, height) = buffer.getvalue(), size
+    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    duration = min(samples * 100, 2**32 - 1)
+    entry = _box(
+        b"jpeg",
+        bytes(6),
+        struct.pack(">H", 1),
+        bytes(16),
+        struct.pack(">HHII", width, height, 0x480000, 0x480000),
+        struct.pack(">IH", 0, 1),
+        bytes(32),
+        struct.pack(">Hh", 24, -1),
+    )
+
+    def movie(offset: int) -> bytes:
+        table = _box(
+            b"stbl",
+            _full_box(b"stsd", 0, struct.pack(">I", 1), entry),
+            _full_box(b"stts", 0, struct.pack(">III", 1, samples, 100)),
+            _full_box(b"stsc", 0, struct.pack(">IIII", 1, 1, samples, 1)),
+            _full_box(b"stsz", 0, struct.pack(">II", len(frame), samples)),
+            _full_box(b"stco", 0, struct.pack(">II", 1, offset)),
+        )
+        media = _box(
+            b"mdia",
+            _full_box(b"mdhd", 0, struct.pack(">IIII", 0, 0, 1000, duration), struct.pack(">HH", 0x55C4, 0)),
+            _full_box(b"hdlr", 0, struct.pack(">I", 0), b"vide", bytes(12), b"VideoHandler\x00"),
+            _box(
+                b"minf",
+                _full_box(b"vmhd", 1, bytes(8)),
+                _box(b"dinf", _full_box(b"dref", 0, struct.pack(">I", 1), _full_box(b"url ", 1))),
+                table,
+            ),
+        )
+        track = _box(
+            b"trak",
+            _full_box(
+                b"tkhd",
+                3,
+                struct.pack(">IIIII", 0, 0, 1, 0, duration),
+                bytes(16),
+                matrix,
+                struct.pack(">II", width << 16, height << 16),
+            ),
+            media,
+        )
+        header = _full_box(
+            b"mvhd",
+            0,
+            struct.pack(">IIIIIH", 0, 0, 1000, duration, 0x10000, 0x100),
+            bytes(10),
+            matrix,
+            bytes(24),
+            struct.pack(">I", 2),
+        )
+        return _box(b"moov", header, track)
+
+    kind = _box(b"ftyp", b"qt  ", struct.pack(">I", 0), b"qt  ")
+    offset = len(kind) + len(movie(0)) + 8
+    return kind + movie(offset) + _box(b"mdat", frame)
+
+
 def playlists(target: str) -> dict[str, bytes]:
     """Files that name another input for FFmpeg to open: an HLS playlist and an ffconcat list of `target`."""
     return {

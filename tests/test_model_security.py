@@ -475,7 +475,20 @@ def _link_outside(folder: Path, name: str) -> None:
     (folder / name).symlink_to(outside / name)
 
 
+def _huge_header(folder: Path) -> None:
+    """model.safetensors with 150,000 metadata keys: a 5 MB header (3 M keys, 50 MB, are under the library's own
+    100 MB cap and took 16 s and 1.5 GB to open)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / WEIGHTS_NAME)
+    save_file(state, folder / WEIGHTS_NAME, metadata={f"key{i:07d}": "v" * 16 for i in range(150_000)})
+
+
 HOSTILE_FILES = {
+    "huge_header": (
+        lambda folder, tensor: _huge_header(folder),
+        r"model\.safetensors: a safetensors header of [\d,]+ bytes \(at most 4,000,000\)",
+    ),
     "shape": (
         lambda folder, tensor: _with_weights(folder, lambda s: s.__setitem__(tensor, torch.zeros(8, 3, 3, 3))),
         r"model\.safetensors: weights do not match the network config\.json describes: tensor '{tensor}' has shape "

@@ -269,3 +269,20 @@ def test_large_frames_are_shrunk_as_they_are_decoded(tmp_path):
     sizes = {frame.shape for _, frame in read_video(path)}
     assert sizes == {(VIDEO_MAX_SIDE * 9 // 16, VIDEO_MAX_SIDE, 3)}
     assert {frame.shape for _, frame in read_video(path, max_side=None)} == {(2160, 3840, 3)}
+
+
+def test_a_clip_stating_millions_of_samples_is_refused_before_ffmpeg_indexes_them(tmp_path):
+    """Probe of issue 29: a 1.3 KB MOV whose stsz states 60 M samples made FFmpeg build a 2.2 GB index inside
+    OpenCV's open, before any budget saw the clip. Its sample tables are read first now (hybrid.limits
+    MAX_TRACK_SAMPLES); the same file stating 10 samples is a clip (it holds one real frame)."""
+    from tests.hostile import mov_stating
+
+    bomb = tmp_path / "bomb.mov"
+    bomb.write_bytes(mov_stating(60_000_000))
+    with pytest.raises(VideoError, match="a video track of 60,000,000 samples"):
+        probe_video(bomb)
+    with pytest.raises(VideoError, match="60,000,000 samples"):
+        next(read_video(bomb))
+    fine = tmp_path / "fine.mov"
+    fine.write_bytes(mov_stating(10))
+    assert probe_video(fine).frames == 10
