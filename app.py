@@ -65,9 +65,13 @@ from hybrid.limits import (  # noqa: E402
     MAX_SESSIONS,
     MAX_UPLOAD,
     MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_CACHE_BYTES,
+    MAX_UPLOAD_REQUEST_BYTES,
     MAX_VIDEO_FRAMES,
     MAX_VIDEO_SECONDS,
     THRESHOLD_RANGE,
+    UPLOAD_MAX_AGE_SECONDS,
+    UPLOAD_SWEEP_SECONDS,
 )
 from hybrid.pipeline import HybridPipeline, draw_hands, image_result  # noqa: E402
 from hybrid.video import HandTracker, VideoError, VideoTooLarge, annotate, probe_video, read_video, track_video  # noqa: E402
@@ -163,6 +167,22 @@ def _name(payload: dict) -> str:
     """The name to show the user: the upload's own file name (never a server path)."""
     name = Path(str(payload.get("orig_name") or "")).name[:200]
     return name or "the upload"
+
+
+def upload_cache_bytes() -> int:
+    """Bytes of the files in Gradio's upload cache now (uploads older than UPLOAD_MAX_AGE_SECONDS are swept)."""
+    total, stack = 0, [get_upload_folder()]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:  # not there yet, or swept meanwhile
+            continue
+    return total
 
 
 def uploaded_file(path: Any) -> str:
@@ -572,7 +592,7 @@ def build(app: App) -> gr.Blocks:
     threshold = float(getattr(app.pipeline, "detector_threshold", 0.25))
     confidence = float(getattr(app.pipeline, "min_confidence", 0.5))
     examples, attribution = example_images()
-    with gr.Blocks(title="hybrid hand gestures") as page:
+    with gr.Blocks(title="hybrid hand gestures", delete_cache=(UPLOAD_SWEEP_SECONDS, UPLOAD_MAX_AGE_SECONDS)) as page:
         gr.Markdown(
             "# hybrid: hand-gesture recognition\nA **YOLOv8** detector finds every hand, a "
             "**ResNet** classifier names its gesture (number of extended fingers), and **Grad-CAM** shows "
@@ -732,20 +752,28 @@ def build(app: App) -> gr.Blocks:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over MAX_REQUEST_BODY_BYTES gets HTTP 413 before it is read, on every route
-    but Gradio's upload route (which enforces max_file_size as it streams). Gradio reads a JSON body whole before
-    any handler sees it, so a 1 GB data: URL sent to /gradio_api/call/predict cost GBs of RAM first."""
+    """ASGI middleware: a request body over MAX_REQUEST_BODY_BYTES gets HTTP 413 before it is read (Gradio reads a
+    JSON body whole before any handler sees it, so a 1 GB data: URL sent to /gradio_api/call/predict cost GBs of
+    RAM first); an upload request over MAX_UPLOAD_REQUEST_BYTES too (one file: 30 x 50 MB in one request were
+    stored), and one that would take the upload cache past MAX_UPLOAD_CACHE_BYTES gets HTTP 507."""
 
-    def __init__(self, app, limit: int = MAX_REQUEST_BODY_BYTES):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int = MAX_REQUEST_BODY_BYTES, upload_limit: int = MAX_UPLOAD_REQUEST_BYTES):
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/gradio_api/upload"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        upload = scope["path"].rstrip("/").endswith("/gradio_api/upload")
+        limit = self.upload_limit if upload else self.limit
         declared = dict(scope["headers"]).get(b"content-length")
+        if (
+            upload
+            and upload_cache_bytes() + int(declared if declared and declared.isdigit() else 0) > MAX_UPLOAD_CACHE_BYTES
+        ):
+            return await self.refuse(send, 507, "The server's upload space is full; please try again in a few minutes.")
         if declared is not None:  # the server reads no more than it declares
-            if not declared.isdigit() or int(declared) > self.limit:
-                return await self.refuse(send)
+            if not declared.isdigit() or int(declared) > limit:
+                return await self.refuse(send, 413, self.too_large(upload))
             return await self.app(scope, receive, send)
         chunks, size = [], 0  # a chunked body: read it here, up to the limit, then hand it on
         while True:
@@ -754,8 +782,8 @@ class BodyLimit:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
-                return await self.refuse(send)
+            if size > limit:
+                return await self.refuse(send, 413, self.too_large(upload))
             if not message.get("more_body"):
                 break
         body, replayed = b"".join(chunks), False
@@ -769,10 +797,15 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def refuse(self, send) -> None:
-        text = f"Request too large: at most {self.limit // 2**20} MiB (send files through /gradio_api/upload).".encode()
+    def too_large(self, upload: bool) -> str:
+        if upload:
+            return f"Upload too large: one file of at most {MAX_UPLOAD} per request."
+        return f"Request too large: at most {self.limit // 2**20} MiB (send files through /gradio_api/upload)."
+
+    async def refuse(self, send, status: int, message: str) -> None:
+        text = message.encode()
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": text})
 
 

@@ -25,6 +25,9 @@ CONFIDENCE_RANGE = (0.0, 1.0)  # the classifier threshold the app accepts
 MAX_UPLOAD, MAX_UPLOAD_BYTES = "60mb", 60 * 1024 * 1024
 MAX_REQUEST_BODY_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + 2**20  # any other request's body (a data: URL of the largest
 # upload, base64, and its JSON); Gradio reads a body whole before a handler sees it
+MAX_UPLOAD_REQUEST_BYTES = MAX_UPLOAD_BYTES + 2**20  # an upload request: one file of MAX_UPLOAD and its form
+MAX_UPLOAD_CACHE_BYTES = 2 * 2**30  # uploads kept on disk at once; past it an upload gets HTTP 507 until the sweep
+UPLOAD_SWEEP_SECONDS, UPLOAD_MAX_AGE_SECONDS = 300, 1800  # uploads older than 30 min are deleted, every 5 min
 MAX_CHECKING = 8  # app requests whose inputs are checked at once; each then waits its turn for the model (one
 # request at a time), so a bad input is refused without waiting behind the photos ahead of it
 MAX_QUEUE = 16  # requests waiting for one of those MAX_CHECKING places at most; more are refused at once ("Queue is

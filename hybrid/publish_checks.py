@@ -127,6 +127,26 @@ def card_images(folder: Path, card_text: str, token: Optional[str] = None) -> li
     return images
 
 
+IMAGE_MAGIC = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".gif": (b"GIF87a", b"GIF89a"),
+    ".webp": (b"RIFF",),
+    ".svg": (b"<svg", b"<?xml"),
+}
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether `path` starts like the image its suffix names (a text of keys named plot.png is not one)."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if path.suffix.lower() == ".svg":
+        head = head.lstrip()
+    starts = IMAGE_MAGIC.get(path.suffix.lower(), ())
+    return any(head.startswith(start) for start in starts) and (path.suffix.lower() != ".webp" or head[8:12] == b"WEBP")
+
+
 def _entries(root: Path) -> Iterator[tuple[Path, str]]:
     """(path, '' for a regular file, else what it is) of every entry under `root` the allowlist judges, not
     following links; hidden folders, symlinked folders and the project's own outputs are not entered (the first
@@ -168,6 +188,8 @@ def files_to_push(kind: str, folder: Path, card_text: str, token: Optional[str] 
         hidden = any(part.startswith(".") for part in relative.parts)
         if not other and relative.name.startswith(EVENTS_PREFIX) and allowed(kind, relative):
             other = "" if is_event_file(path) else "not a TensorBoard event file"
+        if not other and relative.suffix.lower() in IMAGE_SUFFIXES and not is_image_file(path):
+            other = f"not a {relative.suffix.lower()[1:].upper()} image"
         if not other and not hidden and (allowed(kind, relative) or path in linked):
             files.append(path)
         else:
@@ -744,24 +766,47 @@ def _zip_members(data: bytes, budget: _Budget) -> Iterator[tuple[str, bytes]]:
 
 
 def refuse_token(relative: str, data: bytes, token: str) -> None:
-    """ValueError naming `relative` when its name or bytes hold `token` in a form `TokenSearch` finds, also inside
-    compressed streams and decoded base64 (never the token itself)."""
+    """ValueError naming `relative` when its name or bytes hold `token` in a form `TokenSearch` finds, or any
+    other secret `SECRETS` knows, also inside compressed streams and decoded base64 (never the secret itself)."""
     search = TokenSearch(token)
     if search.found(relative.encode("utf-8")):
         raise ValueError(f"refusing to push: the name {mask(relative, token)} contains your Hub token; rename it")
+    for what, layer in _layers(relative, data, search.shortest):
+        where = f", inside {what}" if what else ""
+        encoding = search.found(layer)
+        if encoding:
+            raise ValueError(
+                f"refusing to push: {relative} contains your Hub token ({encoding}{where}); remove it from the file"
+            )
+        for kind, pattern in SECRETS.items():
+            if pattern.search(layer):
+                raise ValueError(
+                    f"refusing to push: {relative} contains what looks like {kind}{where}; remove it from the file"
+                )
+
+
+# Secrets other than the push token that a model folder must never publish (the probe pushed another account's
+# Hub token in metrics.json and a private key named runs/x/results.csv)
+SECRETS = {
+    "a Hugging Face token": re.compile(rb"hf_[A-Za-z0-9]{30,}"),
+    "a private key": re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"),
+    "an AWS access key": re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "a GitHub token": re.compile(rb"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{40,})"),
+    "an API secret key": re.compile(rb"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}"),
+}
+
+
+def _layers(relative: str, data: bytes, shortest: int) -> Iterator[tuple[str, bytes]]:
+    """(what it is inside, bytes) of `data` and of the compressed streams and base64 inside it, PUSH_UNPACK_DEPTH
+    layers deep, within the file's unpacking budget."""
     budget, layers = _Budget(relative), [("", data)]
     for depth in range(PUSH_UNPACK_DEPTH + 1):
         inner = []
         for what, layer in layers:
-            encoding = search.found(layer)
-            if encoding:
-                where = f" ({encoding}{', inside ' + what if what else ''})"
-                raise ValueError(
-                    f"refusing to push: {relative} contains your Hub token{where}; remove it from the file"
-                )
+            yield what, layer
             if depth < PUSH_UNPACK_DEPTH:
                 unpacked = _unpacked(layer, budget, outermost=depth == 0)
-                inner += [(_inside(kind, what), chunk) for kind, chunk in unpacked if len(chunk) >= search.shortest]
+                inner += [(_inside(kind, what), chunk) for kind, chunk in unpacked if len(chunk) >= shortest]
         layers = inner
 
 

@@ -267,6 +267,22 @@ def test_a_huge_request_body_is_refused_before_it_is_read(app_url: str):
     assert photo_event == "error"
 
 
+def test_an_upload_request_holds_one_file(app_url: str):
+    """Probe of issue 29: one upload request of 30 x 50 MB files was stored whole (1.5 GB of disk, kept until
+    the server stopped). An upload request may now carry one file of MAX_UPLOAD (HTTP 413 past it, from its
+    Content-Length), and uploads are swept after UPLOAD_MAX_AGE_SECONDS."""
+    from hybrid.limits import MAX_UPLOAD
+
+    cache = Path(get_upload_folder())
+    before = {p for p in cache.rglob("*") if p.is_file()}
+    files = [("files", (f"part{i}.bin", bytes(30 * 2**20))) for i in range(3)]
+    response = httpx.post(f"{app_url}gradio_api/upload", files=files, timeout=60)
+    assert response.status_code == 413, (response.status_code, response.text[:200])
+    assert f"one file of at most {MAX_UPLOAD}" in response.text
+    assert {p for p in cache.rglob("*") if p.is_file()} == before  # nothing was stored
+    assert upload(app_url, "photo.jpg", b"small")["path"]  # one file still goes through
+
+
 def test_playlists_and_lists_are_not_videos(app_url: str, clip, tmp_path: Path):
     """An HLS playlist or an ffconcat list naming a server clip (absolute, ../-relative, file://) or a missing
     one: FFmpeg would open what it lists and the app return that server video. Each is refused at once, with

@@ -696,6 +696,38 @@ def test_push_refuses_a_card_image_that_is_not_an_image(hub, tmp_path):
     assert hub_requests(hub) == []
 
 
+def test_push_refuses_other_secrets_and_files_that_are_not_what_their_names_say(hub, tmp_path):
+    """Probe of issue 29: another account's Hub token in metrics.json and a private key saved as
+    runs/x/results.csv were pushed (only the push token was searched), and a text of keys named runs/plot.png
+    passed the checks. Each is refused, naming the file and not the secret, before anything is sent."""
+    import gzip
+
+    other_token = "hf_" + "ZyXwVuTsRqPoNmLkJiHgFeDcBa98765432"
+    key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA\n"
+    cases = {
+        "other-hub-token": (
+            "metrics.json",
+            json.dumps({"note": f"old token {other_token}"}).encode(),
+            "a Hugging Face token",
+        ),
+        "key-as-results": ("runs/x/results.csv", key, "a private key"),
+        "gzipped-key": ("logs/results.csv", gzip.compress(key), "a private key, inside a gzip stream"),
+        "keys-as-plot": ("runs/plot.png", b"AKIAIOSFODNN7EXAMPLE\n", "not a PNG image"),
+    }
+    folders = []
+    for name, (relative, content, _) in cases.items():
+        folder = tiny_folder(tmp_path / name)
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(content)
+        folders.append(("classifier", folder))
+    results, output = push_each(hub, tmp_path / "home", folders)
+    for name, (relative, _, kind) in cases.items():
+        assert results[name]["error"] == "ValueError", (name, results[name])
+        assert kind in results[name]["message"], (name, results[name]["message"])
+    assert other_token not in output and "AKIAIOSFODNN7EXAMPLE" not in output
+    assert hub_requests(hub) == []
+
+
 def test_push_refuses_the_token_in_weights_metadata_and_in_any_common_encoding(hub, tmp_path):
     import base64
     import gzip
