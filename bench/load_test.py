@@ -79,6 +79,13 @@ def hostile_kinds(data: Path, model_png: Path, server_clip: Path) -> dict:
         "HLS playlist of a server clip": with_upload("track", "clip.m3u8", lists["playlist.m3u8"]),
         "ffconcat list of a server clip": with_upload("track", "clip.ffconcat", lists["list.ffconcat"]),
         "8K clip": with_upload("track", "eight-k.mp4", eight_k),
+        # the second probe's (issue 29): each cost GBs or held the model for seconds before
+        "ICO decoded at open": with_upload("predict", "icon.ico", hostile.icon(hostile.flat_png(13000, 13000))),
+        "EXIF tag bomb": with_upload(
+            "analyse", "tags.png", hostile.flat_png(64, 64, hostile.png_chunk(b"eXIf", hostile.exif_bomb(65000, 20000)))
+        ),
+        "JPEG of 20,000 scans": with_upload("predict", "scans.jpg", hostile.many_scans(2000, 20000)),
+        "MOV stating 60 M samples": with_upload("track", "samples.mov", hostile.mov_stating(60_000_000)),
     }
 
 
