@@ -259,3 +259,31 @@ def test_training_chooses_where_the_count_comes_from_on_val(finger_classifier):
     assert set(accuracy) == set(COUNT_FROM) and chosen in COUNT_FROM
     assert accuracy[chosen]["val"] == max(a["val"] for a in accuracy.values())
     assert GestureClassifier.from_pretrained(finger_classifier, precision="fp32").count_from == chosen
+
+
+def test_a_flipped_training_crop_gets_the_other_hand():
+    """The train loader mirrors half of the crops itself (not torchvision's flip), so the hand label follows."""
+    import datasets
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from hybrid.training.classifier import with_transform
+
+    image = Image.new("RGB", (8, 8))
+    image.paste((255, 255, 255), (0, 0, 4, 8))  # white on the left half only
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.Value("int64"),
+            "fingers": datasets.Sequence(datasets.Value("int8"), length=6),
+        }
+    )
+    rows = {"image": [image] * 32, "label": [0] * 32, "fingers": [[0, 1, 1, 0, 0, 1]] * 32}
+    dataset = with_transform(datasets.Dataset.from_dict(rows, features=features), T.ToTensor(), flip=True)
+    torch.manual_seed(0)
+    seen = set()
+    for item in dataset:
+        mirrored_crop = bool(item["pixel_values"][0, 0, 0] == 0)  # the white half moved to the right
+        assert item["fingers"] == [0, 1, 1, 0, 0, 0 if mirrored_crop else 1]
+        seen.add(mirrored_crop)
+    assert seen == {True, False}
