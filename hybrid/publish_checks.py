@@ -565,6 +565,7 @@ def token_forms(token: str) -> list[tuple[str, bytes]]:
         core = encoded[-(-8 * shift // 5) : 8 * (shift + len(raw)) // 5]
         forms += [("base32", core), ("base32", core.lower())]
     forms += [("rot13", codecs.encode(token, "rot13").encode("utf-8")), ("reversed", raw[::-1])]
+    forms += [("as character codes", separator.join(str(byte).encode() for byte in raw)) for separator in (b",", b", ")]
     return list(dict.fromkeys(forms))
 
 
@@ -582,12 +583,13 @@ def _hex_digits(value: int, width: int = 0) -> bytes:
 
 
 def _char_pattern(char: str) -> bytes:
-    """A pattern for `char` as it is or as one escape: JSON/YAML/Python \\u \\U \\x and octal, URL %XX, HTML &#..;"""
+    """A pattern for `char` as it is or as one escape: JSON/YAML/Python \\u \\U \\x and octal, URL %XX (or %25XX,
+    escaped twice), HTML &#..;"""
     code = ord(char)
     options = [re.escape(char.encode("utf-8")), rb"\\u" + _hex_digits(code, 4), rb"\\U" + _hex_digits(code, 8)]
     if code < 0x100:
         octal = f"{code:o}".encode()
-        options += [rb"\\x" + _hex_digits(code, 2), rb"%" + _hex_digits(code, 2)]
+        options += [rb"\\x" + _hex_digits(code, 2), rb"%(?:25)?" + _hex_digits(code, 2)]  # URL-escaped, or twice
         options += [rb"\\" + b"0?" * (3 - len(octal)) + octal] if len(octal) <= 3 else []
     options += [rb"&#0*" + str(code).encode() + b";", rb"&#[xX]0*" + _hex_digits(code) + b";"]
     return b"(?:" + b"|".join(options) + b")"

@@ -634,8 +634,10 @@ def local_paths(*folders: Path) -> list[str]:
 def test_push_refuses_files_outside_the_allowlist_and_names_them(hub, tmp_path):
     folder = tiny_folder(tmp_path / "careless")
     strays = {
-        "id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
-        "credentials": "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"
+        "id_rsa": "-----BEGIN OPENSSH PRIVATE"
+        + " KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        "credentials": "[default]\naws_access_key_id = AKIA"
+        "IOSFODNN7EXAMPLE\n"
         "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
         "env.txt": "DATABASE_URL=postgres://admin:hunter2@db/prod\n",
         ".env": "OPENAI_API_KEY=sk-test\n",
@@ -689,7 +691,7 @@ def test_push_refuses_files_outside_the_allowlist_and_names_them(hub, tmp_path):
 
 def test_push_refuses_a_card_image_that_is_not_an_image(hub, tmp_path):
     folder = tiny_folder(tmp_path / "card-links-key", card_extra="![key](id_rsa)\n")
-    (folder / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (folder / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE" + " KEY-----\n")
     results, output = push_each(hub, tmp_path / "home", [("classifier", folder)])
     assert results["card-links-key"]["error"] == "ValueError", results
     assert "id_rsa" in results["card-links-key"]["message"]
@@ -703,7 +705,8 @@ def test_push_refuses_other_secrets_and_files_that_are_not_what_their_names_say(
     import gzip
 
     other_token = "hf_" + "ZyXwVuTsRqPoNmLkJiHgFeDcBa98765432"
-    key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA\n"
+    key = b"-----BEGIN OPENSSH PRIVATE" + b" KEY-----\nb3BlbnNzaA\n"  # split: this file is pushed in a test
+    aws = "AKIA" + "IOSFODNN7EXAMPLE"
     cases = {
         "other-hub-token": (
             "metrics.json",
@@ -712,7 +715,7 @@ def test_push_refuses_other_secrets_and_files_that_are_not_what_their_names_say(
         ),
         "key-as-results": ("runs/x/results.csv", key, "a private key"),
         "gzipped-key": ("logs/results.csv", gzip.compress(key), "a private key, inside a gzip stream"),
-        "keys-as-plot": ("runs/plot.png", b"AKIAIOSFODNN7EXAMPLE\n", "not a PNG image"),
+        "keys-as-plot": ("runs/plot.png", aws.encode() + b"\n", "not a PNG image"),
     }
     folders = []
     for name, (relative, content, _) in cases.items():
@@ -724,7 +727,7 @@ def test_push_refuses_other_secrets_and_files_that_are_not_what_their_names_say(
     for name, (relative, _, kind) in cases.items():
         assert results[name]["error"] == "ValueError", (name, results[name])
         assert kind in results[name]["message"], (name, results[name]["message"])
-    assert other_token not in output and "AKIAIOSFODNN7EXAMPLE" not in output
+    assert other_token not in output and aws not in output
     assert hub_requests(hub) == []
 
 
@@ -1022,7 +1025,7 @@ def test_push_space_sends_only_what_git_tracks_and_refuses_symlinks_untracked_co
 def test_push_takes_tensorboard_events_only_where_tensorboard_writes_them_and_refuses_hidden_log_files(hub, tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
-    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    key = "-----BEGIN OPENSSH PRIVATE" + " KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
     strays = {  # folder: {file: content}
         "events-anywhere": {"notes/events.out.tfevents.id_rsa": key.encode()},
         "events-top-not-events": {"events.out.tfevents.id_rsa": key.encode()},
@@ -1116,6 +1119,8 @@ def _hostile_encodings(token: str) -> dict[str, tuple[str, bytes]]:
         "base32": ("metrics.json", base64.b32encode(b"t=" + raw)),
         "base32, lower case": ("metrics.json", base64.b32encode(raw).lower()),
         "percent-encoded": ("README.md", "".join(f"%{b:02X}" for b in raw).encode()),
+        "percent-encoded twice": ("metrics.json", "".join(f"%25{b:02X}" for b in raw).encode()),
+        "a list of character codes": ("metrics.json", json.dumps({"key": list(raw)}).encode()),
         "rot13": ("config.json", codecs.encode(token, "rot13").encode()),
         "reversed": ("config.json", token[::-1].encode()),
         "Python \\x escapes": (
