@@ -12,6 +12,7 @@ before models/<kind>) and accepts only that schema: the two keys, each a Hub id 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -186,7 +187,10 @@ def check_safetensors_header(path: Path) -> Path:
 
     with open(path, "rb") as file:
         head = file.read(8)
+        size = os.fstat(file.fileno()).st_size
     length = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if len(head) < 8 or length > size - 8:
+        raise ValueError(f"{path}: not a safetensors file (its header length runs past the end of the file)")
     if length > MAX_MODEL_JSON_BYTES:
         raise ValueError(f"{path}: a safetensors header of {length:,} bytes (at most {MAX_MODEL_JSON_BYTES:,})")
     return path

@@ -17,7 +17,7 @@ import torch
 import ultralytics
 from PIL import Image
 
-from hybrid.classifier import Prediction, square_resize
+from hybrid.classifier import square_resize
 from hybrid.cli import main
 from hybrid.crops import square_crop
 from hybrid.detector import Detection
@@ -156,9 +156,13 @@ def test_tiny_and_border_boxes(pipe):
 
 
 def test_no_gesture_class_is_kept(pipe, hands_photo):
+    from hybrid.classifier import CompiledClassifier
+
     class Fixed:  # a classifier whose answer we choose
-        def predict(self, crops, top_k):
-            return [[Prediction(NO_GESTURE, 0.9), Prediction("1", 0.1)][:top_k] for _ in crops]
+        label_names, outputs, ranked = [NO_GESTURE, "1"], (), CompiledClassifier.ranked
+
+        def scores(self, crops):
+            return np.tile(np.float32([0.9, 0.1]), (len(crops), 1)), np.zeros((len(crops), 0), np.float32)
 
     fixed = HybridPipeline(pipe.detector, pipe.classifier, backend="torch", min_confidence=0.5)
     fixed.classifier = Fixed()

@@ -102,15 +102,15 @@ def test_smoothing_removes_a_one_frame_flip(pipe, clip, monkeypatch, window):
     with_true_boxes(pipe, truth, monkeypatch)
     names = list(pipe.classifier.label_names)
     flip, calls = 8, iter(range(10**6))
-    real = pipe.classify
+    real = pipe.score
 
-    def classify(crops):
-        probabilities, index = real(crops), next(calls)
+    def score(crops):
+        (probabilities, extra), index = real(crops), next(calls)
         wanted = names.index("2") if index == flip else names.index(truth[index][1])
         leaning = np.eye(len(names), dtype=np.float32)[wanted]
-        return 0.5 * probabilities + 0.5 * leaning if index != flip else leaning[None]
+        return (0.5 * probabilities + 0.5 * leaning if index != flip else leaning[None]), extra
 
-    monkeypatch.setattr(pipe, "classify", classify)
+    monkeypatch.setattr(pipe, "score", score)
     monkeypatch.setattr(pipe, "min_confidence", 0.0)
     hands = [r.hands[0] for r in frames(pipe, path, window=window)]
     labels = [hand.label for hand in hands]
