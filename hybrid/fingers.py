@@ -1,4 +1,4 @@
-"""Which fingers are up and which hand it is: the labels (annotations/fingers.json, made by
+"""Which fingers are up and which hand it is: the labels (annotations/fingers.json.gz, made by
 tools/label_fingers.py with MediaPipe) and the classifier's extra outputs that learn them.
 
 A classifier with these outputs keeps its count head as it is (timm and transformers load `model.safetensors`
@@ -21,7 +21,7 @@ FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 RIGHT_HAND = "right_hand"  # its logit > 0: the person's right hand, as an unmirrored photo shows it
 OUTPUTS = (*FINGERS, RIGHT_HAND)
 FINGERS_NAME = "fingers.safetensors"
-LABELS = Path(__file__).resolve().parent.parent / "annotations" / "fingers.json"
+LABELS = Path(__file__).resolve().parent.parent / "annotations" / "fingers.json.gz"  # gzip: 2 MB of JSON, 0.4 MB
 UNKNOWN = -1  # a label MediaPipe could not give (no landmarks, a count that disagrees, an unsure hand)
 # Where a classifier with finger outputs takes the count from: its count head, the fingers it sees up (their
 # count's distribution), or the mean of the two; chosen on the validation split when it is trained.
@@ -35,15 +35,24 @@ def box_key(record, index: int) -> str:
     return f"{record_id(record)}#{index}"
 
 
-def load_labels(path: Path = LABELS) -> dict[str, tuple[int, ...]]:
-    """Box key -> the six targets (thumb .. pinky up = 1 / down = 0, right hand = 1 / left = 0; UNKNOWN where
-    the annotation has none)."""
+def read_annotations(path: Path = LABELS) -> dict:
+    """The annotation file (tools/label_fingers.py writes it): gzip-compressed JSON, at most 32 MB unpacked."""
+    import gzip
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no finger labels (make them with tools/label_fingers.py)")
-    if path.stat().st_size > 8 * MAX_MODEL_JSON_BYTES:
-        raise ValueError(f"{path}: over {8 * MAX_MODEL_JSON_BYTES} bytes; not a finger label file")
-    boxes = json.loads(path.read_text())["boxes"]
+    with gzip.open(path, "rb") as file:
+        text = file.read(8 * MAX_MODEL_JSON_BYTES + 1)
+    if len(text) > 8 * MAX_MODEL_JSON_BYTES:
+        raise ValueError(f"{path}: over {8 * MAX_MODEL_JSON_BYTES} bytes unpacked; not a finger label file")
+    return json.loads(text)
+
+
+def load_labels(path: Path = LABELS) -> dict[str, tuple[int, ...]]:
+    """Box key -> the six targets (thumb .. pinky up = 1 / down = 0, right hand = 1 / left = 0; UNKNOWN where
+    the annotation has none)."""
+    boxes = read_annotations(path)["boxes"]
     return {key: targets(entry) for key, entry in boxes.items()}
 
 

@@ -1,4 +1,4 @@
-"""Finger states and handedness: the committed MediaPipe labels (annotations/fingers.json) against the real data,
+"""Finger states and handedness: the committed MediaPipe labels (annotations/fingers.json.gz) against the real data,
 and a classifier that learns them, saved so that timm still sees a plain count classifier."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybrid.fingers import FINGERS, FINGERS_NAME, LABELS, OUTPUTS, UNKNOWN, box_key, load_labels, mirrored
+from hybrid.fingers import FINGERS, FINGERS_NAME, OUTPUTS, UNKNOWN, box_key, load_labels, mirrored, read_annotations
 from tests.fixtures_models import _REPO, _failed, train_classifier
 
 SETS = ("hands", "roboflow", "sign-digits-counts")
@@ -19,7 +19,7 @@ SETS = ("hands", "roboflow", "sign-digits-counts")
 
 @pytest.fixture(scope="module")
 def annotations():
-    return json.loads(LABELS.read_text())
+    return read_annotations()
 
 
 def test_every_annotated_box_is_a_box_of_the_data_and_states_agree_with_its_count(annotations, data_root):

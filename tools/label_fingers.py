@@ -3,7 +3,7 @@
 Runs in its own venv (MediaPipe 0.10.21 needs numpy < 2; never a dependency of the app or the library):
 
     python3.11 -m venv .venv-label && .venv-label/bin/pip install -r tools/requirements-label.txt
-    .venv-label/bin/python tools/label_fingers.py            # writes annotations/fingers.json
+    .venv-label/bin/python tools/label_fingers.py            # writes annotations/fingers.json.gz
 
 For each hand box of Hands, Roboflow and Sign Language Digits 1-5 it runs MediaPipe on the square crop the
 pipeline makes (hybrid.crops.square_crop; on a grey border when the hand fills the crop) and on its mirror
@@ -18,6 +18,7 @@ MediaPipe's handedness assumes a mirrored (selfie) image; our photos are not mir
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from hybrid.crops import FILL, square_crop  # noqa: E402
 from hybrid.data import read_dataset  # noqa: E402
 from hybrid.data.registry import REGISTRY  # noqa: E402
-from hybrid.fingers import FINGERS, LABELS, box_key  # noqa: E402
+from hybrid.fingers import FINGERS, LABELS, box_key, read_annotations  # noqa: E402
 
 SETS = ("hands", "roboflow", "sign-digits-counts")
 MIN_SIDE = 256  # crops are scaled up to this side: MediaPipe's palm detector misses small hands
@@ -175,7 +176,7 @@ def agreement(boxes: dict) -> dict:
 
 
 def write(result: dict, path: Path) -> None:
-    """One box per line, so a re-labelling reads as a diff."""
+    """One box per line (`zcat` it: a re-labelling reads as a diff), gzip-compressed with no timestamp."""
     lines = [
         f"  {json.dumps(key)}: {json.dumps(entry, separators=(',', ':'))}" for key, entry in result["boxes"].items()
     ]
@@ -183,7 +184,7 @@ def write(result: dict, path: Path) -> None:
     text = json.dumps(head, indent=1)[:-2] + ',\n "boxes": {\n' + ",\n".join(lines) + "\n }\n}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
+    temporary.write_bytes(gzip.compress(text.encode(), 9, mtime=0))  # the same labels give the same bytes
     temporary.replace(path)
 
 
@@ -196,7 +197,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.rules_only:
-        result = json.loads(args.output.read_text())
+        result = read_annotations(args.output)
         for entry in result["boxes"].values():
             if entry["found"]:
                 apply_rule(entry)

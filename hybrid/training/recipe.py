@@ -86,9 +86,9 @@ HELP = {
     "get each crop's channel means and deviations mixed with another crop's (MixStyle, Zhou et al., ICLR 2021): "
     "the style of a photo (camera, light, skin) varies, its content stays; the saved network is unchanged",
     "fingers": "weight of a loss on which of the five fingers are up (one sigmoid output each), learned where "
-    "annotations/fingers.json has them (MediaPipe landmark labels that agree with the human count); 0 = off",
+    "annotations/fingers.json.gz has them (MediaPipe landmark labels that agree with the human count); 0 = off",
     "handedness": "weight of a loss on which hand it is (left/right, as an unmirrored photo shows it; a flipped "
-    "training crop swaps it), learned where annotations/fingers.json has it; 0 = off",
+    "training crop swaps it), learned where annotations/fingers.json.gz has it; 0 = off",
     "ema": "decay of an exponential moving average of the weights (timm's ModelEmaV3, warmed up), 0 = off: the "
     "average is what is validated, kept as the best epoch and saved",
 }
@@ -204,7 +204,7 @@ class ClassifierRecipe(Recipe):
     ema: float = 0.0  # decay of a moving average of the weights (0 = off): what is validated and saved
     random_convolution: float = 0.0  # probability that a training crop is blended with a random filter of itself
     mix_style: float = 0.0  # probability that a batch's early features swap style statistics (MixStyle)
-    fingers: float = 0.0  # weight of the five finger-state losses (0 = off; labels: annotations/fingers.json)
+    fingers: float = 0.0  # weight of the five finger-state losses (0 = off; labels: annotations/fingers.json.gz)
     handedness: float = 0.0  # weight of the left/right-hand loss (0 = off; same labels)
     grad_accum: int = 1
     mixed_precision: str = "auto"  # bf16 | no | auto (bf16 where the device runs it natively)
