@@ -341,17 +341,7 @@ def score(detector: Path, classifier: Path, dataset: str, drop_fist: bool = Fals
 
 def sld_accuracy(classifier: Path) -> float:
     """Top-1 accuracy of the classifier alone on every Sign Language Digits 1-5 image."""
-    from hybrid.classifier import GestureClassifier
-    from hybrid.data import iter_crops, read_dataset
-
-    clf = GestureClassifier.from_pretrained(classifier, device="cpu", precision="fp32")
-    crops = list(iter_crops(read_dataset(SLD, merge_labels=True)))  # whole images, as training would crop them
-    right = 0
-    for start in range(0, len(crops), 64):
-        batch = crops[start : start + 64]
-        predictions = clf.predict([crop for crop, _ in batch], top_k=1)
-        right += sum(p[0].label == label for p, (_, label) in zip(predictions, batch))
-    return right / len(crops)
+    return score_crops(classifier, SLD, split=None)["count head"]
 
 
 def run_row(name: str, work: Path, threads: int) -> dict:

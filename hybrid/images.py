@@ -51,7 +51,7 @@ def _open(source: Union[str, Path, bytes], name: str) -> Image.Image:
     try:
         head = _head(source)
         if head[:4] in (b"II*\x00", b"MM\x00*"):
-            _check_directory(_tiff_bytes(source), name)
+            _check_directory(_head(source, 16 * MAX_EXIF_BYTES), name)  # its first directory
         # catch_warnings is process-wide: a thread racing it may print the warning, but the image is still
         # refused (by _check_size, as MAX_PIXELS is below Pillow's warning threshold).
         with warnings.catch_warnings():
@@ -97,14 +97,6 @@ def _count(source: Union[str, Path, bytes], marker: bytes, block: int = 1 << 20)
             found += data.count(marker)
             tail = data[-1:] if data[-1:] == marker[:1] else b""
     return found
-
-
-def _tiff_bytes(source: Union[str, Path, bytes], limit: int = 16 * MAX_EXIF_BYTES) -> bytes:
-    """The start of a TIFF file, enough for its first directory (which `_check_directory` bounds)."""
-    if isinstance(source, bytes):
-        return source[:limit]
-    with open(source, "rb") as file:
-        return file.read(limit)
 
 
 # bytes per value of each TIFF field type (unknown types: the largest)
